@@ -1,0 +1,34 @@
+# erlang_python: build, test, demo and benchmarks. See README.md.
+.PHONY: all build test unit ct dialyzer demo bench clean
+
+REBAR ?= rebar3
+ERL_RUN = erl -noshell -pa _build/default/lib/erlang_python/ebin
+
+all: build
+
+build:
+	$(REBAR) compile
+
+# Every test: C++ unit tests, Common Test suites, dialyzer.
+test: build unit ct dialyzer
+
+unit: build
+	ctest --test-dir "$$(cat _build/cmake/current)" --output-on-failure
+
+ct: build
+	$(REBAR) ct
+
+dialyzer: build
+	$(REBAR) dialyzer
+
+demo: build
+	erlc -o _build/default/lib/erlang_python/ebin examples/demo.erl
+	$(ERL_RUN) -s demo main -s init stop
+
+bench: build
+	erlc -o _build/default/lib/erlang_python/ebin bench/py_bench.erl
+	$(ERL_RUN) -s py_bench main -s init stop
+
+clean:
+	$(REBAR) clean
+	rm -rf _build/cmake priv/erlang_python_nif.so

@@ -1,0 +1,191 @@
+#include "context.h"
+
+#include "atoms.h"
+#include "erl_terms.h"
+#include "gil.h"
+#include "native_thread.h"
+#include "python_runtime.h"
+#include "request_runner.h"
+
+namespace ep {
+
+std::atomic<std::size_t> Context::alive_{0};
+
+Notify Notify::make(ErlNifEnv* caller_env, ERL_NIF_TERM tag) {
+    Notify n;
+    enif_self(caller_env, &n.pid);
+    n.tag = n.env.copy(tag);
+    return n;
+}
+
+void Notify::send(ERL_NIF_TERM message, ErlNifEnv* caller_env) {
+    env.send(pid, enif_make_tuple2(env.get(), tag, message), caller_env);
+}
+
+Context::Context(ContextConfig config) : config_(config) { alive_.fetch_add(1, std::memory_order_relaxed); }
+
+Context::~Context() { alive_.fetch_sub(1, std::memory_order_relaxed); }
+
+std::shared_ptr<Interpreter> Context::interpreter() const {
+    std::lock_guard lock(mutex_);
+    return interp_;
+}
+
+bool Context::start(Notify ready, std::string* error) {
+    State expected = State::Created;
+    if (!state_.compare_exchange_strong(expected, State::Starting)) {
+        *error = "context already started";
+        return false;
+    }
+    auto self = shared_from_this();
+    auto notify = std::make_shared<Notify>(std::move(ready));
+    if (!spawn_detached_thread([self, notify] { self->thread_main(std::move(*notify)); }, "py_context", error)) {
+        state_.store(State::Stopped, std::memory_order_release);
+        queue_.close();
+        return false;
+    }
+    return true;
+}
+
+std::uint64_t Context::submit(std::unique_ptr<Request> req) {
+    if (state_.load(std::memory_order_acquire) != State::Running) return 0;
+    return queue_.push(std::move(req));
+}
+
+Context::Queue::Cancel Context::cancel(std::uint64_t id) {
+    std::unique_ptr<Request> dropped;
+    Queue::Cancel outcome = queue_.cancel(id, &dropped);
+    if (outcome == Queue::Cancel::Running) request_interrupt(weak_from_this(), id);
+    return outcome;
+}
+
+bool Context::stop(ErlNifEnv* caller_env, Notify* done) {
+    bool first = false;
+    {
+        std::lock_guard lock(mutex_);
+        State s = state_.load(std::memory_order_acquire);
+        if (s == State::Stopped) return false;
+        if (s == State::Created) {
+            state_.store(State::Stopped, std::memory_order_release);
+            queue_.close();
+            return false;
+        }
+        if (s != State::Stopping) {
+            state_.store(State::Stopping, std::memory_order_release);
+            first = true;
+        }
+        if (done) stop_waiters_.push_back(std::move(*done));
+    }
+    if (!first) return true;
+    for (auto& req : queue_.close()) req->reply(make_error(req->env.get(), atoms::context_stopped), caller_env);
+    if (std::uint64_t running = queue_.running_id()) request_interrupt(weak_from_this(), running);
+    return true;
+}
+
+void Context::deliver_interrupt(std::uint64_t id) {
+    // The interrupt service holds our interpreter's GIL, and the running id
+    // only changes under that GIL, so this check cannot race the request's end.
+    if (id == 0 || queue_.running_id() != id || interrupted_id_ == id) return;
+    bool stopping = state_.load(std::memory_order_acquire) == State::Stopping;
+    if (queue_.cancelled_running_id() != id && !stopping) return;
+    PyThreadState_SetAsyncExc(thread_ident_, interp_->types().interrupted);
+    interrupted_id_ = id;
+    stopping_interrupt_ = stopping;
+}
+
+void Context::thread_main(Notify ready) {
+    std::string error;
+    bool attached = attach_lane(&error);
+    if (attached) {
+        State expected = State::Starting;
+        if (state_.compare_exchange_strong(expected, State::Running)) {
+            ready.send(atoms::ok);
+            serve();
+        } else {
+            ready.send(make_error(ready.env.get(), atoms::context_stopped));
+        }
+        detach_lane();
+    } else {
+        ready.send(make_error(ready.env.get(), atoms::python_error, error));
+    }
+    std::vector<Notify> waiters;
+    {
+        std::lock_guard lock(mutex_);
+        state_.store(State::Stopped, std::memory_order_release);
+        waiters.swap(stop_waiters_);
+    }
+    for (auto& req : queue_.close()) req->reply(make_error(req->env.get(), atoms::context_stopped));
+    for (auto& w : waiters) w.send(atoms::stopped);
+}
+
+bool Context::attach_lane(std::string* error) {
+    if (config_.mode != Mode::Worker) {
+        *error = "subinterp and owngil contexts are not available in this build yet";
+        return false;
+    }
+    std::shared_ptr<Interpreter> interp = main_interpreter();
+    tstate_ = PyThreadState_New(interp->state());
+    if (tstate_ == nullptr) {
+        *error = "PyThreadState_New failed";
+        return false;
+    }
+    PyEval_RestoreThread(tstate_);
+    thread_ident_ = PyThread_get_thread_ident();
+    PyEval_SaveThread();
+    std::lock_guard lock(mutex_);
+    interp_ = std::move(interp);
+    return true;
+}
+
+void Context::detach_lane() {
+    PyEval_RestoreThread(tstate_);
+    if (interp_->has_pending_releases()) interp_->drain_releases();
+    PyThreadState_Clear(tstate_);
+    PyThreadState_DeleteCurrent();
+    tstate_ = nullptr;
+}
+
+void Context::serve() {
+    RequestRunner runner(interp_, weak_from_this(), config_.code_cache_size);
+    while (!queue_.closed()) {
+        queue_.wait(config_.spin);
+        GilHold gil(tstate_);
+        for (std::size_t n = 0; n < config_.max_batch; ++n) {
+            std::uint64_t id = 0;
+            std::unique_ptr<Request> req = queue_.start_next(&id);
+            if (!req) break;
+            RunResult result = runner.run(*req);
+            finish(*req, id, result);
+            // Drop the request (and maybe the last hold on its env) while the
+            // GIL is still ours; the env's dict then goes to the release queue.
+            req.reset();
+            served_.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (interp_->has_pending_releases()) interp_->drain_releases();
+    }
+    GilHold gil(tstate_);
+    runner.clear();  // cached code objects die under the GIL
+}
+
+void Context::finish(Request& req, std::uint64_t id, RunResult& result) {
+    if (interrupted_id_ == id) {
+        // Drop the interrupt if the request ended before it was raised, so it
+        // cannot hit the next request.
+        PyThreadState_SetAsyncExc(thread_ident_, nullptr);
+        interrupted_id_ = 0;
+    }
+    bool stopping = std::exchange(stopping_interrupt_, false);
+    if (!queue_.finish_running()) return;  // its caller timed out and has gone on
+    ErlNifEnv* env = req.env.get();
+    if (result.interrupted && stopping) {
+        req.reply(make_error(env, atoms::context_stopped));
+    } else if (result.kind == RunResult::PythonError) {
+        req.reply_python_error(result.value, result.traceback);
+    } else if (result.kind == RunResult::Failure) {
+        req.reply(make_error(env, result.value));
+    } else {
+        req.reply(result.value);
+    }
+}
+
+}  // namespace ep

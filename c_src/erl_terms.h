@@ -1,0 +1,33 @@
+// Small helpers for building Erlang terms.
+#pragma once
+
+#include <erl_nif.h>
+
+#include <cstring>
+#include <string_view>
+
+#include "atoms.h"
+
+namespace ep {
+
+inline ERL_NIF_TERM make_binary(ErlNifEnv* env, std::string_view text) {
+    ERL_NIF_TERM term;
+    unsigned char* data = enif_make_new_binary(env, text.size(), &term);
+    if (!text.empty()) std::memcpy(data, text.data(), text.size());
+    return term;
+}
+
+inline ERL_NIF_TERM make_ok(ErlNifEnv* env, ERL_NIF_TERM value) { return enif_make_tuple2(env, atoms::ok, value); }
+inline ERL_NIF_TERM make_error(ErlNifEnv* env, ERL_NIF_TERM reason) {
+    return enif_make_tuple2(env, atoms::error, reason);
+}
+// {error, {Tag, Detail}}
+inline ERL_NIF_TERM make_error(ErlNifEnv* env, ERL_NIF_TERM tag, ERL_NIF_TERM detail) {
+    return make_error(env, enif_make_tuple2(env, tag, detail));
+}
+// {error, {Tag, <<"text">>}}
+inline ERL_NIF_TERM make_error(ErlNifEnv* env, ERL_NIF_TERM tag, std::string_view text) {
+    return make_error(env, tag, make_binary(env, text));
+}
+
+}  // namespace ep

@@ -1,0 +1,74 @@
+#include "interpreter.h"
+
+#include "erlang_module.h"
+
+namespace ep {
+
+Interpreter::Interpreter(PyInterpreterState* state, bool is_main)
+    : state_(state), id_(PyInterpreterState_GetID(state)), is_main_(is_main) {}
+
+void Interpreter::release(PyObject* obj, ReleaseKind kind) {
+    if (obj == nullptr) return;
+    std::shared_ptr<std::function<void()>> waker;
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_) return;
+        items_.push_back(Item{obj, kind});
+        pending_.store(items_.size(), std::memory_order_release);
+        if (items_.size() == 1) waker = waker_;
+    }
+    if (waker && *waker) (*waker)();
+}
+
+std::size_t Interpreter::drain_releases() {
+    std::vector<Item> items;
+    {
+        std::lock_guard lock(mutex_);
+        items.swap(items_);
+        pending_.store(0, std::memory_order_release);
+    }
+    // Decref'ing can run __del__, which may release more objects: those land
+    // in the queue again and are handled by the next drain.
+    for (const Item& item : items) {
+        if (item.kind == ReleaseKind::ClearDict && PyDict_Check(item.obj)) PyDict_Clear(item.obj);
+        Py_DECREF(item.obj);
+    }
+    return items.size();
+}
+
+void Interpreter::set_waker(std::function<void()> waker) {
+    std::lock_guard lock(mutex_);
+    waker_ = std::make_shared<std::function<void()>>(std::move(waker));
+}
+
+void Interpreter::close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    items_.clear();
+    pending_.store(0, std::memory_order_release);
+    waker_.reset();
+}
+
+bool Interpreter::load_erlang_module() {
+    PyObject* module = PyImport_ImportModule("erlang");
+    if (module == nullptr) return false;
+    const ErlangModuleState* st = erlang_module_state(module);
+    if (st == nullptr) {
+        Py_DECREF(module);
+        PyErr_SetString(PyExc_ImportError, "the 'erlang' module found is not erlang_python's");
+        return false;
+    }
+    types_.module = module;
+    types_.pid = st->pid_type;
+    types_.ref = st->ref_type;
+    types_.atom = st->atom_type;
+    types_.interrupted = st->interrupted;
+    return true;
+}
+
+void Interpreter::clear_erlang_module() {
+    Py_CLEAR(types_.module);
+    types_ = ErlangTypes{};
+}
+
+}  // namespace ep

@@ -1,0 +1,84 @@
+// One Python interpreter (the main one or a subinterpreter) as the NIF sees
+// it: its identity, the objects our `erlang` module made in it, and the queue
+// through which other threads hand it references to release.
+#pragma once
+
+#include <Python.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace ep {
+
+// Types from the `erlang` module as created in one interpreter. Borrowed
+// pointers kept alive by `module`; only read while holding that
+// interpreter's GIL.
+struct ErlangTypes {
+    PyObject* module = nullptr;  // owned
+    PyTypeObject* pid = nullptr;
+    PyTypeObject* ref = nullptr;
+    PyTypeObject* atom = nullptr;
+    PyObject* interrupted = nullptr;  // exception type raised on timeout/stop
+};
+
+enum class ReleaseKind : std::uint8_t {
+    Decref,     // drop one reference
+    ClearDict,  // an env namespace: clear it first so objects in it die now (design.md fact 13)
+};
+
+class Interpreter {
+public:
+    Interpreter(PyInterpreterState* state, bool is_main);
+    Interpreter(const Interpreter&) = delete;
+    Interpreter& operator=(const Interpreter&) = delete;
+
+    PyInterpreterState* state() const { return state_; }
+    std::int64_t id() const { return id_; }
+    bool is_main() const { return is_main_; }
+
+    // Any thread. Hands over one owned reference; the owner thread releases it
+    // under this interpreter's GIL. After close() the pointer is dropped
+    // without touching it: the interpreter that owned it is gone.
+    void release(PyObject* obj, ReleaseKind kind);
+
+    // Owner thread, GIL held: releases everything queued so far.
+    std::size_t drain_releases();
+    bool has_pending_releases() const { return pending_.load(std::memory_order_acquire) != 0; }
+
+    // Called (outside any lock of ours) when the queue goes from empty to
+    // non-empty, so the owner can come and drain it.
+    void set_waker(std::function<void()> waker);
+
+    // The interpreter is being destroyed: drop queued and future releases.
+    void close();
+
+    // Loads our `erlang` module into this interpreter. GIL held. False with a
+    // Python exception set on failure.
+    bool load_erlang_module();
+    const ErlangTypes& types() const { return types_; }
+    // GIL held, before the interpreter ends.
+    void clear_erlang_module();
+
+private:
+    struct Item {
+        PyObject* obj;
+        ReleaseKind kind;
+    };
+
+    PyInterpreterState* state_;
+    std::int64_t id_;
+    bool is_main_;
+    ErlangTypes types_;
+
+    std::mutex mutex_;
+    std::vector<Item> items_;
+    bool closed_ = false;
+    std::shared_ptr<std::function<void()>> waker_;
+    std::atomic<std::size_t> pending_{0};
+};
+
+}  // namespace ep

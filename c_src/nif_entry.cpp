@@ -1,0 +1,121 @@
+// The NIF library py_nif: load-time set-up and the function table.
+#include <erl_nif.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "atoms.h"
+#include "context.h"
+#include "context_nifs.h"
+#include "env.h"
+#include "erl_terms.h"
+#include "handle.h"
+#include "python_runtime.h"
+#include "resources.h"
+
+namespace ep {
+namespace {
+
+// Python failing to start must not fail the load: the library stays loaded
+// and every call that needs Python reports why instead.
+std::string python_start_error;
+bool python_started = false;
+
+std::string string_option(ErlNifEnv* env, ERL_NIF_TERM map, const char* key, const char* fallback) {
+    ERL_NIF_TERM value;
+    ErlNifBinary bin;
+    if (enif_is_map(env, map) && enif_get_map_value(env, map, enif_make_atom(env, key), &value) &&
+        enif_inspect_iolist_as_binary(env, value, &bin) && bin.size > 0)
+        return std::string(reinterpret_cast<const char*>(bin.data), bin.size);
+    return fallback;
+}
+
+std::vector<std::string> path_option(ErlNifEnv* env, ERL_NIF_TERM map) {
+    std::vector<std::string> out;
+    ERL_NIF_TERM list, head;
+    if (!enif_is_map(env, map) || !enif_get_map_value(env, map, enif_make_atom(env, "python_path"), &list)) return out;
+    while (enif_get_list_cell(env, list, &head, &list)) {
+        ErlNifBinary bin;
+        if (enif_inspect_iolist_as_binary(env, head, &bin))
+            out.emplace_back(reinterpret_cast<const char*>(bin.data), bin.size);
+    }
+    return out;
+}
+
+int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
+    atoms::init(env);
+    if (!open_resource_types(env)) return 1;
+    RuntimeOptions options;
+    // ERLANG_PYTHON_HOME beats the app env, which beats the build's Python.
+    const char* env_home = std::getenv("ERLANG_PYTHON_HOME");
+    options.home = env_home && *env_home ? env_home : string_option(env, load_info, "python_home", EP_PYTHON_HOME);
+    options.executable = string_option(env, load_info, "python_executable", EP_PYTHON_EXECUTABLE);
+    options.extra_path = path_option(env, load_info);
+    python_started = start_python(options, &python_start_error);
+    return 0;
+}
+
+ERL_NIF_TERM not_started(ErlNifEnv* env) { return make_error(env, enif_make_atom(env, "python_not_started"), python_start_error); }
+
+#define EP_REQUIRE_PYTHON(env) \
+    if (!python_started) return not_started(env)
+
+ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
+    EP_REQUIRE_PYTHON(env);
+    const RuntimeInfo& info = ep::runtime_info();
+    ERL_NIF_TERM keys[] = {
+        enif_make_atom(env, "version"),        enif_make_atom(env, "version_info"),
+        enif_make_atom(env, "executable"),     enif_make_atom(env, "home"),
+        enif_make_atom(env, "contexts_alive"), enif_make_atom(env, "envs_alive"),
+        enif_make_atom(env, "handles_alive"),  enif_make_atom(env, "owngil_supported"),
+    };
+    ERL_NIF_TERM values[] = {
+        make_binary(env, info.version),
+        enif_make_tuple3(env, enif_make_int(env, info.major), enif_make_int(env, info.minor), enif_make_int(env, info.micro)),
+        make_binary(env, info.executable),
+        make_binary(env, info.home),
+        enif_make_uint64(env, Context::alive()),
+        enif_make_uint64(env, Env::alive()),
+        enif_make_uint64(env, Handle::alive()),
+        (info.major > 3 || (info.major == 3 && info.minor >= 12)) ? atoms::true_ : atoms::false_,
+    };
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
+    return make_ok(env, map);
+}
+
+template <ERL_NIF_TERM (*F)(ErlNifEnv*, int, const ERL_NIF_TERM[])>
+ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+    EP_REQUIRE_PYTHON(env);
+    // Nothing below may let a C++ exception reach the VM.
+    try {
+        return F(env, argc, argv);
+    } catch (const std::bad_alloc&) {
+        return make_error(env, atoms::no_memory);
+    } catch (...) {
+        return make_error(env, atoms::python_error, "internal error in erlang_python");
+    }
+}
+
+ErlNifFunc functions[] = {
+    {"runtime_info", 0, runtime_info, 0},
+    {"context_new", 3, guarded<nif_context_new>, 0},
+    {"context_stop", 2, guarded<nif_context_stop>, 0},
+    {"context_info", 1, guarded<nif_context_info>, 0},
+    {"env_new", 1, guarded<nif_env_new>, 0},
+    {"exec", 3, guarded<nif_exec>, 0},
+    {"eval", 4, guarded<nif_eval>, 0},
+    {"call", 6, guarded<nif_call>, 0},
+    {"handle_getattr", 3, guarded<nif_handle_getattr>, 0},
+    {"handle_call_method", 5, guarded<nif_handle_call_method>, 0},
+    {"handle_to_term", 2, guarded<nif_handle_to_term>, 0},
+    {"cancel", 2, guarded<nif_cancel>, 0},
+    {"is_handle", 1, nif_is_handle, 0},
+};
+
+}  // namespace
+}  // namespace ep
+
+extern "C" {
+ERL_NIF_INIT(py_nif, ep::functions, ep::load, nullptr, nullptr, nullptr)
+}

@@ -1,0 +1,19 @@
+// Python exceptions as Erlang terms.
+#pragma once
+
+#include <Python.h>
+#include <erl_nif.h>
+
+namespace ep {
+
+struct PythonError {
+    ERL_NIF_TERM reason;     // {TypeName :: atom(), Message :: binary()}
+    ERL_NIF_TERM traceback;  // the formatted traceback, a binary
+    bool interrupted;        // the exception was our erlang.Interrupted
+};
+
+// Takes (and clears) the pending Python exception, which must be set.
+// `interrupted_type` may be nullptr.
+PythonError take_python_error(ErlNifEnv* env, PyObject* interrupted_type);
+
+}  // namespace ep

@@ -1,0 +1,188 @@
+#include "py_to_term.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "bigint_ext.h"
+#include "erl_terms.h"
+#include "erlang_module.h"
+#include "handle.h"
+#include "py_errors.h"
+#include "pylong_bytes.h"
+#include "resources.h"
+
+namespace ep {
+namespace {
+
+class ObjectConverter {
+public:
+    ObjectConverter(ErlNifEnv* env, const ConvertScope& scope) : env_(env), scope_(scope), types_(scope.interp->types()) {}
+
+    // Converts obj; on failure returns false and reason() says why.
+    bool convert(PyObject* obj, int depth, ERL_NIF_TERM* out) {
+        if (depth > kMaxNesting) return fail(atoms::nesting_too_deep);
+        if (obj == Py_None) return set(out, atoms::none);
+        if (obj == Py_True) return set(out, atoms::true_);
+        if (obj == Py_False) return set(out, atoms::false_);
+        if (PyLong_Check(obj)) return integer(obj, out);
+        if (PyFloat_Check(obj)) return real(PyFloat_AS_DOUBLE(obj), out);
+        if (PyUnicode_Check(obj)) return text(obj, out);
+        if (PyBytes_Check(obj))
+            return set(out, make_binary(env_, {PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj))}));
+        if (PyByteArray_Check(obj))
+            return set(out, make_binary(env_, {PyByteArray_AS_STRING(obj), static_cast<size_t>(PyByteArray_GET_SIZE(obj))}));
+        if (PyList_Check(obj)) return sequence(obj, depth, /*tuple=*/false, out);
+        if (PyTuple_Check(obj)) return sequence(obj, depth, /*tuple=*/true, out);
+        if (PyDict_Check(obj)) return dict(obj, depth, out);
+        if (Py_IS_TYPE(obj, types_.pid) || Py_IS_TYPE(obj, types_.ref)) return set(out, term_object_value(obj, env_));
+        return handle(obj, out);
+    }
+
+    ERL_NIF_TERM reason() const { return reason_; }
+
+private:
+    static bool set(ERL_NIF_TERM* out, ERL_NIF_TERM value) {
+        *out = value;
+        return true;
+    }
+    bool fail(ERL_NIF_TERM reason) {
+        reason_ = reason;
+        return false;
+    }
+    bool python_failure() { return fail(take_python_error(env_, nullptr).reason); }
+
+    bool integer(PyObject* obj, ERL_NIF_TERM* out) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (overflow == 0) {
+            if (v == -1 && PyErr_Occurred()) return python_failure();
+            return set(out, enif_make_int64(env_, v));
+        }
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(obj);
+            if (!PyErr_Occurred()) return set(out, enif_make_uint64(env_, u));
+            PyErr_Clear();
+        }
+        BigInt big;
+        if (!pylong_magnitude(obj, &big.magnitude, &big.negative)) return python_failure();
+        std::vector<std::uint8_t> ext = encode_bigint_ext(big);
+        if (enif_binary_to_term(env_, ext.data(), ext.size(), out, 0) == 0) return fail(atoms::no_memory);
+        return true;
+    }
+
+    bool real(double d, ERL_NIF_TERM* out) {
+        if (std::isnan(d)) return set(out, atoms::nan);
+        if (std::isinf(d)) return set(out, d > 0 ? atoms::infinity : atoms::neg_infinity);
+        return set(out, enif_make_double(env_, d));
+    }
+
+    bool text(PyObject* obj, ERL_NIF_TERM* out) {
+        Py_ssize_t size = 0;
+        const char* data = PyUnicode_AsUTF8AndSize(obj, &size);
+        if (data == nullptr) {
+            // Lone surrogates (from surrogateescape'd file names, say) have no
+            // UTF-8 form; keep their bytes rather than failing the whole result.
+            PyErr_Clear();
+            PyRef bytes = PyRef::steal(PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass"));
+            if (!bytes) return python_failure();
+            return set(out, make_binary(env_, {PyBytes_AS_STRING(bytes.get()), static_cast<size_t>(PyBytes_GET_SIZE(bytes.get()))}));
+        }
+        if (Py_IS_TYPE(obj, types_.atom)) {
+            if (size > 255) return fail(enif_make_tuple2(env_, atoms::badarg, make_binary(env_, "atom name longer than 255 bytes")));
+            // OTP 25 makes atoms from Latin-1 only; names beyond it become binaries' atoms via the external format.
+            return atom(data, static_cast<size_t>(size), out);
+        }
+        return set(out, make_binary(env_, {data, static_cast<size_t>(size)}));
+    }
+
+    bool atom(const char* utf8, size_t size, ERL_NIF_TERM* out) {
+        bool ascii = true;
+        for (size_t i = 0; i < size && ascii; ++i) ascii = static_cast<unsigned char>(utf8[i]) < 0x80;
+        if (ascii) return set(out, enif_make_atom_len(env_, utf8, size));
+        std::vector<std::uint8_t> ext = {131, 118, static_cast<std::uint8_t>(size >> 8), static_cast<std::uint8_t>(size & 0xff)};
+        ext.insert(ext.end(), utf8, utf8 + size);
+        if (enif_binary_to_term(env_, ext.data(), ext.size(), out, 0) == 0)
+            return fail(enif_make_tuple2(env_, atoms::badarg, make_binary(env_, "atom name too long")));
+        return true;
+    }
+
+    bool sequence(PyObject* obj, int depth, bool tuple, ERL_NIF_TERM* out) {
+        Py_ssize_t n = tuple ? PyTuple_GET_SIZE(obj) : PyList_GET_SIZE(obj);
+        std::vector<ERL_NIF_TERM> items;
+        items.reserve(static_cast<size_t>(n));
+        for (Py_ssize_t i = 0; i < (tuple ? PyTuple_GET_SIZE(obj) : PyList_GET_SIZE(obj)); ++i) {
+            // A list may change while we convert (an item's conversion can run
+            // Python code), so hold the item and re-check the length each time.
+            PyRef item = PyRef::borrow(tuple ? PyTuple_GET_ITEM(obj, i) : PyList_GET_ITEM(obj, i));
+            ERL_NIF_TERM term;
+            if (!convert(item.get(), depth + 1, &term)) return false;
+            items.push_back(term);
+        }
+        auto count = static_cast<unsigned>(items.size());
+        return set(out, tuple ? enif_make_tuple_from_array(env_, items.data(), count)
+                              : enif_make_list_from_array(env_, items.data(), count));
+    }
+
+    bool dict(PyObject* obj, int depth, ERL_NIF_TERM* out) {
+        std::vector<ERL_NIF_TERM> keys, values;
+        auto n = static_cast<size_t>(PyDict_GET_SIZE(obj));
+        keys.reserve(n);
+        values.reserve(n);
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(obj, &pos, &k, &v)) {
+            // Held while converting: a collection triggered meanwhile could
+            // run a __del__ that edits this dict.
+            PyRef key = PyRef::borrow(k), value = PyRef::borrow(v);
+            ERL_NIF_TERM kt, vt;
+            if (!convert(key.get(), depth + 1, &kt) || !convert(value.get(), depth + 1, &vt)) return false;
+            keys.push_back(kt);
+            values.push_back(vt);
+        }
+        if (enif_make_map_from_arrays(env_, keys.data(), values.data(), keys.size(), out)) return true;
+        // Two Python keys became the same term ('a' and b'a'): the later wins.
+        ERL_NIF_TERM map = enif_make_new_map(env_);
+        for (size_t i = 0; i < keys.size(); ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
+        return set(out, map);
+    }
+
+    bool handle(PyObject* obj, ERL_NIF_TERM* out) {
+        auto h = std::make_shared<Handle>(Py_NewRef(obj), scope_.interp, scope_.context);
+        return set(out, make_handle_term(env_, std::move(h)));
+    }
+
+    ErlNifEnv* env_;
+    const ConvertScope& scope_;
+    const ErlangTypes& types_;
+    ERL_NIF_TERM reason_ = 0;
+};
+
+// py:to_term/1 unwraps one level of containers that have no Erlang form.
+PyRef unwrap_top_level(PyObject* obj) {
+    if (PyAnySet_Check(obj) || PyDictViewSet_Check(obj) || PyDictValues_Check(obj) || PyRange_Check(obj))
+        return PyRef::steal(PySequence_List(obj));
+    if (PyMemoryView_Check(obj)) return PyRef::steal(PyBytes_FromObject(obj));
+    if (PyMapping_Check(obj) && !PySequence_Check(obj) && PyObject_HasAttrString(obj, "items")) {
+        PyRef dict = PyRef::steal(PyDict_New());
+        if (dict && PyDict_Update(dict.get(), obj) == 0) return dict;
+        PyErr_Clear();
+    }
+    return PyRef::borrow(obj);
+}
+
+}  // namespace
+
+bool py_to_term(PyObject* obj, ErlNifEnv* env, const ConvertScope& scope, ERL_NIF_TERM* out, Unwrap unwrap) {
+    PyRef target = unwrap == Unwrap::TopLevel ? unwrap_top_level(obj) : PyRef::borrow(obj);
+    ObjectConverter converter(env, scope);
+    if (!target) {
+        *out = take_python_error(env, nullptr).reason;
+        return false;
+    }
+    if (converter.convert(target.get(), 0, out)) return true;
+    *out = converter.reason();
+    return false;
+}
+
+}  // namespace ep

@@ -1,0 +1,206 @@
+#include "python_runtime.h"
+
+#include <Python.h>
+#include <dlfcn.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "context.h"
+#include "erlang_module.h"
+#include "native_thread.h"
+#include "py_ref.h"
+
+namespace ep {
+namespace {
+
+// The service thread is the thread that initialised Python (so Python sees
+// it as the main thread). After start-up it idles without the GIL and wakes
+// for two chores: releasing objects queued for the main interpreter when no
+// worker context happens to do it, and delivering interrupts.
+class Service {
+public:
+    void run(const RuntimeOptions& options);
+    bool wait_started(std::string* error);
+    void wake_for_releases();
+    void add_interrupt(std::weak_ptr<Context> context, std::uint64_t id);
+
+    std::shared_ptr<Interpreter> main;
+    RuntimeInfo info;
+
+private:
+    bool init(const RuntimeOptions& options, std::string* error);
+    void loop();
+
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool started_ = false;
+    std::string start_error_;
+    bool releases_pending_ = false;
+    std::deque<std::pair<std::weak_ptr<Context>, std::uint64_t>> interrupts_;
+    PyThreadState* tstate_ = nullptr;
+};
+
+Service* service = nullptr;
+std::once_flag start_once;
+bool start_ok = false;
+std::string start_error;
+
+std::string status_message(const char* what, const PyStatus& status) {
+    std::string msg = what;
+    if (status.func) msg += std::string(" (") + status.func + ")";
+    if (status.err_msg) msg += std::string(": ") + status.err_msg;
+    return msg;
+}
+
+// The VM loads NIF libraries RTLD_LOCAL; C extension modules then cannot see
+// libpython's symbols (design.md fact 1). Re-open libpython globally, and pin
+// this library so a purge of py_nif can never unmap code our threads run.
+bool make_symbols_global(std::string* error) {
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void*>(&Py_InitializeFromConfig), &info) == 0 || info.dli_fname == nullptr) {
+        *error = "dladdr could not locate libpython";
+        return false;
+    }
+    if (dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL | RTLD_NODELETE) == nullptr) {
+        *error = std::string("dlopen(libpython, RTLD_GLOBAL): ") + dlerror();
+        return false;
+    }
+    if (dladdr(reinterpret_cast<void*>(&start_python), &info) != 0 && info.dli_fname != nullptr)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    return true;
+}
+
+bool Service::init(const RuntimeOptions& options, std::string* error) {
+    if (Py_IsInitialized()) {
+        *error = "Python is already initialised in this OS process by someone else";
+        return false;
+    }
+    if (!register_erlang_module()) {
+        *error = "could not register the erlang module";
+        return false;
+    }
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0;  // signals belong to the VM
+    config.parse_argv = 0;
+    PyStatus status = PyStatus_Ok();
+    if (!options.home.empty()) status = PyConfig_SetBytesString(&config, &config.home, options.home.c_str());
+    if (!PyStatus_Exception(status) && !options.executable.empty())
+        status = PyConfig_SetBytesString(&config, &config.program_name, options.executable.c_str());
+    if (!PyStatus_Exception(status) && !options.executable.empty())
+        status = PyConfig_SetBytesString(&config, &config.executable, options.executable.c_str());
+    if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) {
+        *error = status_message("Python failed to start", status);
+        return false;
+    }
+    // Now initialised, holding the GIL with this thread's state.
+    main = std::make_shared<Interpreter>(PyInterpreterState_Main(), true);
+    bool ok = main->load_erlang_module();
+    PyObject* sys_path = PySys_GetObject("path");  // borrowed
+    for (auto it = options.extra_path.rbegin(); ok && it != options.extra_path.rend(); ++it) {
+        PyRef entry = PyRef::steal(PyUnicode_DecodeFSDefault(it->c_str()));
+        ok = entry && sys_path && PyList_Insert(sys_path, 0, entry.get()) == 0;
+    }
+    if (!ok) {
+        PyErr_Print();
+        *error = "Python started but erlang_python's set-up in it failed (see stderr)";
+        PyEval_SaveThread();
+        return false;
+    }
+    info.version = Py_GetVersion();
+    info.executable = options.executable;
+    info.home = options.home;
+    info.major = PY_MAJOR_VERSION;
+    info.minor = PY_MINOR_VERSION;
+    info.micro = PY_MICRO_VERSION;
+    main->set_waker([this] { wake_for_releases(); });
+    tstate_ = PyEval_SaveThread();
+    return true;
+}
+
+void Service::run(const RuntimeOptions& options) {
+    std::string error;
+    bool ok = init(options, &error);
+    {
+        std::lock_guard lock(mutex_);
+        started_ = true;
+        start_error_ = error;
+    }
+    cv_.notify_all();
+    if (ok) loop();
+}
+
+bool Service::wait_started(std::string* error) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [this] { return started_; });
+    *error = start_error_;
+    return start_error_.empty();
+}
+
+void Service::wake_for_releases() {
+    {
+        std::lock_guard lock(mutex_);
+        releases_pending_ = true;
+    }
+    cv_.notify_all();
+}
+
+void Service::add_interrupt(std::weak_ptr<Context> context, std::uint64_t id) {
+    {
+        std::lock_guard lock(mutex_);
+        interrupts_.emplace_back(std::move(context), id);
+    }
+    cv_.notify_all();
+}
+
+void Service::loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        cv_.wait(lock, [this] { return releases_pending_ || !interrupts_.empty(); });
+        auto interrupts = std::move(interrupts_);
+        interrupts_.clear();
+        bool releases = std::exchange(releases_pending_, false);
+        lock.unlock();
+        if (releases && interrupts.empty()) {
+            // Worker contexts drain the main queue between batches while they
+            // hold the GIL anyway; give them a moment before taking it.
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        if (!interrupts.empty() || main->has_pending_releases()) {
+            PyEval_RestoreThread(tstate_);
+            for (auto& [weak, id] : interrupts)
+                if (auto ctx = weak.lock()) ctx->deliver_interrupt(id);
+            main->drain_releases();
+            PyEval_SaveThread();
+        }
+        lock.lock();
+    }
+}
+
+}  // namespace
+
+bool start_python(const RuntimeOptions& options, std::string* error) {
+    std::call_once(start_once, [&] {
+        if (!make_symbols_global(&start_error)) return;
+        service = new Service();  // lives as long as the OS process: Python is never finalised
+        if (!spawn_detached_thread([options] { service->run(options); }, "py_main", &start_error)) return;
+        start_ok = service->wait_started(&start_error);
+    });
+    *error = start_error;
+    return start_ok;
+}
+
+const std::shared_ptr<Interpreter>& main_interpreter() { return service->main; }
+const RuntimeInfo& runtime_info() { return service->info; }
+
+void request_interrupt(std::weak_ptr<Context> context, std::uint64_t id) {
+    service->add_interrupt(std::move(context), id);
+}
+
+}  // namespace ep

@@ -1,0 +1,156 @@
+// The queue between callers (scheduler threads) and one context thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+namespace ep {
+
+// Many producers, one consumer. Besides FIFO order it tracks which item is
+// running, so a caller that timed out can cancel its request whether it is
+// still queued or already running, and knows whether a reply will still come.
+//
+// The consumer spins briefly before sleeping: a round trip that finds the
+// thread awake costs a few hundred nanoseconds, one that has to wake it with a
+// futex costs tens of microseconds on this hardware.
+template <class T>
+class RequestQueue {
+public:
+    enum class Cancel {
+        Dequeued,  // it was still queued and never runs; no reply comes
+        Running,   // it is running; its reply will be suppressed
+        NotFound,  // already finished (its reply is sent or on its way)
+    };
+
+    // Adds an item and returns its id (never 0), or 0 when the queue is closed.
+    std::uint64_t push(std::unique_ptr<T> item) {
+        bool wake = false;
+        std::uint64_t id = 0;
+        {
+            std::lock_guard lock(mutex_);
+            if (closed_) return 0;
+            id = ++last_id_;
+            items_.push_back(Entry{id, std::move(item)});
+            size_.store(items_.size(), std::memory_order_release);
+            wake = sleeping_;
+        }
+        if (wake) cv_.notify_one();
+        return id;
+    }
+
+    // Blocks until an item is queued or the queue is closed. Spins for up to
+    // `spin` first.
+    void wait(std::chrono::nanoseconds spin) {
+        if (spin.count() > 0) {
+            auto deadline = std::chrono::steady_clock::now() + spin;
+            for (unsigned i = 1;; ++i) {
+                if (size_.load(std::memory_order_acquire) != 0 || closed_flag_.load(std::memory_order_acquire)) return;
+                if ((i & 63) == 0) {
+                    if (std::chrono::steady_clock::now() >= deadline) break;
+                    std::this_thread::yield();
+                }
+            }
+        }
+        std::unique_lock lock(mutex_);
+        sleeping_ = true;
+        cv_.wait(lock, [this] { return !items_.empty() || closed_; });
+        sleeping_ = false;
+    }
+
+    // Takes the oldest item and records it as the running one.
+    std::unique_ptr<T> start_next(std::uint64_t* id) {
+        std::lock_guard lock(mutex_);
+        if (items_.empty()) return nullptr;
+        Entry entry = std::move(items_.front());
+        items_.pop_front();
+        size_.store(items_.size(), std::memory_order_release);
+        running_id_ = entry.id;
+        running_cancelled_ = false;
+        *id = entry.id;
+        return std::move(entry.item);
+    }
+
+    // Ends the running item. True when its reply must be sent.
+    bool finish_running() {
+        std::lock_guard lock(mutex_);
+        bool send = !running_cancelled_;
+        running_id_ = 0;
+        running_cancelled_ = false;
+        return send;
+    }
+
+    // Cancels item `id`. A dequeued item is handed back through `removed` so
+    // the caller destroys it outside the lock.
+    Cancel cancel(std::uint64_t id, std::unique_ptr<T>* removed) {
+        std::lock_guard lock(mutex_);
+        if (id != 0 && id == running_id_) {
+            running_cancelled_ = true;
+            return Cancel::Running;
+        }
+        for (auto it = items_.begin(); it != items_.end(); ++it) {
+            if (it->id == id) {
+                *removed = std::move(it->item);
+                items_.erase(it);
+                size_.store(items_.size(), std::memory_order_release);
+                return Cancel::Dequeued;
+            }
+        }
+        return Cancel::NotFound;
+    }
+
+    // The running item's id if it has been cancelled, else 0.
+    std::uint64_t cancelled_running_id() const {
+        std::lock_guard lock(mutex_);
+        return running_cancelled_ ? running_id_ : 0;
+    }
+
+    std::uint64_t running_id() const {
+        std::lock_guard lock(mutex_);
+        return running_id_;
+    }
+
+    // Refuses further pushes, marks the running item cancelled and returns
+    // everything still queued, oldest first.
+    std::deque<std::unique_ptr<T>> close() {
+        std::deque<std::unique_ptr<T>> pending;
+        {
+            std::lock_guard lock(mutex_);
+            closed_ = true;
+            closed_flag_.store(true, std::memory_order_release);
+            for (auto& entry : items_) pending.push_back(std::move(entry.item));
+            items_.clear();
+            size_.store(0, std::memory_order_release);
+        }
+        cv_.notify_all();
+        return pending;
+    }
+
+    bool closed() const { return closed_flag_.load(std::memory_order_acquire); }
+    std::size_t size() const { return size_.load(std::memory_order_acquire); }
+
+private:
+    struct Entry {
+        std::uint64_t id;
+        std::unique_ptr<T> item;
+    };
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<Entry> items_;
+    std::uint64_t last_id_ = 0;
+    std::uint64_t running_id_ = 0;
+    bool running_cancelled_ = false;
+    bool sleeping_ = false;
+    bool closed_ = false;
+    std::atomic<bool> closed_flag_{false};
+    std::atomic<std::size_t> size_{0};
+};
+
+}  // namespace ep

@@ -1,0 +1,100 @@
+#include "resources.h"
+
+#include <new>
+
+#include "context.h"
+#include "env.h"
+#include "handle.h"
+
+namespace ep {
+namespace {
+
+template <class T>
+struct Holder {
+    std::shared_ptr<T> ptr;
+};
+
+ErlNifResourceType* context_type = nullptr;
+ErlNifResourceType* env_type = nullptr;
+ErlNifResourceType* handle_type = nullptr;
+
+template <class T>
+void holder_dtor(ErlNifEnv*, void* obj) {
+    static_cast<Holder<T>*>(obj)->~Holder<T>();
+}
+
+// The context object's Erlang side is gone (or its owner died): stop it.
+// Stopping only signals the context thread; it never blocks the scheduler.
+void context_dtor(ErlNifEnv* env, void* obj) {
+    auto* holder = static_cast<Holder<Context>*>(obj);
+    if (holder->ptr) holder->ptr->stop(env);
+    holder->~Holder<Context>();
+}
+
+void context_owner_down(ErlNifEnv* env, void* obj, ErlNifPid*, ErlNifMonitor*) {
+    auto* holder = static_cast<Holder<Context>*>(obj);
+    if (holder->ptr) holder->ptr->stop(env);
+}
+
+ErlNifResourceType* open_type(ErlNifEnv* env, const char* name, ErlNifResourceDtor* dtor,
+                              ErlNifResourceDown* down = nullptr) {
+    ErlNifResourceTypeInit init{};
+    init.dtor = dtor;
+    init.down = down;
+    init.members = down ? 3 : 1;
+    return enif_init_resource_type(env, name, &init, ERL_NIF_RT_CREATE, nullptr);
+}
+
+template <class T>
+std::shared_ptr<T> get(ErlNifEnv* env, ERL_NIF_TERM term, ErlNifResourceType* type) {
+    void* obj = nullptr;
+    if (!enif_get_resource(env, term, type, &obj)) return nullptr;
+    return static_cast<Holder<T>*>(obj)->ptr;
+}
+
+template <class T>
+ERL_NIF_TERM make(ErlNifEnv* env, ErlNifResourceType* type, std::shared_ptr<T> ptr, void** raw = nullptr) {
+    void* obj = enif_alloc_resource(type, sizeof(Holder<T>));
+    new (obj) Holder<T>{std::move(ptr)};
+    ERL_NIF_TERM term = enif_make_resource(env, obj);
+    if (raw) *raw = obj;
+    enif_release_resource(obj);
+    return term;
+}
+
+}  // namespace
+
+bool open_resource_types(ErlNifEnv* env) {
+    context_type = open_type(env, "py_context", context_dtor, context_owner_down);
+    env_type = open_type(env, "py_env", holder_dtor<Env>);
+    handle_type = open_type(env, "py_object", holder_dtor<Handle>);
+    return context_type && env_type && handle_type;
+}
+
+std::shared_ptr<Context> get_context(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Context>(env, term, context_type); }
+std::shared_ptr<Env> get_env(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Env>(env, term, env_type); }
+std::shared_ptr<Handle> get_handle(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Handle>(env, term, handle_type); }
+
+bool is_handle(ErlNifEnv* env, ERL_NIF_TERM term) {
+    void* obj = nullptr;
+    return enif_get_resource(env, term, handle_type, &obj) != 0;
+}
+
+ERL_NIF_TERM make_context_term(ErlNifEnv* env, std::shared_ptr<Context> context, const ErlNifPid& owner) {
+    void* raw = nullptr;
+    ERL_NIF_TERM term = make(env, context_type, std::move(context), &raw);
+    ErlNifPid pid = owner;
+    if (enif_monitor_process(env, raw, &pid, nullptr) > 0) {
+        // The owner is already dead: the context has nobody to serve.
+        static_cast<Holder<Context>*>(raw)->ptr->stop(env);
+    }
+    return term;
+}
+
+ERL_NIF_TERM make_env_term(ErlNifEnv* env, std::shared_ptr<Env> ns) { return make(env, env_type, std::move(ns)); }
+
+ERL_NIF_TERM make_handle_term(ErlNifEnv* env, std::shared_ptr<Handle> handle) {
+    return make(env, handle_type, std::move(handle));
+}
+
+}  // namespace ep

@@ -1,0 +1,30 @@
+// The NIF resource types through which Erlang holds native objects. Each
+// resource is a thin holder of a shared_ptr, so a request in flight keeps
+// what it uses alive even after Erlang has dropped its reference.
+#pragma once
+
+#include <erl_nif.h>
+
+#include <memory>
+
+namespace ep {
+
+class Context;
+class Env;
+class Handle;
+
+bool open_resource_types(ErlNifEnv* env);
+
+// nullptr when `term` is not a resource of that type.
+std::shared_ptr<Context> get_context(ErlNifEnv* env, ERL_NIF_TERM term);
+std::shared_ptr<Env> get_env(ErlNifEnv* env, ERL_NIF_TERM term);
+std::shared_ptr<Handle> get_handle(ErlNifEnv* env, ERL_NIF_TERM term);
+bool is_handle(ErlNifEnv* env, ERL_NIF_TERM term);
+
+// Wraps a context and monitors `owner`: when the owner dies the context stops.
+ERL_NIF_TERM make_context_term(ErlNifEnv* env, std::shared_ptr<Context> context, const ErlNifPid& owner);
+ERL_NIF_TERM make_env_term(ErlNifEnv* env, std::shared_ptr<Env> ns);
+// Safe from context threads (resources may be made off-scheduler).
+ERL_NIF_TERM make_handle_term(ErlNifEnv* env, std::shared_ptr<Handle> handle);
+
+}  // namespace ep

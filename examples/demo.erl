@@ -1,0 +1,33 @@
+%% `make demo`: starts erlang_python and shows it working.
+-module(demo).
+-export([main/0]).
+
+main() ->
+    {ok, _} = application:ensure_all_started(erlang_python),
+    {ok, Version} = py:version(),
+    io:format("Python ~s~n~n", [Version]),
+
+    show("py:call(math, sqrt, [16])", py:call(math, sqrt, [16])),
+    show("py:eval(<<\"2 ** 100\">>)", py:eval(<<"2 ** 100">>)),
+    show("py:call(json, dumps, [#{langs => [erlang, python]}])",
+         py:call(json, dumps, [#{langs => [erlang, python]}])),
+
+    %% Each process has its own namespace.
+    Ctx = py:context(1),
+    ok = py:exec(Ctx, <<"greeting = 'hello from process A'">>),
+    Self = self(),
+    spawn(fun() -> Self ! {b, py:eval(Ctx, <<"greeting">>)} end),
+    show("process A: greeting", py:eval(Ctx, <<"greeting">>)),
+    receive {b, Other} -> show("process B: greeting", Other) end,
+
+    %% Python exceptions are values.
+    show("py:eval(<<\"1/0\">>)", py:eval(<<"1/0">>)),
+
+    %% A timeout interrupts the Python code; the context keeps working.
+    show("busy loop with a 100 ms timeout",
+         py:eval(Ctx, <<"exec('while True: pass')">>, #{}, #{timeout => 100})),
+    show("the same context afterwards", py:eval(Ctx, <<"6 * 7">>)),
+    ok.
+
+show(Label, Value) ->
+    io:format("~-55s ~0p~n", [Label, Value]).

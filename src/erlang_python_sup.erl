@@ -1,0 +1,23 @@
+%% @doc Top supervisor: the context registry first (contexts register with
+%% it), then the pool of contexts.
+-module(erlang_python_sup).
+-behaviour(supervisor).
+
+-export([start_link/0, init/1]).
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+-spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init([]) ->
+    Children = [
+        #{id => py_context_registry,
+          start => {py_context_registry, start_link, []},
+          type => worker},
+        #{id => py_context_pool,
+          start => {py_context_pool, start_link, []},
+          type => supervisor,
+          shutdown => infinity}
+    ],
+    {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

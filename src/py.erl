@@ -1,0 +1,353 @@
+%% @doc Run Python from Erlang.
+%%
+%% Every call runs in a namespace owned by the calling process and the
+%% context it names (its "process-bound env"): names defined by one process
+%% are invisible to others, and they are released when the process exits.
+%% Calls never run Python on the caller's scheduler: they are queued on the
+%% context's own thread and the caller waits in `receive'.
+%%
+%% ```
+%% Ctx = py:context(1),
+%% ok = py:exec(Ctx, <<"state = 'hello'">>),
+%% {ok, <<"hello">>} = py:eval(Ctx, <<"state">>),
+%% {ok, 4.0} = py:call(math, sqrt, [16]).
+%% '''
+%%
+%% Python exceptions come back as `{error, {Type, Message}}', e.g.
+%% `{error, {'ZeroDivisionError', <<"division by zero">>}}'; the traceback
+%% of the latest one is available from {@link last_traceback/0}.
+%%
+%% Timeouts: calls without a context wait 30 s by default, calls naming a
+%% context wait `infinity' unless told (`#{timeout => Ms}'). On timeout the
+%% Python code is interrupted with `erlang.Interrupted' and the caller gets
+%% `{error, timeout}'; the context stays usable.
+-module(py).
+
+-export([exec/1, exec/2, exec/3,
+         eval/1, eval/2, eval/3, eval/4,
+         call/3, call/4, call/5, call/6,
+         getattr/2, getattr/3, call_method/3, call_method/4, call_method/5,
+         to_term/1, to_term/2, is_handle/1,
+         context/0, context/1,
+         last_traceback/0, version/0, info/0, memory_stats/0]).
+
+-export_type([code/0, result/0, error/0, handle/0, options/0]).
+
+-define(DEFAULT_TIMEOUT, 30000).
+
+-type code() :: binary().
+-type handle() :: reference().
+-type error() :: {error, {ExceptionType :: atom(), Message :: binary()} | timeout | term()}.
+-type result() :: {ok, term()} | error().
+-type options() :: #{timeout => timeout()}.
+-type module_name() :: atom() | binary().
+-type function_name() :: atom() | binary().
+
+%% ---------------------------------------------------------------------------
+%% exec
+
+%% @doc Runs statements in the caller's env on its default context.
+-spec exec(code()) -> ok | error().
+exec(Code) ->
+    on_default_context(fun(Ctx) -> exec(Ctx, Code, #{timeout => ?DEFAULT_TIMEOUT}) end).
+
+%% @doc Runs statements in the caller's env on context `Ctx'.
+-spec exec(pid(), code()) -> ok | error().
+exec(Ctx, Code) ->
+    exec(Ctx, Code, #{}).
+
+-spec exec(pid(), code(), options()) -> ok | error().
+exec(Ctx, Code, Opts) when is_pid(Ctx), is_map(Opts) ->
+    run(Ctx, timeout(Opts), fun(Env, Tag) -> py_nif:exec(Env, Tag, Code) end);
+exec(_Ctx, _Code, _Opts) ->
+    {error, {badarg, context}}.
+
+%% ---------------------------------------------------------------------------
+%% eval
+
+%% @doc Evaluates an expression in the caller's env on its default context.
+-spec eval(code()) -> result().
+eval(Expr) ->
+    eval(Expr, #{}, ?DEFAULT_TIMEOUT).
+
+%% @doc `eval(Ctx, Expr)' on a context, or `eval(Expr, Locals)' on the
+%% default one. `Locals' maps names (atoms or binaries) to values visible to
+%% the expression only.
+-spec eval(pid(), code()) -> result();
+          (code(), map()) -> result().
+eval(Ctx, Expr) when is_pid(Ctx) ->
+    eval(Ctx, Expr, #{}, #{});
+eval(Expr, Locals) ->
+    eval(Expr, Locals, ?DEFAULT_TIMEOUT).
+
+-spec eval(pid(), code(), map()) -> result();
+          (code(), map(), timeout()) -> result().
+eval(Ctx, Expr, Locals) when is_pid(Ctx) ->
+    eval(Ctx, Expr, Locals, #{});
+eval(Expr, Locals, Timeout) ->
+    on_default_context(fun(Ctx) -> eval(Ctx, Expr, Locals, #{timeout => Timeout}) end).
+
+-spec eval(pid(), code(), map(), options()) -> result().
+eval(Ctx, Expr, Locals, Opts) when is_pid(Ctx), is_map(Opts) ->
+    run(Ctx, timeout(Opts), fun(Env, Tag) -> py_nif:eval(Env, Tag, Expr, Locals) end);
+eval(_Ctx, _Expr, _Locals, _Opts) ->
+    {error, {badarg, context}}.
+
+%% ---------------------------------------------------------------------------
+%% call
+
+%% @doc Calls `Module.Function(*Args)' on the default context. `Module' is
+%% imported on first use; `'__main__'' means the caller's env.
+-spec call(module_name(), function_name(), list()) -> result().
+call(Module, Function, Args) ->
+    call(Module, Function, Args, #{}, ?DEFAULT_TIMEOUT).
+
+-spec call(pid(), module_name(), function_name(), list()) -> result();
+          (module_name(), function_name(), list(), map()) -> result().
+call(Ctx, Module, Function, Args) when is_pid(Ctx) ->
+    call(Ctx, Module, Function, Args, #{}, #{});
+call(Module, Function, Args, Kwargs) ->
+    call(Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT).
+
+%% @doc `call(Ctx, Module, Function, Args, Kwargs)', or on the default
+%% context `call(Module, Function, Args, Kwargs, Timeout)'.
+-spec call(pid(), module_name(), function_name(), list(), map()) -> result();
+          (module_name(), function_name(), list(), map(), timeout()) -> result().
+call(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx) ->
+    call(Ctx, Module, Function, Args, Kwargs, #{});
+call(Module, Function, Args, Kwargs, Timeout) ->
+    on_default_context(
+      fun(Ctx) -> call(Ctx, Module, Function, Args, Kwargs, #{timeout => Timeout}) end).
+
+-spec call(pid(), module_name(), function_name(), list(), map(), options()) -> result().
+call(Ctx, Module, Function, Args, Kwargs, Opts) when is_pid(Ctx), is_map(Opts) ->
+    run(Ctx, timeout(Opts),
+        fun(Env, Tag) -> py_nif:call(Env, Tag, Module, Function, Args, Kwargs) end);
+call(_Ctx, _Module, _Function, _Args, _Kwargs, _Opts) ->
+    {error, {badarg, context}}.
+
+%% ---------------------------------------------------------------------------
+%% Handles: Python objects with no Erlang form
+
+%% @doc `getattr(Handle, Name)'.
+-spec getattr(handle(), atom() | binary()) -> result().
+getattr(Handle, Name) ->
+    getattr(Handle, Name, #{}).
+
+-spec getattr(handle(), atom() | binary(), options()) -> result().
+getattr(Handle, Name, Opts) ->
+    run_on_handle(Handle, Opts, fun(Tag) -> py_nif:handle_getattr(Handle, Tag, Name) end).
+
+%% @doc `Handle.Method(*Args)'.
+-spec call_method(handle(), atom() | binary(), list()) -> result().
+call_method(Handle, Method, Args) ->
+    call_method(Handle, Method, Args, #{}, #{}).
+
+-spec call_method(handle(), atom() | binary(), list(), map()) -> result().
+call_method(Handle, Method, Args, Kwargs) ->
+    call_method(Handle, Method, Args, Kwargs, #{}).
+
+-spec call_method(handle(), atom() | binary(), list(), map(), options()) -> result().
+call_method(Handle, Method, Args, Kwargs, Opts) ->
+    run_on_handle(Handle, Opts,
+                  fun(Tag) -> py_nif:handle_call_method(Handle, Tag, Method, Args, Kwargs) end).
+
+%% @doc Converts the object to a term, turning a set, dict view, range or
+%% other mapping at the top level into a list or map.
+-spec to_term(handle()) -> result().
+to_term(Handle) ->
+    to_term(Handle, #{}).
+
+-spec to_term(handle(), options()) -> result().
+to_term(Handle, Opts) ->
+    run_on_handle(Handle, Opts, fun(Tag) -> py_nif:handle_to_term(Handle, Tag) end).
+
+%% @doc True for an opaque Python object handle.
+-spec is_handle(term()) -> boolean().
+is_handle(Term) ->
+    py_nif:is_handle(Term).
+
+%% ---------------------------------------------------------------------------
+%% Contexts
+
+%% @doc The context bound to the calling process; binds one of the pool's
+%% contexts (round robin) on first use, and again if it died.
+-spec context() -> pid().
+context() ->
+    case get(py_context) of
+        Pid when is_pid(Pid) ->
+            case is_process_alive(Pid) of
+                true -> Pid;
+                false -> bind_context()
+            end;
+        _ ->
+            bind_context()
+    end.
+
+%% @doc The pid of pool context `N' (1-based).
+-spec context(pos_integer()) -> pid().
+context(N) when is_integer(N), N > 0 ->
+    case py_context_registry:pool_pid(N) of
+        {ok, Pid} -> Pid;
+        error -> erlang:error({no_such_context, N})
+    end.
+
+bind_context() ->
+    case py_context_pool:size() of
+        0 ->
+            erlang:error({no_contexts, "the erlang_python application is not started "
+                                       "or its pool is empty"});
+        Size ->
+            Next = atomics:add_get(persistent_term:get({py_context_pool, next}), 1, 1),
+            Pid = context((Next rem Size) + 1),
+            put(py_context, Pid),
+            Pid
+    end.
+
+%% ---------------------------------------------------------------------------
+%% Introspection
+
+%% @doc The traceback of the latest Python exception this process got back,
+%% as Python formats it.
+-spec last_traceback() -> binary() | undefined.
+last_traceback() ->
+    get(py_last_traceback).
+
+%% @doc The version of the Python that runs, as `sys.version' shows it.
+-spec version() -> {ok, binary()} | {error, term()}.
+version() ->
+    case py_nif:runtime_info() of
+        {ok, #{version := Version}} -> {ok, Version};
+        {error, _} = Error -> Error
+    end.
+
+%% @doc Python, the contexts (mode, queue length, requests served) and live
+%% envs and handles.
+-spec info() -> map().
+info() ->
+    {ok, Runtime} = py_nif:runtime_info(),
+    Contexts = [maps:merge(#{pid => Pid, pool_slot => Slot}, py_nif:context_info(Ref))
+                || {Pid, Ref, _Mode, Slot} <- py_context_registry:contexts()],
+    Runtime#{contexts => lists:sort(fun(A, B) -> maps:get(pool_slot, A) =< maps:get(pool_slot, B) end,
+                                    Contexts)}.
+
+%% @doc Python's garbage collector counters and object count, from the
+%% caller's default context.
+-spec memory_stats() -> {ok, map()} | error().
+memory_stats() ->
+    Expr = <<"(__import__('gc').get_count(), __import__('gc').get_threshold(),"
+             " len(__import__('gc').get_objects()), __import__('gc').get_stats(),"
+             " __import__('tracemalloc').get_traced_memory()"
+             " if __import__('tracemalloc').is_tracing() else None)">>,
+    case eval(Expr) of
+        {ok, {Count, Threshold, Objects, Stats, Traced}} ->
+            Base = #{gc_count => Count, gc_threshold => Threshold, objects => Objects,
+                     gc_stats => Stats},
+            {ok, case Traced of
+                     {Current, Peak} -> Base#{traced_memory_current => Current,
+                                             traced_memory_peak => Peak};
+                     none -> Base
+                 end};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% ---------------------------------------------------------------------------
+%% Internals
+
+timeout(Opts) ->
+    maps:get(timeout, Opts, infinity).
+
+%% Context-less calls use the bound context; if it died since binding,
+%% bind another and try once more.
+on_default_context(Fun) ->
+    case Fun(context()) of
+        {error, context_not_running} ->
+            erase(py_context),
+            Fun(context());
+        Result ->
+            Result
+    end.
+
+%% The env of (calling process, Ctx), made on first use.
+local_env(Ctx) ->
+    case get(py_local_env) of
+        #{Ctx := Env} -> {ok, Env};
+        undefined -> new_local_env(Ctx, #{});
+        Envs -> new_local_env(Ctx, Envs)
+    end.
+
+new_local_env(Ctx, Envs) ->
+    case py_context_registry:lookup(Ctx) of
+        {ok, CtxRef} ->
+            case py_nif:env_new(CtxRef) of
+                {ok, Env} ->
+                    put(py_local_env, Envs#{Ctx => Env}),
+                    {ok, Env};
+                {error, _} = Error ->
+                    Error
+            end;
+        error ->
+            {error, context_not_running}
+    end.
+
+forget_env(Ctx) ->
+    case get(py_local_env) of
+        #{Ctx := _} = Envs -> put(py_local_env, maps:remove(Ctx, Envs));
+        _ -> ok
+    end.
+
+%% Enqueue, then wait for {Tag, Result} in receive. The tag is made here,
+%% next to the receive, so the compiler's ref-receive optimisation skips the
+%% rest of a long mailbox.
+run(Ctx, Timeout, Submit) ->
+    case local_env(Ctx) of
+        {ok, Env} ->
+            Tag = make_ref(),
+            case Submit(Env, Tag) of
+                Id when is_integer(Id) ->
+                    receive
+                        {Tag, Result} -> Result;
+                        {Tag, Error, Traceback} -> python_error(Error, Traceback)
+                    after Timeout ->
+                        cancel(Env, Tag, Id)
+                    end;
+                {error, context_not_running} = Error ->
+                    forget_env(Ctx),
+                    Error;
+                {error, _} = Error ->
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+run_on_handle(Handle, Opts, Submit) when is_map(Opts) ->
+    Tag = make_ref(),
+    case Submit(Tag) of
+        Id when is_integer(Id) ->
+            receive
+                {Tag, Result} -> Result;
+                {Tag, Error, Traceback} -> python_error(Error, Traceback)
+            after maps:get(timeout, Opts, ?DEFAULT_TIMEOUT) ->
+                cancel(Handle, Tag, Id)
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% The caller gave up: stop the request, or collect its reply if it beat us.
+cancel(Res, Tag, Id) ->
+    case py_nif:cancel(Res, Id) of
+        cancelled ->
+            {error, timeout};
+        finished ->
+            receive
+                {Tag, Result} -> Result;
+                {Tag, Error, Traceback} -> python_error(Error, Traceback)
+            end
+    end.
+
+python_error(Error, Traceback) ->
+    put(py_last_traceback, Traceback),
+    Error.

@@ -1,0 +1,180 @@
+%% @doc A Python context: one OS thread, owned by the NIF, on which all of
+%% the context's Python code runs (see spec §2).
+%%
+%% This process owns the context's lifecycle (start, stop, supervision) but
+%% is not on the call path: callers find the native handle through
+%% {@link py_context_registry} and enqueue directly, then wait in
+%% `receive'. If this process dies, however it dies, the native context
+%% stops.
+%%
+%% ```
+%% {ok, Ctx} = py_context:start_link(1, worker),
+%% {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+%% ok = py_context:stop(Ctx).
+%% '''
+-module(py_context).
+-behaviour(gen_server).
+
+-export([start_link/2, start_link/3, stop/1, get_nif_ref/1, info/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-export_type([mode/0, context/0]).
+
+-type mode() :: worker | subinterp | owngil.
+-type context() :: pid().
+-type options() :: #{pool => boolean(),
+                     imports => [atom() | binary()],
+                     spin_us => non_neg_integer(),
+                     code_cache_size => non_neg_integer(),
+                     max_batch => pos_integer(),
+                     start_timeout => timeout()}.
+
+-record(state, {id :: term(), mode :: mode(), ref :: reference()}).
+
+%% @doc Starts a context in `Mode'. `Id' names it in {@link info/1} and logs.
+-spec start_link(term(), mode()) -> {ok, pid()} | {error, term()}.
+start_link(Id, Mode) ->
+    start_link(Id, Mode, #{}).
+
+%% @doc As {@link start_link/2}, with options: `imports' (modules imported
+%% once the context runs), `pool' (internal: a slot of the application's
+%% pool), and tuning knobs `spin_us', `code_cache_size', `max_batch'.
+-spec start_link(term(), mode(), options()) -> {ok, pid()} | {error, term()}.
+start_link(Id, Mode, Opts) when is_map(Opts) ->
+    case check_mode(Mode) of
+        ok -> gen_server:start_link(?MODULE, {Id, Mode, Opts}, []);
+        {error, _} = Error -> Error
+    end;
+start_link(_Id, _Mode, _Opts) ->
+    {error, {badarg, options}}.
+
+%% @doc Stops the context. Calls still queued get `{error, context_stopped}';
+%% a running call is interrupted.
+-spec stop(pid()) -> ok.
+stop(Ctx) ->
+    gen_server:stop(Ctx).
+
+%% @doc The native handle of a running context, for the `py_nif' functions.
+%% Raises `{context_not_running, Ctx}' if `Ctx' is not a running context.
+-spec get_nif_ref(pid()) -> reference().
+get_nif_ref(Ctx) ->
+    case py_context_registry:lookup(Ctx) of
+        {ok, Ref} -> Ref;
+        error -> erlang:error({context_not_running, Ctx})
+    end.
+
+%% @doc What the context is doing: mode, whether it runs, queue length and
+%% requests served so far.
+-spec info(pid()) -> {ok, map()} | {error, context_not_running}.
+info(Ctx) ->
+    case py_context_registry:lookup(Ctx) of
+        {ok, Ref} -> {ok, py_nif:context_info(Ref)};
+        error -> {error, context_not_running}
+    end.
+
+%% ---------------------------------------------------------------------------
+
+check_mode(worker) ->
+    ok;
+check_mode(Mode) when Mode =:= subinterp; Mode =:= owngil ->
+    case py_nif:runtime_info() of
+        {ok, #{owngil_supported := false, version_info := {Ma, Mi, _}}} ->
+            {error, {unsupported_reason(Mode), lists:flatten(io_lib:format("Python ~b.~b", [Ma, Mi]))}};
+        {ok, _} ->
+            ok;
+        {error, _} = Error ->
+            Error
+    end;
+check_mode(Mode) ->
+    {error, {badarg, {mode, Mode}}}.
+
+unsupported_reason(subinterp) -> subinterp_unsupported;
+unsupported_reason(owngil) -> owngil_unsupported.
+
+%% @private
+-spec init({term(), mode(), options()}) -> {ok, #state{}}.
+init({Id, Mode, Opts}) ->
+    %% Trap exits so a supervisor's shutdown runs terminate/2, which waits
+    %% for Python to let go of the thread.
+    process_flag(trap_exit, true),
+    Tag = make_ref(),
+    NifOpts = maps:with([spin_us, code_cache_size, max_batch], with_defaults(Opts)),
+    case py_nif:context_new(Mode, NifOpts, Tag) of
+        {ok, Ref} ->
+            Timeout = maps:get(start_timeout, Opts, 60000),
+            receive
+                {Tag, ok} -> started(Id, Mode, Ref, Opts);
+                {Tag, {error, Reason}} -> fail(Reason)
+            after Timeout ->
+                fail(start_timeout)
+            end;
+        {error, Reason} ->
+            fail(Reason)
+    end.
+
+with_defaults(Opts) ->
+    Spin = application:get_env(erlang_python, context_spin_us, 50),
+    maps:merge(#{spin_us => Spin}, Opts).
+
+started(Id, Mode, Ref, Opts) ->
+    Slot = case maps:get(pool, Opts, false) of
+               true -> Id;
+               false -> undefined
+           end,
+    case py_context_registry:register(Ref, Mode, Slot) of
+        ok ->
+            case import_all(maps:get(imports, Opts, [])) of
+                ok -> {ok, #state{id = Id, mode = Mode, ref = Ref}};
+                {error, Reason} -> fail(Reason)
+            end;
+        {error, Reason} ->
+            fail(Reason)
+    end.
+
+import_all([]) ->
+    ok;
+import_all([Module | Rest]) ->
+    case py:call(self(), importlib, import_module, [Module]) of
+        {ok, _} -> import_all(Rest);
+        {error, Reason} -> {error, {import_failed, Module, Reason}}
+    end.
+
+%% On OTP 25 an init/1 that returns {stop, R} also sends exit signal R to
+%% the linked caller. Acknowledge the failure ourselves and exit normally,
+%% so start_link returns {error, R} and the caller lives on.
+-spec fail(term()) -> no_return().
+fail(Reason) ->
+    proc_lib:init_ack({error, Reason}),
+    exit(normal).
+
+%% @private
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}}.
+handle_call(_Request, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+%% @private
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+-spec handle_info(term(), #state{}) -> {noreply, #state{}}.
+handle_info(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+-spec terminate(term(), #state{}) -> ok.
+terminate(_Reason, #state{id = Id, ref = Ref}) ->
+    Tag = make_ref(),
+    case py_nif:context_stop(Ref, Tag) of
+        ok ->
+            Timeout = application:get_env(erlang_python, stop_timeout, 5000),
+            receive
+                {Tag, stopped} -> ok
+            after Timeout ->
+                logger:warning("py_context ~p: Python code did not return within ~b ms of "
+                               "stop; its thread is left to finish on its own", [Id, Timeout])
+            end;
+        already_stopped ->
+            ok
+    end.

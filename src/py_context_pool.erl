@@ -1,0 +1,30 @@
+%% @doc The application's pool of contexts: `num_contexts' (default: the
+%% number of schedulers) contexts in `context_mode' (default `worker').
+-module(py_context_pool).
+-behaviour(supervisor).
+
+-export([start_link/0, size/0, init/1]).
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+%% @doc How many contexts the pool has.
+-spec size() -> non_neg_integer().
+size() ->
+    persistent_term:get({?MODULE, size}, 0).
+
+%% @private
+-spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init([]) ->
+    N = application:get_env(erlang_python, num_contexts, erlang:system_info(schedulers)),
+    Mode = application:get_env(erlang_python, context_mode, worker),
+    Imports = application:get_env(erlang_python, imports, []),
+    StopTimeout = application:get_env(erlang_python, stop_timeout, 5000),
+    persistent_term:put({?MODULE, size}, N),
+    persistent_term:put({?MODULE, next}, atomics:new(1, [])),
+    Children = [#{id => {py_context, I},
+                  start => {py_context, start_link, [I, Mode, #{pool => true, imports => Imports}]},
+                  shutdown => StopTimeout + 1000}
+                || I <- lists:seq(1, N)],
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Children}}.

@@ -1,0 +1,84 @@
+%% @doc The NIF library. Every function here is a regular NIF that returns
+%% at once: requests are copied onto a context's queue and answered later
+%% with a message `{Tag, Result}' (or `{Tag, {error, Reason}, Traceback}'
+%% for a Python exception). Use {@link py} rather than these directly.
+-module(py_nif).
+
+-export([runtime_info/0, context_new/3, context_stop/2, context_info/1, env_new/1,
+         exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
+         cancel/2, is_handle/1]).
+
+-nifs([runtime_info/0, context_new/3, context_stop/2, context_info/1, env_new/1,
+       exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
+       cancel/2, is_handle/1]).
+
+-on_load(load/0).
+
+-type ctx_ref() :: reference().
+-type env_ref() :: reference().
+-type handle() :: reference().
+-type request_id() :: pos_integer().
+-type submitted() :: request_id() | {error, term()}.
+-export_type([ctx_ref/0, env_ref/0, handle/0]).
+
+load() ->
+    Path = filename:join(priv_dir(), "erlang_python_nif"),
+    Info = maps:from_list([{K, V} || K <- [python_home, python_executable, python_path],
+                                     {ok, V} <- [application:get_env(erlang_python, K)]]),
+    erlang:load_nif(Path, Info).
+
+priv_dir() ->
+    case code:priv_dir(erlang_python) of
+        {error, bad_name} ->
+            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+        Dir ->
+            Dir
+    end.
+
+-define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+%% @doc Which Python runs, and counts of live native objects.
+-spec runtime_info() -> {ok, map()} | {error, term()}.
+runtime_info() -> ?NOT_LOADED.
+
+%% @doc Starts a context thread; it sends `{Tag, ok | {error, Reason}}' to
+%% the caller when ready. The context stops when the caller dies.
+-spec context_new(py_context:mode(), map(), reference()) -> {ok, ctx_ref()} | {error, term()}.
+context_new(_Mode, _Opts, _Tag) -> ?NOT_LOADED.
+
+%% @doc Stops a context; `{Tag, stopped}' follows once Python has let go.
+-spec context_stop(ctx_ref(), reference()) -> ok | already_stopped | {error, term()}.
+context_stop(_Ref, _Tag) -> ?NOT_LOADED.
+
+-spec context_info(ctx_ref()) -> map() | {error, term()}.
+context_info(_Ref) -> ?NOT_LOADED.
+
+%% @doc A new (empty) process-bound namespace on a context.
+-spec env_new(ctx_ref()) -> {ok, env_ref()} | {error, term()}.
+env_new(_Ref) -> ?NOT_LOADED.
+
+-spec exec(env_ref(), reference(), binary()) -> submitted().
+exec(_Env, _Tag, _Code) -> ?NOT_LOADED.
+
+-spec eval(env_ref(), reference(), binary(), map()) -> submitted().
+eval(_Env, _Tag, _Expr, _Locals) -> ?NOT_LOADED.
+
+-spec call(env_ref(), reference(), atom() | binary(), atom() | binary(), list(), map()) -> submitted().
+call(_Env, _Tag, _Module, _Function, _Args, _Kwargs) -> ?NOT_LOADED.
+
+-spec handle_getattr(handle(), reference(), atom() | binary()) -> submitted().
+handle_getattr(_Handle, _Tag, _Name) -> ?NOT_LOADED.
+
+-spec handle_call_method(handle(), reference(), atom() | binary(), list(), map()) -> submitted().
+handle_call_method(_Handle, _Tag, _Name, _Args, _Kwargs) -> ?NOT_LOADED.
+
+-spec handle_to_term(handle(), reference()) -> submitted().
+handle_to_term(_Handle, _Tag) -> ?NOT_LOADED.
+
+%% @doc Cancels request `Id' after a timeout. `cancelled': no reply will
+%% come; `finished': the reply is in the mailbox or on its way.
+-spec cancel(env_ref() | handle(), request_id()) -> cancelled | finished | {error, term()}.
+cancel(_Res, _Id) -> ?NOT_LOADED.
+
+-spec is_handle(term()) -> boolean().
+is_handle(_Term) -> ?NOT_LOADED.

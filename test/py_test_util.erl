@@ -1,0 +1,37 @@
+%% Helpers shared by the Common Test suites.
+-module(py_test_util).
+
+-export([start/0, rss_kb/0, wait_until/2, drain_gc/0, python_objects/0, flush/0]).
+
+start() ->
+    {ok, _} = application:ensure_all_started(erlang_python),
+    ok.
+
+%% Resident set size of this OS process, in KiB.
+rss_kb() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    [Line] = [L || L <- binary:split(Status, <<"\n">>, [global]), binary:match(L, <<"VmRSS:">>) =:= {0, 6}],
+    [_, Kb | _] = binary:split(Line, [<<" ">>, <<"\t">>], [global, trim_all]),
+    binary_to_integer(Kb).
+
+%% Polls Fun until it returns true, up to Ms milliseconds.
+wait_until(Fun, Ms) when Ms =< 0 ->
+    Fun();
+wait_until(Fun, Ms) ->
+    case Fun() of
+        true -> true;
+        _ -> timer:sleep(20), wait_until(Fun, Ms - 20)
+    end.
+
+%% Lets the Erlang side drop resources of dead processes.
+drain_gc() ->
+    [erlang:garbage_collect(P) || P <- processes()],
+    ok.
+
+%% Objects tracked by Python's collector, after a full collection.
+python_objects() ->
+    {ok, N} = py:eval(<<"(__import__('gc').collect(), len(__import__('gc').get_objects()))[1]">>),
+    N.
+
+flush() ->
+    receive _ -> flush() after 0 -> ok end.
