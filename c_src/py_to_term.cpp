@@ -1,5 +1,6 @@
 #include "py_to_term.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -140,10 +141,19 @@ private:
             keys.push_back(kt);
             values.push_back(vt);
         }
-        if (enif_make_map_from_arrays(env_, keys.data(), values.data(), keys.size(), out)) return true;
-        // Two Python keys became the same term ('a' and b'a'): the later wins.
-        ERL_NIF_TERM map = enif_make_new_map(env_);
-        for (size_t i = 0; i < keys.size(); ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
+        // OTP 25's enif_make_map_from_arrays sorts with erts_qsort, which for
+        // more than 128 keys reads scheduler-only data and crashes on any
+        // other thread (seen here; cf. erlang/otp#8208). Past that size the
+        // rest of the keys are put one by one, which never sorts.
+        constexpr size_t kSafeBatch = 128;
+        size_t first = std::min(keys.size(), kSafeBatch);
+        ERL_NIF_TERM map;
+        if (!enif_make_map_from_arrays(env_, keys.data(), values.data(), first, &map)) {
+            // Two Python keys became the same term ('a' and b'a'): the later wins.
+            map = enif_make_new_map(env_);
+            for (size_t i = 0; i < first; ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
+        }
+        for (size_t i = first; i < keys.size(); ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
         return set(out, map);
     }
 
