@@ -1,8 +1,9 @@
 # erlang_python: build, test, demo and benchmarks. See README.md.
-.PHONY: all build test unit ct dialyzer demo bench clean
+.PHONY: all build strict test unit ct dialyzer demo bench clean
 
 REBAR ?= rebar3
-ERL_RUN = erl -noshell -pa _build/default/lib/erlang_python/ebin
+EXTRA = _build/extra
+ERL_RUN = erl -noshell -pa _build/default/lib/erlang_python/ebin -pa $(EXTRA)
 
 all: build
 
@@ -10,7 +11,11 @@ build:
 	$(REBAR) compile
 
 # Every test: C++ unit tests, Common Test suites, dialyzer.
-test: build unit ct dialyzer
+test: build strict unit ct dialyzer
+
+# src/ compiles without a single warning.
+strict:
+	$(REBAR) as strict compile
 
 unit: build
 	ctest --test-dir "$$(cat _build/cmake/current)" --output-on-failure
@@ -22,11 +27,11 @@ dialyzer: build
 	$(REBAR) dialyzer
 
 demo: build
-	erlc -o _build/default/lib/erlang_python/ebin examples/demo.erl
+	mkdir -p $(EXTRA) && erlc -o $(EXTRA) examples/demo.erl
 	$(ERL_RUN) -s demo main -s init stop
 
 bench: build
-	erlc -o _build/default/lib/erlang_python/ebin bench/py_bench.erl
+	mkdir -p $(EXTRA) && erlc -o $(EXTRA) bench/py_bench.erl
 	$(ERL_RUN) -s py_bench main -s init stop
 
 clean:

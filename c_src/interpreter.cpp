@@ -1,6 +1,7 @@
 #include "interpreter.h"
 
 #include "erlang_module.h"
+#include "py_ref.h"
 
 namespace ep {
 
@@ -30,10 +31,24 @@ std::size_t Interpreter::drain_releases() {
     // Decref'ing can run __del__, which may release more objects: those land
     // in the queue again and are handled by the next drain.
     for (const Item& item : items) {
-        if (item.kind == ReleaseKind::ClearDict && PyDict_Check(item.obj)) PyDict_Clear(item.obj);
+        if (item.kind == ReleaseKind::ClearDict && PyDict_Check(item.obj)) empty_namespace(item.obj);
         Py_DECREF(item.obj);
     }
     return items.size();
+}
+
+void Interpreter::empty_namespace(PyObject* dict) {
+    // Newest names first, like a stack unwinding: an object's __del__ still
+    // finds the imports and classes defined before it. (A plain clear would
+    // empty the dict first and run __del__ methods without their globals.)
+    PyRef keys = PyRef::steal(PyDict_Keys(dict));
+    if (keys) {
+        for (Py_ssize_t i = PyList_GET_SIZE(keys.get()) - 1; i >= 0; --i) {
+            if (PyDict_DelItem(dict, PyList_GET_ITEM(keys.get(), i)) < 0) PyErr_Clear();
+        }
+    }
+    PyErr_Clear();
+    PyDict_Clear(dict);  // whatever __del__ methods added meanwhile
 }
 
 void Interpreter::set_waker(std::function<void()> waker) {

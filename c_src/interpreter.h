@@ -64,6 +64,8 @@ public:
     void clear_erlang_module();
 
 private:
+    static void empty_namespace(PyObject* dict);
+
     struct Item {
         PyObject* obj;
         ReleaseKind kind;

@@ -165,6 +165,7 @@ handle_info(_Msg, State) ->
 %% @private
 -spec terminate(term(), #state{}) -> ok.
 terminate(_Reason, #state{id = Id, ref = Ref}) ->
+    ok = py_context_registry:unregister(),
     Tag = make_ref(),
     case py_nif:context_stop(Ref, Tag) of
         ok ->

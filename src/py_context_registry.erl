@@ -5,7 +5,7 @@
 -module(py_context_registry).
 -behaviour(gen_server).
 
--export([start_link/0, register/3, lookup/1, pool_pid/1, contexts/0]).
+-export([start_link/0, register/3, unregister/0, lookup/1, pool_pid/1, contexts/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(TABLE, ?MODULE).
@@ -22,6 +22,16 @@ register(CtxRef, Mode, PoolSlot) ->
         gen_server:call(?MODULE, {register, self(), CtxRef, Mode, PoolSlot})
     catch
         exit:{noproc, _} -> {error, {not_started, erlang_python}}
+    end.
+
+%% @doc Removes the calling context process: from now on callers see it as
+%% not running. (Rows of a process that dies without this go on its 'DOWN'.)
+-spec unregister() -> ok.
+unregister() ->
+    try
+        gen_server:call(?MODULE, {unregister, self()})
+    catch
+        exit:{noproc, _} -> ok
     end.
 
 %% @doc The native handle of a live context.
@@ -58,8 +68,11 @@ init([]) ->
 handle_call({register, Pid, CtxRef, Mode, PoolSlot}, _From, Monitors) ->
     MRef = erlang:monitor(process, Pid),
     ets:insert(?TABLE, {Pid, CtxRef, Mode, PoolSlot}),
-    PoolSlot =/= undefined andalso ets:insert(?TABLE, {{pool, PoolSlot}, Pid}),
+    _ = PoolSlot =/= undefined andalso ets:insert(?TABLE, {{pool, PoolSlot}, Pid}),
     {reply, ok, Monitors#{MRef => {Pid, PoolSlot}}};
+handle_call({unregister, Pid}, _From, Monitors) ->
+    Mine = [MRef || {MRef, {P, _}} <- maps:to_list(Monitors), P =:= Pid],
+    {reply, ok, lists:foldl(fun forget/2, Monitors, Mine)};
 handle_call(_Request, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -70,15 +83,19 @@ handle_cast(_Msg, State) ->
 
 %% @private
 -spec handle_info(term(), map()) -> {noreply, map()}.
-handle_info({'DOWN', MRef, process, Pid, _Reason}, Monitors) ->
-    case maps:take(MRef, Monitors) of
-        {{Pid, PoolSlot}, Rest} ->
-            ets:delete(?TABLE, Pid),
-            %% A restarted pool context may already have taken the slot.
-            PoolSlot =/= undefined andalso ets:delete_object(?TABLE, {{pool, PoolSlot}, Pid}),
-            {noreply, Rest};
-        error ->
-            {noreply, Monitors}
-    end;
+handle_info({'DOWN', MRef, process, _Pid, _Reason}, Monitors) ->
+    {noreply, forget(MRef, Monitors)};
 handle_info(_Msg, State) ->
     {noreply, State}.
+
+forget(MRef, Monitors) ->
+    case maps:take(MRef, Monitors) of
+        {{Pid, PoolSlot}, Rest} ->
+            erlang:demonitor(MRef, [flush]),
+            ets:delete(?TABLE, Pid),
+            %% A restarted pool context may already have taken the slot.
+            _ = PoolSlot =/= undefined andalso ets:delete_object(?TABLE, {{pool, PoolSlot}, Pid}),
+            Rest;
+        error ->
+            Monitors
+    end.

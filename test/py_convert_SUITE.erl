@@ -1,0 +1,282 @@
+%% Type conversion, spec §5, both directions, row by row.
+-module(py_convert_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-compile([export_all, nowarn_export_all]).
+
+all() ->
+    [erlang_to_python_types, integers_any_size, floats_and_specials, binaries_and_bytes,
+     atoms, containers, maps_of_every_size, pids_and_refs, erlang_atom_type,
+     python_to_erlang_types, subclasses_convert_as_their_base, surrogates_keep_their_bytes,
+     handles, handles_cross_processes, handle_after_context_stop, to_term_unwraps,
+     nesting_bound_erlang_to_python, nesting_bound_python_to_erlang, cyclic_python_values,
+     round_trip_property].
+
+init_per_suite(Config) ->
+    ok = py_test_util:start(),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+%% Python type name of an Erlang value after conversion.
+type_of(Value) ->
+    {ok, Name} = py:eval(<<"type(v).__name__">>, #{v => Value}),
+    Name.
+
+%% Python repr of an Erlang value after conversion.
+repr(Value) ->
+    {ok, Repr} = py:eval(<<"repr(v)">>, #{v => Value}),
+    Repr.
+
+echo(Value) ->
+    py:eval(<<"v">>, #{v => Value}).
+
+erlang_to_python_types(_Config) ->
+    <<"int">> = type_of(42),
+    <<"float">> = type_of(1.5),
+    <<"str">> = type_of(<<"text">>),
+    <<"bytes">> = type_of(<<255, 0>>),
+    <<"bytes">> = type_of({bytes, <<"text">>}),
+    <<"bool">> = type_of(true),
+    <<"bool">> = type_of(false),
+    <<"NoneType">> = type_of(none),
+    <<"NoneType">> = type_of(nil),
+    <<"NoneType">> = type_of(undefined),
+    <<"str">> = type_of(hello),
+    <<"list">> = type_of([1, 2]),
+    <<"list">> = type_of([]),
+    <<"tuple">> = type_of({1, 2}),
+    <<"tuple">> = type_of({}),
+    <<"dict">> = type_of(#{a => 1}),
+    <<"Pid">> = type_of(self()),
+    <<"Ref">> = type_of(make_ref()),
+    <<"True">> = repr(true),
+    <<"'hello'">> = repr(hello),
+    <<"{'a': 1, 'b': [2, (3, 'x')]}">> = repr(#{a => 1, <<"b">> => [2, {3, x}]}).
+
+integers_any_size(_Config) ->
+    Values = [0, 1, -1, 255, 256, (1 bsl 31) - 1, -(1 bsl 31), (1 bsl 63) - 1, -(1 bsl 63),
+              1 bsl 63, (1 bsl 64) - 1, 1 bsl 64, -(1 bsl 64), 1 bsl 200, -(1 bsl 200) + 7,
+              1 bsl 4000, -(1 bsl 4000)],
+    [begin
+         {ok, V} = echo(V),
+         {ok, Str} = py:eval(<<"str(v)">>, #{v => V}),
+         ?assertEqual(integer_to_binary(V), Str)
+     end || V <- Values],
+    {ok, 1267650600228229401496703205376} = py:eval(<<"2 ** 100">>),
+    {ok, -1267650600228229401496703205376} = py:eval(<<"-(2 ** 100)">>),
+    {ok, F} = py:eval(<<"__import__('math').factorial(300)">>),
+    ?assertEqual(F, lists:foldl(fun erlang:'*'/2, 1, lists:seq(1, 300))).
+
+floats_and_specials(_Config) ->
+    {ok, 1.5} = echo(1.5),
+    {ok, -0.0} = echo(-0.0),
+    {ok, 1.0e300} = echo(1.0e300),
+    {ok, nan} = py:eval(<<"float('nan')">>),
+    {ok, infinity} = py:eval(<<"float('inf')">>),
+    {ok, neg_infinity} = py:eval(<<"float('-inf')">>),
+    {ok, [1.0, infinity, nan]} = py:eval(<<"[1.0, float('inf'), float('nan')]">>).
+
+binaries_and_bytes(_Config) ->
+    {ok, <<"héllo"/utf8>>} = echo(<<"héllo"/utf8>>),
+    {ok, 5} = py:eval(<<"len(v)">>, #{v => <<"héllo"/utf8>>}),
+    {ok, <<255, 254>>} = echo(<<255, 254>>),
+    {ok, true} = py:eval(<<"v == b'\\xff\\xfe'">>, #{v => <<255, 254>>}),
+    {ok, true} = py:eval(<<"v == b'abc'">>, #{v => {bytes, <<"abc">>}}),
+    {ok, <<"abc">>} = py:eval(<<"b'abc'">>),
+    {ok, <<"abc">>} = py:eval(<<"bytearray(b'abc')">>),
+    {ok, <<>>} = echo(<<>>),
+    Big = crypto_free_random(100000),
+    {ok, Big} = echo({bytes, Big}),
+    %% a bitstring has no Python form
+    {error, {unsupported_term, _}} = echo(<<1:3>>).
+
+crypto_free_random(N) ->
+    list_to_binary([rand:uniform(256) - 1 || _ <- lists:seq(1, N)]).
+
+atoms(_Config) ->
+    {ok, <<"ok">>} = echo(ok),
+    {ok, <<"with space">>} = echo('with space'),
+    {ok, <<"ünïcödé"/utf8>>} = echo('ünïcödé'),
+    {ok, <<"日本"/utf8>>} = echo(binary_to_atom(<<"日本"/utf8>>, utf8)),
+    {ok, true} = echo(true),
+    {ok, none} = echo(nil),
+    {ok, none} = echo(undefined).
+
+containers(_Config) ->
+    {ok, [1, [2, [3]]]} = echo([1, [2, [3]]]),
+    {ok, {1, {2, {}}}} = echo({1, {2, {}}}),
+    {ok, #{<<"a">> := #{<<"b">> := [1]}}} = echo(#{a => #{b => [1]}}),
+    {ok, #{1 := <<"one">>, {1, 2} := <<"pair">>}} = echo(#{1 => <<"one">>, {1, 2} => <<"pair">>}),
+    %% a string list is a list of ints, as in Erlang
+    {ok, [104, 105]} = echo("hi"),
+    {error, improper_list} = echo([1 | 2]).
+
+maps_of_every_size(_Config) ->
+    [begin
+         Map = maps:from_list([{integer_to_binary(I), I} || I <- lists:seq(1, N)]),
+         {ok, N} = py:eval(<<"len(v)">>, #{v => Map}),
+         {ok, Map} = echo(Map),
+         {ok, Made} = py:eval(<<"{str(i): i for i in range(1, n + 1)}">>, #{n => N}),
+         ?assertEqual(Map, Made)
+     end || N <- [0, 1, 32, 33, 127, 128, 129, 1000, 50000]],
+    %% keys that collide after conversion: the later one wins, no crash
+    {ok, M} = py:eval(<<"{'k': 1, b'k': 2}">>),
+    1 = map_size(M).
+
+pids_and_refs(_Config) ->
+    Self = self(),
+    Ref = make_ref(),
+    {ok, Self} = echo(Self),
+    {ok, Ref} = echo(Ref),
+    {ok, true} = py:eval(<<"a == b and hash(a) == hash(b)">>, #{a => Self, b => Self}),
+    {ok, false} = py:eval(<<"a == b">>, #{a => Self, b => spawn(fun() -> ok end)}),
+    {ok, 2} = py:eval(<<"len({a: 1, b: 2})">>, #{a => Ref, b => make_ref()}),
+    {ok, <<"Pid(<", _/binary>>} = py:eval(<<"repr(p)">>, #{p => Self}),
+    {ok, [Self, Ref]} = py:eval(<<"[p, r]">>, #{p => Self, r => Ref}),
+    {error, {'TypeError', _}} = py:eval(<<"__import__('erlang').Pid()">>),
+    %% stored in the env and read back later
+    ok = py:exec(<<"saved = None">>),
+    {ok, none} = py:eval(<<"globals().__setitem__('saved', p)">>, #{p => Self}),
+    {ok, Self} = py:eval(<<"saved">>).
+
+erlang_atom_type(_Config) ->
+    {ok, hello} = py:eval(<<"__import__('erlang').Atom('hello')">>),
+    {ok, 'ünï'} = py:eval(<<"__import__('erlang').Atom('ünï')"/utf8>>),
+    {ok, [ok, <<"ok">>]} = py:eval(<<"[__import__('erlang').Atom('ok'), 'ok']">>),
+    {ok, true} = py:eval(<<"isinstance(__import__('erlang').Atom('x'), str)">>),
+    {ok, <<"Atom('x')">>} = py:eval(<<"repr(__import__('erlang').Atom('x'))">>),
+    {error, {badarg, _}} = py:eval(<<"__import__('erlang').Atom('x' * 300)">>).
+
+python_to_erlang_types(_Config) ->
+    {ok, {1, 2.5, <<"s">>, <<"b">>, true, false, none, [1], {}, #{}}} =
+        py:eval(<<"(1, 2.5, 's', b'b', True, False, None, [1], (), {})">>),
+    {ok, #{<<"nested">> := #{1 := [{<<"t">>}]}}} = py:eval(<<"{'nested': {1: [('t',)]}}">>),
+    {ok, #{{1, 2} := <<"tuple key">>, none := <<"none key">>}} =
+        py:eval(<<"{(1, 2): 'tuple key', None: 'none key'}">>).
+
+subclasses_convert_as_their_base(_Config) ->
+    ok = py:exec(<<"import collections, enum\n"
+                   "class Color(enum.IntEnum):\n    RED = 1\n"
+                   "Point = collections.namedtuple('Point', 'x y')\n">>),
+    {ok, 1} = py:eval(<<"Color.RED">>),
+    {ok, {1, 2}} = py:eval(<<"Point(1, 2)">>),
+    {ok, #{<<"a">> := 1}} = py:eval(<<"collections.OrderedDict(a=1)">>),
+    {ok, #{<<"a">> := 0}} = py:eval(<<"collections.defaultdict(int, a=0)">>),
+    {ok, #{<<"x">> := 2}} = py:eval(<<"collections.Counter('xx')">>).
+
+surrogates_keep_their_bytes(_Config) ->
+    {ok, <<237, 178, 128>>} = py:eval(<<"'\\udc80'">>).
+
+handles(_Config) ->
+    {ok, H} = py:eval(<<"__import__('fractions').Fraction(3, 4)">>),
+    true = is_reference(H),
+    true = py:is_handle(H),
+    false = py:is_handle(make_ref()),
+    {ok, 3} = py:getattr(H, numerator),
+    {ok, 4} = py:getattr(H, <<"denominator">>),
+    {ok, 0.75} = py:call_method(H, '__float__', []),
+    {ok, <<"3/4">>} = py:call_method(H, '__str__', []),
+    {ok, 1} = py:call_method(H, '__round__', [], #{}),
+    {error, {'AttributeError', _}} = py:getattr(H, no_such_attribute),
+    %% passed back into Python it is the object itself
+    {ok, 1.5} = py:eval(<<"float(f * 2)">>, #{f => H}),
+    {ok, true} = py:call(operator, is_, [H, H]),
+    {error, {badarg, handle}} = py:getattr(make_ref(), x),
+    {error, {badarg, name}} = py:getattr(H, 42).
+
+handles_cross_processes(_Config) ->
+    {ok, H} = py:eval(<<"__import__('collections').deque([1, 2, 3])">>),
+    Self = self(),
+    spawn(fun() -> Self ! {len, py:call_method(H, '__len__', [])} end),
+    receive {len, R} -> {ok, 3} = R end,
+    %% the handle keeps the object alive after the creating process died
+    Pid = spawn(fun() -> Self ! {h, py:eval(<<"[object()]">>)} end),
+    receive {h, {ok, [Obj]}} -> ok end,
+    true = py_test_util:wait_until(fun() -> not is_process_alive(Pid) end, 1000),
+    py_test_util:drain_gc(),
+    {ok, <<"object">>} = py:eval(<<"type(o).__name__">>, #{o => Obj}).
+
+handle_after_context_stop(_Config) ->
+    {ok, Ctx} = py_context:start_link(handle_owner, worker),
+    {ok, H} = py:eval(Ctx, <<"object()">>),
+    ok = py_context:stop(Ctx),
+    {error, context_not_running} = py:getattr(H, '__class__').
+
+to_term_unwraps(_Config) ->
+    {ok, S} = py:eval(<<"{3, 1, 2}">>),
+    {ok, L} = py:to_term(S),
+    [1, 2, 3] = lists:sort(L),
+    {ok, R} = py:eval(<<"range(3)">>),
+    {ok, [0, 1, 2]} = py:to_term(R),
+    {ok, K} = py:eval(<<"{'a': 1}.keys()">>),
+    {ok, [<<"a">>]} = py:to_term(K),
+    {ok, M} = py:eval(<<"__import__('types').MappingProxyType({'a': 1})">>),
+    {ok, #{<<"a">> := 1}} = py:to_term(M),
+    {ok, O} = py:eval(<<"object()">>),
+    {ok, O2} = py:to_term(O),
+    true = py:is_handle(O2).
+
+nesting_bound_erlang_to_python(_Config) ->
+    Deep = fun(N) -> lists:foldl(fun(_, Acc) -> [Acc] end, [], lists:seq(1, N)) end,
+    ok = py:exec(<<"def depth(v):\n    n = 0\n    while v:\n        v = v[0]\n        n += 1\n    return n\n">>),
+    {ok, 999} = py:call('__main__', depth, [Deep(999)]),
+    {error, nesting_too_deep} = py:call('__main__', depth, [Deep(1001)]),
+    {error, nesting_too_deep} = py:call('__main__', depth, [Deep(100000)]),
+    {ok, 1} = py:eval(<<"1">>).
+
+nesting_bound_python_to_erlang(_Config) ->
+    {ok, _} = py:eval(<<"__import__('functools').reduce(lambda a, _: [a], range(999), [])">>),
+    {error, nesting_too_deep} = py:eval(<<"__import__('functools').reduce(lambda a, _: [a], range(1001), [])">>),
+    {error, nesting_too_deep} = py:eval(<<"__import__('functools').reduce(lambda a, _: {'k': a}, range(5000), {})">>).
+
+cyclic_python_values(_Config) ->
+    ok = py:exec(<<"cyc = []\ncyc.append(cyc)\nd = {}\nd['self'] = d">>),
+    {error, nesting_too_deep} = py:eval(<<"cyc">>),
+    {error, nesting_too_deep} = py:eval(<<"d">>),
+    ok = py:exec(<<"cyc.clear(); d.clear()">>).
+
+%% Random terms of the convertible kinds survive Erlang -> Python -> Erlang.
+round_trip_property(_Config) ->
+    rand:seed(exsss, {1, 2, 3}),
+    [begin
+         T = random_term(4),
+         {ok, Back} = echo(T),
+         ?assertEqual(normalise(T), Back)
+     end || _ <- lists:seq(1, 500)],
+    ok.
+
+random_term(0) -> random_leaf();
+random_term(D) ->
+    case rand:uniform(6) of
+        1 -> [random_term(D - 1) || _ <- lists:seq(1, rand:uniform(4) - 1)];
+        2 -> list_to_tuple([random_term(D - 1) || _ <- lists:seq(1, rand:uniform(4) - 1)]);
+        3 -> maps:from_list([{random_key(), random_term(D - 1)} || _ <- lists:seq(1, rand:uniform(4) - 1)]);
+        _ -> random_leaf()
+    end.
+
+random_leaf() ->
+    case rand:uniform(7) of
+        1 -> rand:uniform(1 bsl 80) - (1 bsl 79);
+        2 -> rand:uniform(100) - 50;
+        3 -> rand:uniform() * 1000;
+        4 -> list_to_binary([rand:uniform(26) + 96 || _ <- lists:seq(1, rand:uniform(8))]);
+        5 -> lists:nth(rand:uniform(3), [true, false, none]);
+        6 -> self();
+        7 -> {bytes, <<(rand:uniform(255))>>}
+    end.
+
+random_key() ->
+    case rand:uniform(2) of
+        1 -> rand:uniform(1000);
+        2 -> list_to_binary([rand:uniform(26) + 96 || _ <- lists:seq(1, 3)])
+    end.
+
+%% What a term looks like after a round trip: atoms other than booleans and
+%% none come back as binaries, {bytes, B} as B.
+normalise({bytes, B}) when is_binary(B) -> B;
+normalise(L) when is_list(L) -> [normalise(X) || X <- L];
+normalise(T) when is_tuple(T) -> list_to_tuple([normalise(X) || X <- tuple_to_list(T)]);
+normalise(M) when is_map(M) -> maps:from_list([{normalise(K), normalise(V)} || {K, V} <- maps:to_list(M)]);
+normalise(X) -> X.

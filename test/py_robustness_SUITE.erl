@@ -1,0 +1,197 @@
+%% Timeouts, killed callers, stopped contexts and churn: nothing crashes,
+%% nothing hangs, memory comes back.
+-module(py_robustness_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-compile([export_all, nowarn_export_all]).
+
+all() ->
+    [timeout_interrupts_busy_loop, timeout_not_swallowed_by_except_exception,
+     timeout_interrupts_sleep_loop, timeout_of_queued_request_never_runs,
+     timeout_default_for_contextless_calls_is_finite, late_interrupt_never_hits_next_request,
+     caller_killed_mid_call, many_callers_killed_mid_call, stop_context_with_queued_calls,
+     stop_idle_context, context_process_killed, start_context_errors,
+     churn_10000_processes_memory_flat].
+
+init_per_suite(Config) ->
+    ok = py_test_util:start(),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+timeout_interrupts_busy_loop(_Config) ->
+    Ctx = py:context(1),
+    {error, timeout} = py:eval(Ctx, <<"exec('while True: pass')">>, #{}, #{timeout => 100}),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    {error, timeout} = py:exec(Ctx, <<"while True: pass">>, #{timeout => 50}),
+    {error, timeout} = py:call(Ctx, builtins, exec, [<<"while True: pass">>, #{}], #{}, #{timeout => 50}),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>).
+
+timeout_not_swallowed_by_except_exception(_Config) ->
+    Ctx = py:context(1),
+    ok = py:exec(Ctx, <<"
+def stubborn():
+    n = 0
+    while True:
+        try:
+            n += 1
+        except Exception:
+            pass
+">>),
+    {error, timeout} = py:call(Ctx, '__main__', stubborn, [], #{}, #{timeout => 100}),
+    {ok, <<"fine">>} = py:eval(Ctx, <<"'fine'">>),
+    %% the exception is visible to Python code as erlang.Interrupted
+    ok = py:exec(Ctx, <<"
+import erlang
+seen = []
+def observe():
+    try:
+        while True:
+            pass
+    except erlang.Interrupted:
+        seen.append('interrupted')
+        raise
+">>),
+    {error, timeout} = py:call(Ctx, '__main__', observe, [], #{}, #{timeout => 100}),
+    true = py_test_util:wait_until(fun() -> py:eval(Ctx, <<"seen">>) =:= {ok, [<<"interrupted">>]} end, 2000).
+
+timeout_interrupts_sleep_loop(_Config) ->
+    Ctx = py:context(1),
+    T0 = erlang:monotonic_time(millisecond),
+    {error, timeout} = py:exec(Ctx, <<"import time\nfor _ in range(1000): time.sleep(0.01)">>, #{timeout => 100}),
+    %% the context is free again soon (after the current 10 ms sleep), not after 10 s
+    {ok, 1} = py:eval(Ctx, <<"1">>, #{}, #{timeout => 5000}),
+    ct:pal("busy context free again after ~b ms", [erlang:monotonic_time(millisecond) - T0]).
+
+timeout_of_queued_request_never_runs(_Config) ->
+    {ok, Ctx} = py_context:start_link(queued, worker),
+    ok = py:exec(Ctx, <<"import sys, types\n"
+                        "sys.modules['_ep_flag'] = types.ModuleType('_ep_flag')\n"
+                        "sys.modules['_ep_flag'].ran = False">>),
+    Self = self(),
+    Busy = spawn(fun() -> Self ! {busy, py:exec(Ctx, <<"import time\ntime.sleep(0.5)">>)} end),
+    timer:sleep(50),
+    {error, timeout} = py:exec(Ctx, <<"import _ep_flag\n_ep_flag.ran = True">>, #{timeout => 50}),
+    receive {busy, ok} -> ok after 5000 -> ct:fail({busy_caller_stuck, Busy}) end,
+    {ok, false} = py:eval(Ctx, <<"__import__('_ep_flag').ran">>),
+    ok = py_context:stop(Ctx).
+
+timeout_default_for_contextless_calls_is_finite(_Config) ->
+    %% The default is 30 s; an explicit timeout on the context-less form works too.
+    {error, timeout} = py:eval(<<"exec('while True: pass')">>, #{}, 100),
+    {error, timeout} = py:call(builtins, exec, [<<"while True: pass">>, #{}], #{}, 100),
+    {ok, 1} = py:eval(<<"1">>).
+
+%% Cancel races with completion: an interrupt raised for a request that
+%% just finished must never surface in the next one.
+late_interrupt_never_hits_next_request(_Config) ->
+    Ctx = py:context(1),
+    ok = py:exec(Ctx, <<"def spin(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return s\n">>),
+    Results = [begin
+                   _ = py:call(Ctx, '__main__', spin, [rand:uniform(20000)], #{}, #{timeout => rand:uniform(3) - 1}),
+                   py:call(Ctx, '__main__', spin, [10], #{}, #{timeout => 5000})
+               end || _ <- lists:seq(1, 400)],
+    [{ok, 45}] = lists:usort(Results).
+
+caller_killed_mid_call(_Config) ->
+    Ctx = py:context(1),
+    Pid = spawn(fun() -> py:exec(Ctx, <<"import time\ntime.sleep(0.2)">>) end),
+    timer:sleep(50),
+    exit(Pid, kill),
+    {ok, 7} = py:eval(Ctx, <<"3 + 4">>, #{}, #{timeout => 5000}).
+
+many_callers_killed_mid_call(_Config) ->
+    Ctx = py:context(1),
+    Pids = [spawn(fun() -> py:exec(Ctx, <<"import time\ntime.sleep(0.002)">>) end) || _ <- lists:seq(1, 300)],
+    timer:sleep(20),
+    [exit(P, kill) || P <- Pids],
+    {ok, <<"ok">>} = py:eval(Ctx, <<"'ok'">>, #{}, #{timeout => 10000}),
+    {ok, 1} = py:eval(Ctx, <<"1">>).
+
+stop_context_with_queued_calls(_Config) ->
+    {ok, Ctx} = py_context:start_link(doomed, worker),
+    unlink(Ctx),
+    Self = self(),
+    Running = spawn(fun() -> Self ! {running, py:exec(Ctx, <<"import time\nfor _ in range(500): time.sleep(0.01)">>)} end),
+    timer:sleep(50),
+    Queued = [spawn(fun() -> Self ! {queued, py:eval(Ctx, <<"1">>)} end) || _ <- lists:seq(1, 50)],
+    timer:sleep(50),
+    ok = py_context:stop(Ctx),
+    receive {running, R} -> {error, context_stopped} = R after 5000 -> ct:fail({running_stuck, Running}) end,
+    Answers = [receive {queued, Q} -> Q after 5000 -> ct:fail(queued_stuck) end || _ <- Queued],
+    [{error, context_stopped}] = lists:usort(Answers),
+    {error, context_not_running} = py:eval(Ctx, <<"1">>),
+    {context_not_running, Ctx} = catch_error(fun() -> py_context:get_nif_ref(Ctx) end).
+
+stop_idle_context(_Config) ->
+    {ok, Ctx} = py_context:start_link(idle, worker),
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    ok = py_context:stop(Ctx),
+    {error, context_not_running} = py:eval(Ctx, <<"1">>).
+
+context_process_killed(_Config) ->
+    {ok, Ctx} = py_context:start_link(killed, worker),
+    unlink(Ctx),
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    Before = contexts_alive(),
+    exit(Ctx, kill),
+    %% stopped while the call was queued, or already gone when it was made
+    {error, Reason} = py:eval(Ctx, <<"1">>),
+    true = lists:member(Reason, [context_stopped, context_not_running]),
+    {error, context_not_running} = py:eval(Ctx, <<"1">>),
+    %% the native thread lets go once the owner is gone
+    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), contexts_alive() < Before end, 5000).
+
+start_context_errors(_Config) ->
+    {error, {badarg, {mode, bogus}}} = py_context:start_link(x, bogus),
+    {error, {badarg, options}} = py_context:start_link(x, worker, not_a_map),
+    {error, {badarg, options}} = py_context:start_link(x, worker, #{max_batch => 0}),
+    %% the caller survives a failed start
+    true = is_process_alive(self()).
+
+%% 10,000 processes each make an env, use it and die: envs, Python objects
+%% and RSS come back to where they were.
+churn_10000_processes_memory_flat(_Config) ->
+    Ctx = py:context(1),
+    Churn = fun(N) ->
+                Self = self(),
+                lists:foreach(
+                  fun(Batch) ->
+                      Pids = [spawn(fun() ->
+                                        ok = py:exec(Ctx, <<"data = list(range(100))\nclass K: pass\nk = K()">>),
+                                        {ok, 100} = py:eval(Ctx, <<"len(data)">>),
+                                        Self ! {done, self()}
+                                    end) || _ <- lists:seq(1, 100)],
+                      [receive {done, P} -> ok end || P <- Pids]
+                  end, lists:seq(1, N div 100))
+            end,
+    Churn(2000),  % warm up allocators and caches
+    {ok, _} = py:eval(<<"1">>),  % this process's own env exists before counting
+    settle(),
+    {Envs0, Objs0, Rss0} = {envs_alive(), py_test_util:python_objects(), py_test_util:rss_kb()},
+    Churn(10000),
+    settle(),
+    {Envs1, Objs1, Rss1} = {envs_alive(), py_test_util:python_objects(), py_test_util:rss_kb()},
+    ct:pal("10,000 processes: envs ~b -> ~b, Python objects ~b -> ~b, RSS ~b -> ~b KiB",
+           [Envs0, Envs1, Objs0, Objs1, Rss0, Rss1]),
+    ?assert(Envs1 =< Envs0),
+    ?assert(Objs1 - Objs0 < 200),
+    ?assert(Rss1 - Rss0 < 20 * 1024).
+
+settle() ->
+    py_test_util:drain_gc(),
+    timer:sleep(100),
+    py_test_util:drain_gc(),
+    timer:sleep(100).
+
+envs_alive() ->
+    #{envs_alive := N} = py:info(),
+    N.
+
+contexts_alive() ->
+    #{contexts_alive := N} = py:info(),
+    N.
+
+catch_error(Fun) ->
+    try Fun() catch error:Reason -> Reason end.
