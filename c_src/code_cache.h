@@ -30,9 +30,4 @@ private:
     PyRef uncached_;  // the latest code object too large to cache
 };
 
-// Source embedded in Erlang is usually indented along with the Erlang code
-// around it. When every non-blank line shares a leading run of white space,
-// strip it (Python would otherwise reject the first line as indented).
-std::string dedent(std::string_view source);
-
 }  // namespace ep

@@ -1,6 +1,7 @@
 #include "interpreter.h"
 
 #include "erlang_module.h"
+#include "gil_check.h"
 #include "py_ref.h"
 
 namespace ep {
@@ -22,6 +23,10 @@ void Interpreter::release(PyObject* obj, ReleaseKind kind) {
 }
 
 std::size_t Interpreter::drain_releases() {
+    if (!holds_gil() || PyThreadState_GetInterpreter(PyThreadState_Get()) != state_) {
+        note_gil_violation("Interpreter::drain_releases");
+        return 0;
+    }
     std::vector<Item> items;
     {
         std::lock_guard lock(mutex_);

@@ -8,6 +8,7 @@
 #include "context.h"
 #include "context_nifs.h"
 #include "env.h"
+#include "gil_check.h"
 #include "erl_terms.h"
 #include "handle.h"
 #include "python_runtime.h"
@@ -68,6 +69,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_atom(env, "executable"),     enif_make_atom(env, "home"),
         enif_make_atom(env, "contexts_alive"), enif_make_atom(env, "envs_alive"),
         enif_make_atom(env, "handles_alive"),  enif_make_atom(env, "owngil_supported"),
+        enif_make_atom(env, "gil_violations"),
     };
     ERL_NIF_TERM values[] = {
         make_binary(env, info.version),
@@ -78,6 +80,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_uint64(env, Env::alive()),
         enif_make_uint64(env, Handle::alive()),
         (info.major > 3 || (info.major == 3 && info.minor >= 12)) ? atoms::true_ : atoms::false_,
+        enif_make_uint64(env, gil_violations()),
     };
     ERL_NIF_TERM map;
     enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);

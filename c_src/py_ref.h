@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "gil_check.h"
+
 namespace ep {
 
 // A strong reference that is released when it goes out of scope. Like every
@@ -18,12 +20,11 @@ public:
     PyRef(PyRef&& other) noexcept : obj_(std::exchange(other.obj_, nullptr)) {}
     PyRef& operator=(PyRef&& other) noexcept {
         if (this != &other) {
-            Py_XDECREF(obj_);
-            obj_ = std::exchange(other.obj_, nullptr);
+            drop(std::exchange(obj_, std::exchange(other.obj_, nullptr)));
         }
         return *this;
     }
-    ~PyRef() { Py_XDECREF(obj_); }
+    ~PyRef() { drop(obj_); }
 
     // Takes over a new reference (the result of most C-API calls).
     static PyRef steal(PyObject* obj) { return PyRef(obj); }
@@ -37,10 +38,15 @@ public:
     explicit operator bool() const { return obj_ != nullptr; }
     // Gives the reference away, e.g. to PyTuple_SET_ITEM which steals it.
     PyObject* release() { return std::exchange(obj_, nullptr); }
-    void reset() { Py_CLEAR(obj_); }
+    void reset() { drop(std::exchange(obj_, nullptr)); }
 
 private:
     explicit PyRef(PyObject* obj) : obj_(obj) {}
+    static void drop(PyObject* obj) {
+        if (obj == nullptr) return;
+        if (holds_gil()) Py_DECREF(obj);
+        else note_gil_violation("PyRef");
+    }
     PyObject* obj_ = nullptr;
 };
 

@@ -17,7 +17,7 @@ init_per_suite(Config) ->
     Config.
 
 end_per_suite(_Config) ->
-    ok.
+    py_test_util:stop().
 
 %% Python type name of an Erlang value after conversion.
 type_of(Value) ->

@@ -17,7 +17,7 @@ init_per_suite(Config) ->
     Config.
 
 end_per_suite(_Config) ->
-    ok.
+    py_test_util:stop().
 
 %% "How It Works": process A and B on the same context, as written.
 spec_process_a_b_isolation(_Config) ->

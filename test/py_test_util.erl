@@ -1,10 +1,16 @@
 %% Helpers shared by the Common Test suites.
 -module(py_test_util).
 
--export([start/0, rss_kb/0, wait_until/2, drain_gc/0, python_objects/0, flush/0]).
+-export([start/0, stop/0, rss_kb/0, wait_until/2, drain_gc/0, python_objects/0, flush/0]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
+    ok.
+
+%% Every suite ends here: no Python reference may have been dropped by a
+%% thread without the GIL (the NIF counts those instead of crashing).
+stop() ->
+    {ok, #{gil_violations := 0}} = py_nif:runtime_info(),
     ok.
 
 %% Resident set size of this OS process, in KiB.
