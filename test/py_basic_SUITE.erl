@@ -188,7 +188,12 @@ recursion_error_not_crash(_Config) ->
     {ok, 1} = py:eval(<<"1">>).
 
 %% design.md fact 5: repr() of a 3000-deep list crashed the VM on a dirty
-%% scheduler's small stack. Context threads have large stacks.
+%% scheduler's small stack. On a context thread it either works (3.13) or
+%% stops at Python's own recursion limit (3.11, 3.12); the VM lives on.
 deep_repr_on_context_stack(_Config) ->
-    {ok, Len} = py:eval(<<"len(repr(__import__('functools').reduce(lambda a, _: [a], range(3000), [])))">>),
-    ?assertEqual(6002, Len).
+    Expr = <<"len(repr(__import__('functools').reduce(lambda a, _: [a], range(3000), [])))">>,
+    case py:eval(Expr) of
+        {ok, Len} -> ?assertEqual(6002, Len);
+        {error, {'RecursionError', _}} -> ok
+    end,
+    {ok, 1} = py:eval(<<"1">>).
