@@ -1,0 +1,83 @@
+%% The application as a whole, each case in a fresh VM (peer node):
+%% configuration, restart, and a Python that cannot start.
+-module(py_app_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-compile([export_all, nowarn_export_all]).
+
+all() ->
+    [configured_pool_and_paths, imports_at_start, application_restart,
+     python_that_cannot_start, stopping_the_app_stops_contexts].
+
+init_per_suite(Config) ->
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+%% A fresh VM with our code path; Args are extra `erl' arguments.
+start_peer(Args) ->
+    start_peer(Args, []).
+
+start_peer(Args, Env) ->
+    Paths = lists:append([["-pa", filename:dirname(code:which(M))] || M <- [py, ?MODULE]]),
+    {ok, Peer, Node} = peer:start_link(#{name => peer:random_name(), args => Paths ++ Args,
+                                         env => Env, connection => standard_io}),
+    {Peer, Node}.
+
+configured_pool_and_paths(Config) ->
+    Dir = ?config(priv_dir, Config),
+    ok = file:write_file(filename:join(Dir, "ep_extra_mod.py"), <<"VALUE = 'found on python_path'\n">>),
+    {Peer, _} = start_peer(["-erlang_python", "num_contexts", "3",
+                            "-erlang_python", "python_path", lists:flatten(io_lib:format("~p", [[Dir]]))]),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    3 = peer:call(Peer, py_context_pool, size, []),
+    #{contexts := Contexts} = peer:call(Peer, py, info, []),
+    3 = length(Contexts),
+    {ok, <<"found on python_path">>} = peer:call(Peer, py, eval, [<<"__import__('ep_extra_mod').VALUE">>]),
+    peer:stop(Peer).
+
+imports_at_start(_Config) ->
+    {Peer, _} = start_peer(["-erlang_python", "imports", "[decimal, <<\"json\">>]",
+                            "-erlang_python", "num_contexts", "1"]),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, true} = peer:call(Peer, py, eval, [<<"'decimal' in __import__('sys').modules and 'json' in __import__('sys').modules">>]),
+    peer:stop(Peer),
+    %% a module that does not exist stops the pool from starting, with the reason
+    {Peer2, _} = start_peer(["-erlang_python", "imports", "[no_such_module_xyz]"]),
+    {error, {erlang_python, {{shutdown, {failed_to_start_child, py_context_pool, PoolWhy}}, _}}} =
+        peer:call(Peer2, application, ensure_all_started, [erlang_python]),
+    {shutdown, {failed_to_start_child, {py_context, 1},
+                {import_failed, no_such_module_xyz, {'ModuleNotFoundError', _}}}} = PoolWhy,
+    peer:stop(Peer2).
+
+application_restart(_Config) ->
+    {Peer, _} = start_peer([]),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, 2} = peer:call(Peer, py, eval, [<<"1 + 1">>]),
+    ok = peer:call(Peer, application, stop, [erlang_python]),
+    %% Python stays initialised (it is never finalised); the pool comes back
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, 3} = peer:call(Peer, py, eval, [<<"1 + 2">>]),
+    #{contexts_alive := N} = peer:call(Peer, py, info, []),
+    ?assertEqual(peer:call(Peer, py_context_pool, size, []), N),
+    peer:stop(Peer).
+
+python_that_cannot_start(_Config) ->
+    {Peer, _} = start_peer([], [{"ERLANG_PYTHON_HOME", "/nonexistent/python/home"}]),
+    {error, {erlang_python, {{python_not_started, Why}, _}}} =
+        peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    true = is_binary(Why),
+    ct:pal("start-up failure reported as: ~s", [Why]),
+    %% the VM is alive and well
+    3 = peer:call(Peer, erlang, '+', [1, 2]),
+    {error, {python_not_started, _}} = peer:call(Peer, py_nif, runtime_info, []),
+    peer:stop(Peer).
+
+stopping_the_app_stops_contexts(_Config) ->
+    {Peer, _} = start_peer([]),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    Ctx = peer:call(Peer, py, context, [1]),
+    ok = peer:call(Peer, application, stop, [erlang_python]),
+    {error, context_not_running} = peer:call(Peer, py, eval, [Ctx, <<"1">>]),
+    peer:stop(Peer).
