@@ -56,6 +56,22 @@ std::string status_message(const char* what, const PyStatus& status) {
     return msg;
 }
 
+// The pending exception as text, cleared. (Never PyErr_Print: on SystemExit
+// it would exit the whole VM.)
+std::string describe_exception() {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyRef text = PyRef::steal(value ? PyObject_Repr(value) : nullptr);
+    PyErr_Clear();
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    const char* utf8 = text ? PyUnicode_AsUTF8(text.get()) : nullptr;
+    std::string out = utf8 ? utf8 : "unknown error";
+    PyErr_Clear();
+    return out;
+}
+
 // The VM loads NIF libraries RTLD_LOCAL; C extension modules then cannot see
 // libpython's symbols (design.md fact 1). Re-open libpython globally, and pin
 // this library so a purge of py_nif can never unmap code our threads run.
@@ -108,8 +124,7 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
         ok = entry && sys_path && PyList_Insert(sys_path, 0, entry.get()) == 0;
     }
     if (!ok) {
-        PyErr_Print();
-        *error = "Python started but erlang_python's set-up in it failed (see stderr)";
+        *error = "Python started but erlang_python's set-up in it failed: " + describe_exception();
         PyEval_SaveThread();
         return false;
     }

@@ -10,7 +10,7 @@ all() ->
      timeout_interrupts_sleep_loop, timeout_of_queued_request_never_runs,
      timeout_default_for_contextless_calls_is_finite, late_interrupt_never_hits_next_request,
      caller_killed_mid_call, many_callers_killed_mid_call, stop_context_with_queued_calls,
-     stop_idle_context, context_process_killed, start_context_errors,
+     stop_context_under_load, stop_idle_context, context_process_killed, start_context_errors,
      churn_10000_processes_memory_flat].
 
 init_per_suite(Config) ->
@@ -123,6 +123,26 @@ stop_context_with_queued_calls(_Config) ->
     [{error, context_stopped}] = lists:usort(Answers),
     {error, context_not_running} = py:eval(Ctx, <<"1">>),
     {context_not_running, Ctx} = catch_error(fun() -> py_context:get_nif_ref(Ctx) end).
+
+%% 50 processes hammer a context while it is stopped: each loop ends with
+%% a clean error, none hangs, the VM is fine.
+stop_context_under_load(_Config) ->
+    {ok, Ctx} = py_context:start_link(loaded, worker),
+    unlink(Ctx),
+    Self = self(),
+    Loop = fun Loop(N) ->
+                   case py:call(Ctx, math, sqrt, [N]) of
+                       {ok, _} -> Loop(N + 1);
+                       {error, Reason} -> Self ! {ended, self(), N, Reason}
+                   end
+           end,
+    Pids = [spawn(fun() -> Loop(1) end) || _ <- lists:seq(1, 50)],
+    timer:sleep(200),
+    ok = py_context:stop(Ctx),
+    Ends = [receive {ended, P, N, R} -> {N, R} after 5000 -> ct:fail({caller_stuck, P}) end || P <- Pids],
+    Reasons = lists:usort([R || {_, R} <- Ends]),
+    ct:pal("calls served before stop: ~b; final errors: ~p", [lists:sum([N - 1 || {N, _} <- Ends]), Reasons]),
+    [] = Reasons -- [context_stopped, context_not_running].
 
 stop_idle_context(_Config) ->
     {ok, Ctx} = py_context:start_link(idle, worker),
