@@ -11,6 +11,7 @@
 #include "gil_check.h"
 #include "erl_terms.h"
 #include "handle.h"
+#include "py_to_term.h"
 #include "python_runtime.h"
 #include "resources.h"
 
@@ -45,6 +46,7 @@ std::vector<std::string> path_option(ErlNifEnv* env, ERL_NIF_TERM map) {
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     atoms::init(env);
+    init_map_marker(env);
     if (!open_resource_types(env)) return 1;
     RuntimeOptions options;
     // ERLANG_PYTHON_HOME beats the app env, which beats the build's Python.
@@ -100,8 +102,11 @@ ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
     }
 }
 
+ERL_NIF_TERM nif_map_marker(ErlNifEnv* env, int, const ERL_NIF_TERM[]) { return map_marker(env); }
+
 ErlNifFunc functions[] = {
     {"runtime_info", 0, runtime_info, 0},
+    {"map_marker", 0, nif_map_marker, 0},
     {"context_new", 3, guarded<nif_context_new>, 0},
     {"context_stop", 2, guarded<nif_context_stop>, 0},
     {"context_info", 1, guarded<nif_context_info>, 0},

@@ -1,6 +1,5 @@
 #include "py_to_term.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -41,6 +40,7 @@ public:
     }
 
     ERL_NIF_TERM reason() const { return reason_; }
+    bool deferred_maps() const { return deferred_maps_; }
 
 private:
     static bool set(ERL_NIF_TERM* out, ERL_NIF_TERM value) {
@@ -141,19 +141,18 @@ private:
             keys.push_back(kt);
             values.push_back(vt);
         }
-        // OTP 25's enif_make_map_from_arrays sorts with erts_qsort, which for
-        // more than 128 keys reads scheduler-only data and crashes on any
-        // other thread (seen here; cf. erlang/otp#8208). Past that size the
-        // rest of the keys are put one by one, which never sorts.
-        constexpr size_t kSafeBatch = 128;
-        size_t first = std::min(keys.size(), kSafeBatch);
-        ERL_NIF_TERM map;
-        if (!enif_make_map_from_arrays(env_, keys.data(), values.data(), first, &map)) {
-            // Two Python keys became the same term ('a' and b'a'): the later wins.
-            map = enif_make_new_map(env_);
-            for (size_t i = 0; i < first; ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
+        if (keys.size() > kDirectMapKeys) {
+            std::vector<ERL_NIF_TERM> pairs(keys.size());
+            for (size_t i = 0; i < keys.size(); ++i) pairs[i] = enif_make_tuple2(env_, keys[i], values[i]);
+            deferred_maps_ = true;
+            return set(out, enif_make_tuple2(env_, map_marker(env_),
+                                             enif_make_list_from_array(env_, pairs.data(), static_cast<unsigned>(pairs.size()))));
         }
-        for (size_t i = first; i < keys.size(); ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
+        ERL_NIF_TERM map;
+        if (enif_make_map_from_arrays(env_, keys.data(), values.data(), keys.size(), &map)) return set(out, map);
+        // Two Python keys became the same term ('a' and b'a'): the later wins.
+        map = enif_make_new_map(env_);
+        for (size_t i = 0; i < keys.size(); ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
         return set(out, map);
     }
 
@@ -166,7 +165,11 @@ private:
     const ConvertScope& scope_;
     const ErlangTypes& types_;
     ERL_NIF_TERM reason_ = 0;
+    bool deferred_maps_ = false;
 };
+
+ErlNifEnv* marker_env = nullptr;
+ERL_NIF_TERM marker_term = 0;
 
 // py:to_term/1 unwraps one level of containers that have no Erlang form.
 PyRef unwrap_top_level(PyObject* obj) {
@@ -183,16 +186,27 @@ PyRef unwrap_top_level(PyObject* obj) {
 
 }  // namespace
 
-bool py_to_term(PyObject* obj, ErlNifEnv* env, const ConvertScope& scope, ERL_NIF_TERM* out, Unwrap unwrap) {
+bool py_to_term(PyObject* obj, ErlNifEnv* env, const ConvertScope& scope, ERL_NIF_TERM* out, bool* deferred_maps,
+                Unwrap unwrap) {
     PyRef target = unwrap == Unwrap::TopLevel ? unwrap_top_level(obj) : PyRef::borrow(obj);
     ObjectConverter converter(env, scope);
     if (!target) {
         *out = take_python_error(env, nullptr).reason;
         return false;
     }
-    if (converter.convert(target.get(), 0, out)) return true;
+    if (converter.convert(target.get(), 0, out)) {
+        *deferred_maps = converter.deferred_maps();
+        return true;
+    }
     *out = converter.reason();
     return false;
 }
+
+void init_map_marker(ErlNifEnv* load_env) {
+    marker_env = enif_alloc_env();
+    marker_term = enif_make_copy(marker_env, enif_make_ref(load_env));
+}
+
+ERL_NIF_TERM map_marker(ErlNifEnv* env) { return enif_make_copy(env, marker_term); }
 
 }  // namespace ep

@@ -8,6 +8,21 @@
 
 namespace ep {
 
+namespace {
+// {ok, V}, or {deferred_maps, {ok, V}} when V holds maps the caller builds.
+ERL_NIF_TERM ok_result(ErlNifEnv* env, ERL_NIF_TERM value, bool deferred_maps) {
+    ERL_NIF_TERM ok = make_ok(env, value);
+    return deferred_maps ? enif_make_tuple2(env, atoms::deferred_maps, ok) : ok;
+}
+
+bool source_of(ErlNifEnv* env, ERL_NIF_TERM term, std::string_view* out) {
+    ErlNifBinary bin;
+    if (!enif_inspect_binary(env, term, &bin)) return false;
+    *out = std::string_view(reinterpret_cast<const char*>(bin.data), bin.size);
+    return true;
+}
+}  // namespace
+
 RequestRunner::RequestRunner(std::shared_ptr<Interpreter> interp, std::weak_ptr<Context> context,
                              std::size_t code_cache_size)
     : interp_(std::move(interp)), scope_{interp_, std::move(context), &atom_names_}, code_(code_cache_size) {}
@@ -45,18 +60,11 @@ RunResult RequestRunner::result_of(Request& req, PyObject* value) {
     PyRef owned = PyRef::steal(value);
     if (!owned) return python_error(req);
     ERL_NIF_TERM term;
-    if (!py_to_term(owned.get(), req.env.get(), scope_, &term)) return failure(term);
-    return success(make_ok(req.env.get(), term));
+    bool deferred = false;
+    if (!py_to_term(owned.get(), req.env.get(), scope_, &term, &deferred)) return failure(term);
+    return success(ok_result(req.env.get(), term, deferred));
 }
 
-namespace {
-bool source_of(ErlNifEnv* env, ERL_NIF_TERM term, std::string_view* out) {
-    ErlNifBinary bin;
-    if (!enif_inspect_binary(env, term, &bin)) return false;
-    *out = std::string_view(reinterpret_cast<const char*>(bin.data), bin.size);
-    return true;
-}
-}  // namespace
 
 RunResult RequestRunner::exec(Request& req, PyObject* globals) {
     std::string_view source;
@@ -201,8 +209,10 @@ RunResult RequestRunner::call_method(Request& req) {
 
 RunResult RequestRunner::to_term(Request& req) {
     ERL_NIF_TERM term;
-    if (!py_to_term(req.target->object(), req.env.get(), scope_, &term, Unwrap::TopLevel)) return failure(term);
-    return success(make_ok(req.env.get(), term));
+    bool deferred = false;
+    if (!py_to_term(req.target->object(), req.env.get(), scope_, &term, &deferred, Unwrap::TopLevel))
+        return failure(term);
+    return success(ok_result(req.env.get(), term, deferred));
 }
 
 }  // namespace ep

@@ -307,6 +307,7 @@ run(Ctx, Timeout, Submit) ->
             case Submit(Env, Tag) of
                 Id when is_integer(Id) ->
                     receive
+                        {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
                         {Tag, Result} -> Result;
                         {Tag, Error, Traceback} -> python_error(Error, Traceback)
                     after Timeout ->
@@ -327,6 +328,7 @@ run_on_handle(Handle, Opts, Submit) when is_map(Opts) ->
     case Submit(Tag) of
         Id when is_integer(Id) ->
             receive
+                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
                 {Tag, Result} -> Result;
                 {Tag, Error, Traceback} -> python_error(Error, Traceback)
             after maps:get(timeout, Opts, ?DEFAULT_TIMEOUT) ->
@@ -343,6 +345,7 @@ cancel(Res, Tag, Id) ->
             {error, timeout};
         finished ->
             receive
+                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
                 {Tag, Result} -> Result;
                 {Tag, Error, Traceback} -> python_error(Error, Traceback)
             end

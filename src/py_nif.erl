@@ -4,11 +4,11 @@
 %% for a Python exception). Use {@link py} rather than these directly.
 -module(py_nif).
 
--export([runtime_info/0, context_new/3, context_stop/2, context_info/1, env_new/1,
+-export([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
          exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
          cancel/2, is_handle/1]).
 
--nifs([runtime_info/0, context_new/3, context_stop/2, context_info/1, env_new/1,
+-nifs([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
        exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
        cancel/2, is_handle/1]).
 
@@ -40,6 +40,11 @@ priv_dir() ->
 %% @doc Which Python runs, and counts of live native objects.
 -spec runtime_info() -> {ok, map()} | {error, term()}.
 runtime_info() -> ?NOT_LOADED.
+
+%% @doc The reference that marks maps a context thread left for the
+%% receiver to build (see `py_maps').
+-spec map_marker() -> reference().
+map_marker() -> ?NOT_LOADED.
 
 %% @doc Starts a context thread; it sends `{Tag, ok | {error, Reason}}' to
 %% the caller when ready. The context stops when the caller dies.
