@@ -78,29 +78,44 @@ bool Context::stop(ErlNifEnv* caller_env, Notify* done) {
     }
     if (!first) return true;
     for (auto& req : queue_.close()) req->reply(make_error(req->env.get(), atoms::context_stopped), caller_env);
-    if (std::uint64_t running = queue_.running_id()) request_interrupt(weak_from_this(), running);
+    if (std::uint64_t running = queue_.running_id()) request_interrupt(weak_from_this(), running, /*repeat=*/true);
     return true;
 }
 
-void Context::deliver_interrupt(std::uint64_t id) {
+bool Context::deliver_interrupt(std::uint64_t id) {
     // The interrupt service holds our interpreter's GIL, and the running id
-    // only changes under that GIL, so this check cannot race the request's end.
-    if (id == 0 || queue_.running_id() != id || interrupted_id_ == id) return;
+    // only changes under that GIL, so this check cannot race the request's
+    // end; a request already being finished takes no new interrupt.
+    if (id == 0 || queue_.running_id() != id || finishing_id_ == id) return false;
     bool stopping = state_.load(std::memory_order_acquire) == State::Stopping;
-    if (queue_.cancelled_running_id() != id && !stopping) return;
-    PyThreadState_SetAsyncExc(thread_ident_, interp_->types().interrupted);
-    interrupted_id_ = id;
-    stopping_interrupt_ = stopping;
+    if (queue_.cancelled_running_id() != id && !stopping) return false;
+    // A timeout interrupts once; a stop keeps interrupting (every call from
+    // the service's repeat list), in case the code swallows the exception.
+    if (interrupted_id_ != id || stopping) {
+        PyThreadState_SetAsyncExc(thread_ident_, interp_->types().interrupted);
+        interrupted_id_ = id;
+        stopping_interrupt_ = stopping_interrupt_ || stopping;
+    }
+    return stopping;
 }
 
 void Context::thread_main(Notify ready) {
     std::string error;
-    bool attached = attach_lane(&error);
+    bool attached = false;
+    try {
+        attached = attach_lane(&error);
+    } catch (...) {
+        error = "out of memory while starting the context";
+    }
     if (attached) {
         State expected = State::Starting;
         if (state_.compare_exchange_strong(expected, State::Running)) {
             ready.send(atoms::ok);
-            serve();
+            try {
+                serve();
+            } catch (...) {
+                // Only allocation failures get here; the context ends as if stopped.
+            }
         } else {
             ready.send(make_error(ready.env.get(), atoms::context_stopped));
         }
@@ -154,8 +169,7 @@ void Context::serve() {
             std::uint64_t id = 0;
             std::unique_ptr<Request> req = queue_.start_next(&id);
             if (!req) break;
-            RunResult result = runner.run(*req);
-            finish(*req, id, result);
+            handle(*req, id, runner);
             // Drop the request (and maybe the last hold on its env) while the
             // GIL is still ours; the env's dict then goes to the release queue.
             req.reset();
@@ -167,15 +181,30 @@ void Context::serve() {
     runner.clear();  // cached code objects die under the GIL
 }
 
-void Context::finish(Request& req, std::uint64_t id, RunResult& result) {
+void Context::handle(Request& req, std::uint64_t id, RequestRunner& runner) {
+    RunResult result;
+    try {
+        result = runner.run(req);
+    } catch (...) {
+        // Allocation failure inside the request: it fails, the context goes on.
+        if (PyErr_Occurred()) PyErr_Clear();
+        result = RunResult{RunResult::Failure, atoms::internal_error};
+    }
+    finish(req, id, result, runner);
+}
+
+void Context::finish(Request& req, std::uint64_t id, RunResult& result, RequestRunner& runner) {
+    finishing_id_ = id;
     if (interrupted_id_ == id) {
-        // Drop the interrupt if the request ended before it was raised, so it
-        // cannot hit the next request.
-        PyThreadState_SetAsyncExc(thread_ident_, nullptr);
+        // An interrupt raised into this request may not have fired yet; let
+        // it fire now, harmlessly, so it cannot hit the next request.
+        runner.flush_pending_interrupt();
         interrupted_id_ = 0;
     }
     bool stopping = std::exchange(stopping_interrupt_, false);
-    if (!queue_.finish_running()) return;  // its caller timed out and has gone on
+    bool send = queue_.finish_running();
+    finishing_id_ = 0;
+    if (!send) return;  // its caller timed out and has gone on
     ErlNifEnv* env = req.env.get();
     if (result.interrupted && stopping) {
         req.reply(make_error(env, atoms::context_stopped));

@@ -21,6 +21,9 @@
 
 namespace ep {
 
+class RequestRunner;
+struct RunResult;
+
 enum class Mode : std::uint8_t { Worker, Subinterp, OwnGil };
 
 struct ContextConfig {
@@ -72,8 +75,10 @@ public:
     bool stop(ErlNifEnv* caller_env, Notify* done = nullptr);
 
     // Called by the interrupt service with this context's interpreter's GIL
-    // held: raises erlang.Interrupted in request `id` if it is still running.
-    void deliver_interrupt(std::uint64_t id);
+    // held: raises erlang.Interrupted in request `id` if it is still running
+    // and was cancelled, or the context is stopping. True while a stopping
+    // context still runs that request (the service then raises again later).
+    bool deliver_interrupt(std::uint64_t id);
 
     Mode mode() const { return config_.mode; }
     bool running() const { return state_.load(std::memory_order_acquire) == State::Running; }
@@ -91,7 +96,8 @@ private:
     bool attach_lane(std::string* error);  // makes the thread state (and interpreter)
     void detach_lane();
     void serve();
-    void finish(Request& req, std::uint64_t id, struct RunResult& result);
+    void handle(Request& req, std::uint64_t id, RequestRunner& runner);
+    void finish(Request& req, std::uint64_t id, RunResult& result, RequestRunner& runner);
 
     ContextConfig config_;
     Queue queue_;
@@ -109,6 +115,7 @@ private:
     // and whether that was because the context is stopping.
     std::uint64_t interrupted_id_ = 0;
     bool stopping_interrupt_ = false;
+    std::uint64_t finishing_id_ = 0;  // the request being finished takes no new interrupt
 
     static std::atomic<std::size_t> alive_;
 };

@@ -70,7 +70,8 @@ ERL_NIF_TERM nif_context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     std::size_t spin = static_cast<std::size_t>(config.spin.count());
     if (!get_map_size_t(env, argv[1], "spin_us", &spin) ||
         !get_map_size_t(env, argv[1], "code_cache_size", &config.code_cache_size) ||
-        !get_map_size_t(env, argv[1], "max_batch", &config.max_batch) || config.max_batch == 0)
+        !get_map_size_t(env, argv[1], "max_batch", &config.max_batch) || config.max_batch == 0 ||
+        spin > 100000)  // 100 ms: beyond that spinning is just burning a core
         return badarg(env, enif_make_atom(env, "options"));
     config.spin = std::chrono::microseconds(spin);
     auto ctx = std::make_shared<Context>(config);

@@ -9,13 +9,17 @@ namespace ep {
 Interpreter::Interpreter(PyInterpreterState* state, bool is_main)
     : state_(state), id_(PyInterpreterState_GetID(state)), is_main_(is_main) {}
 
-void Interpreter::release(PyObject* obj, ReleaseKind kind) {
+void Interpreter::release(PyObject* obj, ReleaseKind kind) noexcept {
     if (obj == nullptr) return;
     std::shared_ptr<std::function<void()>> waker;
     {
         std::lock_guard lock(mutex_);
         if (closed_) return;
-        items_.push_back(Item{obj, kind});
+        try {
+            items_.push_back(Item{obj, kind});
+        } catch (...) {
+            return;  // out of memory in a destructor: leak this one object
+        }
         pending_.store(items_.size(), std::memory_order_release);
         if (items_.size() == 1) waker = waker_;
     }

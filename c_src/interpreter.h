@@ -43,7 +43,7 @@ public:
     // Any thread. Hands over one owned reference; the owner thread releases it
     // under this interpreter's GIL. After close() the pointer is dropped
     // without touching it: the interpreter that owned it is gone.
-    void release(PyObject* obj, ReleaseKind kind);
+    void release(PyObject* obj, ReleaseKind kind) noexcept;
 
     // Owner thread, GIL held: releases everything queued so far.
     std::size_t drain_releases();

@@ -14,6 +14,7 @@
 #include "py_to_term.h"
 #include "python_runtime.h"
 #include "resources.h"
+#include "term_size.h"
 
 namespace ep {
 namespace {
@@ -89,7 +90,9 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
     return make_ok(env, map);
 }
 
-template <ERL_NIF_TERM (*F)(ErlNifEnv*, int, const ERL_NIF_TERM[])>
+using NifFn = ERL_NIF_TERM (*)(ErlNifEnv*, int, const ERL_NIF_TERM[]);
+
+template <NifFn F>
 ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
     EP_REQUIRE_PYTHON(env);
     // Nothing below may let a C++ exception reach the VM.
@@ -102,6 +105,30 @@ ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
     }
 }
 
+// Arguments are copied into the request. Small ones (nearly all) are copied
+// right here; a large one would hold the scheduler for milliseconds, so the
+// call moves itself to a dirty scheduler first. Past kMaxRequestWords the
+// request is refused: a term with shared subterms can be tiny on the heap and
+// expand to gigabytes when copied, and a failed allocation ends the VM.
+constexpr std::size_t kInlineCopyWords = 64 * 1024;  // about 512 KB
+constexpr std::size_t kMaxRequestWords = std::size_t{128} << 20;  // 1 GiB
+
+template <NifFn F>
+ERL_NIF_TERM sized_request(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+    EP_REQUIRE_PYTHON(env);
+    bool dirty = enif_thread_type() != ERL_NIF_THR_NORMAL_SCHEDULER;
+    std::size_t limit = dirty ? kMaxRequestWords : kInlineCopyWords;
+    std::size_t words = 0;
+    for (int i = 0; i < argc && words <= limit; ++i) words += copy_size_upto(env, argv[i], limit - words);
+    if (words > limit) {
+        if (!dirty)
+            return enif_schedule_nif(env, "py_nif_large_request", ERL_NIF_DIRTY_JOB_CPU_BOUND, sized_request<F>, argc,
+                                     argv);
+        return make_error(env, enif_make_atom(env, "argument_too_large"), enif_make_uint64(env, kMaxRequestWords * 8));
+    }
+    return guarded<F>(env, argc, argv);
+}
+
 ERL_NIF_TERM nif_map_marker(ErlNifEnv* env, int, const ERL_NIF_TERM[]) { return map_marker(env); }
 
 ErlNifFunc functions[] = {
@@ -111,12 +138,12 @@ ErlNifFunc functions[] = {
     {"context_stop", 2, guarded<nif_context_stop>, 0},
     {"context_info", 1, guarded<nif_context_info>, 0},
     {"env_new", 1, guarded<nif_env_new>, 0},
-    {"exec", 3, guarded<nif_exec>, 0},
-    {"eval", 4, guarded<nif_eval>, 0},
-    {"call", 6, guarded<nif_call>, 0},
-    {"handle_getattr", 3, guarded<nif_handle_getattr>, 0},
-    {"handle_call_method", 5, guarded<nif_handle_call_method>, 0},
-    {"handle_to_term", 2, guarded<nif_handle_to_term>, 0},
+    {"exec", 3, sized_request<nif_exec>, 0},
+    {"eval", 4, sized_request<nif_eval>, 0},
+    {"call", 6, sized_request<nif_call>, 0},
+    {"handle_getattr", 3, sized_request<nif_handle_getattr>, 0},
+    {"handle_call_method", 5, sized_request<nif_handle_call_method>, 0},
+    {"handle_to_term", 2, sized_request<nif_handle_to_term>, 0},
     {"cancel", 2, guarded<nif_cancel>, 0},
     {"is_handle", 1, nif_is_handle, 0},
 };

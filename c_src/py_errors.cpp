@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "atom_budget.h"
 #include "erl_terms.h"
 #include "py_ref.h"
 
@@ -33,13 +34,16 @@ ERL_NIF_TERM utf8_term(ErlNifEnv* env, PyObject* text) {
     return make_binary(env, std::string_view(data, static_cast<size_t>(size)));
 }
 
-ERL_NIF_TERM type_atom(ErlNifEnv* env, PyTypeObject* type) {
-    // tp_name is "module.Name" for C types and "Name" for classes; the
-    // Erlang side sees the bare class name, as Python's own messages do.
+// The exception's class name as an atom, as Python's own messages show it
+// (the bare name). A name that cannot become an atom (too long, or new
+// atoms from Python are spent) is given as a binary instead.
+ERL_NIF_TERM type_term(ErlNifEnv* env, PyTypeObject* type) {
     const char* name = type->tp_name;
     if (const char* dot = std::strrchr(name, '.')) name = dot + 1;
-    size_t len = std::strlen(name);
-    return enif_make_atom_len(env, name, len > 255 ? 255 : len);
+    std::string_view text(name);
+    ERL_NIF_TERM atom;
+    if (make_atom_from_python(env, text, &atom)) return atom;
+    return make_binary(env, text);
 }
 
 ERL_NIF_TERM message_term(ErlNifEnv* env, PyObject* exc) {
@@ -72,7 +76,7 @@ PythonError take_python_error(ErlNifEnv* env, PyObject* interrupted_type) {
                            make_binary(env, ""), false};
     }
     bool interrupted = interrupted_type != nullptr && PyObject_TypeCheck(exc.get(), reinterpret_cast<PyTypeObject*>(interrupted_type));
-    ERL_NIF_TERM reason = enif_make_tuple2(env, type_atom(env, Py_TYPE(exc.get())), message_term(env, exc.get()));
+    ERL_NIF_TERM reason = enif_make_tuple2(env, type_term(env, Py_TYPE(exc.get())), message_term(env, exc.get()));
     return PythonError{reason, traceback_term(env, exc.get()), interrupted};
 }
 

@@ -7,7 +7,7 @@
 namespace ep {
 
 struct PythonError {
-    ERL_NIF_TERM reason;     // {TypeName :: atom(), Message :: binary()}
+    ERL_NIF_TERM reason;     // {TypeName :: atom() (binary past the atom budget), Message :: binary()}
     ERL_NIF_TERM traceback;  // the formatted traceback, a binary
     bool interrupted;        // the exception was our erlang.Interrupted
 };

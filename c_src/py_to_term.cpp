@@ -7,6 +7,7 @@
 #include "bigint_ext.h"
 #include "erl_terms.h"
 #include "erlang_module.h"
+#include "atom_budget.h"
 #include "handle.h"
 #include "py_errors.h"
 #include "pylong_bytes.h"
@@ -22,16 +23,18 @@ public:
     // Converts obj; on failure returns false and reason() says why.
     bool convert(PyObject* obj, int depth, ERL_NIF_TERM* out) {
         if (depth > kMaxNesting) return fail(atoms::nesting_too_deep);
+        // Python objects may be shared (x = [[0] * 1000] * 1000); the term
+        // is a tree, so it is bounded by what it will take, not by Python's size.
+        if ((words_ += 3) > kMaxResultWords) return too_large();
         if (obj == Py_None) return set(out, atoms::none);
         if (obj == Py_True) return set(out, atoms::true_);
         if (obj == Py_False) return set(out, atoms::false_);
         if (PyLong_Check(obj)) return integer(obj, out);
         if (PyFloat_Check(obj)) return real(PyFloat_AS_DOUBLE(obj), out);
         if (PyUnicode_Check(obj)) return text(obj, out);
-        if (PyBytes_Check(obj))
-            return set(out, make_binary(env_, {PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj))}));
+        if (PyBytes_Check(obj)) return binary(PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj)), out);
         if (PyByteArray_Check(obj))
-            return set(out, make_binary(env_, {PyByteArray_AS_STRING(obj), static_cast<size_t>(PyByteArray_GET_SIZE(obj))}));
+            return binary(PyByteArray_AS_STRING(obj), static_cast<size_t>(PyByteArray_GET_SIZE(obj)), out);
         if (PyList_Check(obj)) return sequence(obj, depth, /*tuple=*/false, out);
         if (PyTuple_Check(obj)) return sequence(obj, depth, /*tuple=*/true, out);
         if (PyDict_Check(obj)) return dict(obj, depth, out);
@@ -52,6 +55,14 @@ private:
         return false;
     }
     bool python_failure() { return fail(take_python_error(env_, nullptr).reason); }
+    bool too_large() {
+        return fail(enif_make_tuple2(env_, atoms::result_too_large, enif_make_uint64(env_, kMaxResultWords * 8)));
+    }
+    // Binaries are copied into the term: their bytes count against the budget.
+    bool binary(const char* data, size_t size, ERL_NIF_TERM* out) {
+        if ((words_ += size / 8) > kMaxResultWords) return too_large();
+        return set(out, make_binary(env_, {data, size}));
+    }
 
     bool integer(PyObject* obj, ERL_NIF_TERM* out) {
         int overflow = 0;
@@ -87,25 +98,15 @@ private:
             PyErr_Clear();
             PyRef bytes = PyRef::steal(PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass"));
             if (!bytes) return python_failure();
-            return set(out, make_binary(env_, {PyBytes_AS_STRING(bytes.get()), static_cast<size_t>(PyBytes_GET_SIZE(bytes.get()))}));
+            return binary(PyBytes_AS_STRING(bytes.get()), static_cast<size_t>(PyBytes_GET_SIZE(bytes.get())), out);
         }
         if (Py_IS_TYPE(obj, types_.atom)) {
-            if (size > 255) return fail(enif_make_tuple2(env_, atoms::badarg, make_binary(env_, "atom name longer than 255 bytes")));
-            // OTP 25 makes atoms from Latin-1 only; names beyond it become binaries' atoms via the external format.
-            return atom(data, static_cast<size_t>(size), out);
+            if (make_atom_from_python(env_, {data, static_cast<size_t>(size)}, out)) return true;
+            return fail(enif_make_tuple2(
+                env_, atoms::badarg,
+                make_binary(env_, "erlang.Atom: name over 255 characters, or too many new atoms made from Python")));
         }
-        return set(out, make_binary(env_, {data, static_cast<size_t>(size)}));
-    }
-
-    bool atom(const char* utf8, size_t size, ERL_NIF_TERM* out) {
-        bool ascii = true;
-        for (size_t i = 0; i < size && ascii; ++i) ascii = static_cast<unsigned char>(utf8[i]) < 0x80;
-        if (ascii) return set(out, enif_make_atom_len(env_, utf8, size));
-        std::vector<std::uint8_t> ext = {131, 118, static_cast<std::uint8_t>(size >> 8), static_cast<std::uint8_t>(size & 0xff)};
-        ext.insert(ext.end(), utf8, utf8 + size);
-        if (enif_binary_to_term(env_, ext.data(), ext.size(), out, 0) == 0)
-            return fail(enif_make_tuple2(env_, atoms::badarg, make_binary(env_, "atom name too long")));
-        return true;
+        return binary(data, static_cast<size_t>(size), out);
     }
 
     bool sequence(PyObject* obj, int depth, bool tuple, ERL_NIF_TERM* out) {
@@ -166,19 +167,24 @@ private:
     const ErlangTypes& types_;
     ERL_NIF_TERM reason_ = 0;
     bool deferred_maps_ = false;
+    std::size_t words_ = 0;
 };
 
 ErlNifEnv* marker_env = nullptr;
 ERL_NIF_TERM marker_term = 0;
 
 // py:to_term/1 unwraps one level of containers that have no Erlang form.
+// An empty ref means a Python error is set.
 PyRef unwrap_top_level(PyObject* obj) {
     if (PyAnySet_Check(obj) || PyDictViewSet_Check(obj) || PyDictValues_Check(obj) || PyRange_Check(obj))
         return PyRef::steal(PySequence_List(obj));
     if (PyMemoryView_Check(obj)) return PyRef::steal(PyBytes_FromObject(obj));
-    if (PyMapping_Check(obj) && !PySequence_Check(obj) && PyObject_HasAttrString(obj, "items")) {
+    if (!PyDict_Check(obj) && PyMapping_Check(obj) && !PySequence_Check(obj)) {
         PyRef dict = PyRef::steal(PyDict_New());
-        if (dict && PyDict_Update(dict.get(), obj) == 0) return dict;
+        if (!dict) return dict;
+        if (PyDict_Update(dict.get(), obj) == 0) return dict;
+        // Not a mapping after all (no keys()): keep the object itself.
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError) && !PyErr_ExceptionMatches(PyExc_TypeError)) return PyRef();
         PyErr_Clear();
     }
     return PyRef::borrow(obj);

@@ -1,6 +1,8 @@
 // Python object -> Erlang term (spec §5, Python to Erlang).
 #pragma once
 
+#include <cstddef>
+
 #include "convert.h"
 
 namespace ep {
@@ -16,6 +18,10 @@ enum class Unwrap {
 // erlang/otp#8208). They travel as {MapMarker, [{K, V}]} and the receiving
 // process builds them (py_maps:finish/1).
 constexpr std::size_t kDirectMapKeys = 128;
+
+// A result larger than this (in words, about 1 GiB) is refused with
+// {error, {result_too_large, Bytes}}: running out of memory ends the VM.
+constexpr std::size_t kMaxResultWords = std::size_t{128} << 20;
 
 // Converts `obj` into a term built in `env`. False with *out set to an error
 // reason ({Type, Message} of a Python error, or nesting_too_deep). GIL held.

@@ -22,10 +22,12 @@ inline PyObject* pylong_from_magnitude(const std::vector<std::uint8_t>& le, bool
     return neg;
 }
 
-// Little-endian magnitude of an int. False with an exception set on failure.
+// Little-endian magnitude of an int (subclasses included: their __abs__ or
+// __index__ are never called). False with an exception set on failure.
 inline bool pylong_magnitude(PyObject* value, std::vector<std::uint8_t>* le, bool* negative) {
     *negative = _PyLong_Sign(value) < 0;
-    PyObject* abs = PyNumber_Absolute(value);
+    // int's own absolute value, whatever the subclass overrides.
+    PyObject* abs = PyLong_Type.tp_as_number->nb_absolute(value);
     if (abs == nullptr) return false;
     size_t bits = _PyLong_NumBits(abs);
     if (bits == static_cast<size_t>(-1) && PyErr_Occurred()) {

@@ -2,10 +2,10 @@
 
 #include <Python.h>
 #include <dlfcn.h>
+#include <erl_nif.h>
 
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -26,7 +26,7 @@ public:
     void run(const RuntimeOptions& options);
     bool wait_started(std::string* error);
     void wake_for_releases();
-    void add_interrupt(std::weak_ptr<Context> context, std::uint64_t id);
+    void add_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat);
 
     std::shared_ptr<Interpreter> main;
     RuntimeInfo info;
@@ -39,8 +39,18 @@ private:
     std::condition_variable cv_;
     bool started_ = false;
     std::string start_error_;
+    struct Interrupt {
+        std::weak_ptr<Context> context;
+        std::uint64_t id;
+        bool repeat;
+    };
+    using Clock = std::chrono::steady_clock;
+    static constexpr auto kRepeatEvery = std::chrono::milliseconds(100);
+
     bool releases_pending_ = false;
-    std::deque<std::pair<std::weak_ptr<Context>, std::uint64_t>> interrupts_;
+    std::vector<Interrupt> interrupts_;  // guarded by mutex_
+    std::vector<Interrupt> repeats_;     // service thread only
+    Clock::time_point next_repeat_{};
     PyThreadState* tstate_ = nullptr;
 };
 
@@ -70,6 +80,26 @@ std::string describe_exception() {
     std::string out = utf8 ? utf8 : "unknown error";
     PyErr_Clear();
     return out;
+}
+
+// Atoms for every built-in exception class exist from the start, so errors
+// keep their atom() type even once the budget for atoms made on Python's
+// behalf is spent (see atom_budget.h). GIL held.
+void make_builtin_exception_atoms() {
+    ErlNifEnv* env = enif_alloc_env();
+    PyObject* builtins = PyEval_GetBuiltins();  // borrowed
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+    while (builtins && PyDict_Next(builtins, &pos, &name, &value)) {
+        if (!PyType_Check(value) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(value),
+                                                      reinterpret_cast<PyTypeObject*>(PyExc_BaseException)))
+            continue;
+        Py_ssize_t len = 0;
+        const char* text = PyUnicode_AsUTF8AndSize(name, &len);
+        if (text != nullptr) enif_make_atom_len(env, text, static_cast<size_t>(len));
+        else PyErr_Clear();
+    }
+    enif_free_env(env);
 }
 
 // The VM loads NIF libraries RTLD_LOCAL; C extension modules then cannot see
@@ -128,6 +158,7 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
         PyEval_SaveThread();
         return false;
     }
+    make_builtin_exception_atoms();
     info.version = Py_GetVersion();
     info.executable = options.executable;
     info.home = options.home;
@@ -166,10 +197,10 @@ void Service::wake_for_releases() {
     cv_.notify_all();
 }
 
-void Service::add_interrupt(std::weak_ptr<Context> context, std::uint64_t id) {
+void Service::add_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat) {
     {
         std::lock_guard lock(mutex_);
-        interrupts_.emplace_back(std::move(context), id);
+        interrupts_.push_back(Interrupt{std::move(context), id, repeat});
     }
     cv_.notify_all();
 }
@@ -177,11 +208,17 @@ void Service::add_interrupt(std::weak_ptr<Context> context, std::uint64_t id) {
 void Service::loop() {
     std::unique_lock lock(mutex_);
     for (;;) {
-        cv_.wait(lock, [this] { return releases_pending_ || !interrupts_.empty(); });
-        auto interrupts = std::move(interrupts_);
-        interrupts_.clear();
+        auto work = [this] { return releases_pending_ || !interrupts_.empty(); };
+        if (repeats_.empty()) cv_.wait(lock, work);
+        else cv_.wait_until(lock, next_repeat_, work);
+        std::vector<Interrupt> interrupts;
+        interrupts.swap(interrupts_);
         bool releases = std::exchange(releases_pending_, false);
         lock.unlock();
+        if (!repeats_.empty() && Clock::now() >= next_repeat_) {
+            interrupts.insert(interrupts.end(), repeats_.begin(), repeats_.end());
+            repeats_.clear();
+        }
         if (releases && interrupts.empty()) {
             // Worker contexts drain the main queue between batches while they
             // hold the GIL anyway; give them a moment before taking it.
@@ -189,10 +226,13 @@ void Service::loop() {
         }
         if (!interrupts.empty() || main->has_pending_releases()) {
             PyEval_RestoreThread(tstate_);
-            for (auto& [weak, id] : interrupts)
-                if (auto ctx = weak.lock()) ctx->deliver_interrupt(id);
+            for (auto& interrupt : interrupts) {
+                auto ctx = interrupt.context.lock();
+                if (ctx && ctx->deliver_interrupt(interrupt.id) && interrupt.repeat) repeats_.push_back(interrupt);
+            }
             main->drain_releases();
             PyEval_SaveThread();
+            if (!repeats_.empty()) next_repeat_ = Clock::now() + kRepeatEvery;
         }
         lock.lock();
     }
@@ -214,8 +254,8 @@ bool start_python(const RuntimeOptions& options, std::string* error) {
 const std::shared_ptr<Interpreter>& main_interpreter() { return service->main; }
 const RuntimeInfo& runtime_info() { return service->info; }
 
-void request_interrupt(std::weak_ptr<Context> context, std::uint64_t id) {
-    service->add_interrupt(std::move(context), id);
+void request_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat) {
+    service->add_interrupt(std::move(context), id, repeat);
 }
 
 }  // namespace ep

@@ -116,8 +116,8 @@ public:
         return running_id_;
     }
 
-    // Refuses further pushes, marks the running item cancelled and returns
-    // everything still queued, oldest first.
+    // Refuses further pushes and returns everything still queued, oldest
+    // first. The running item is left alone: it still finishes and replies.
     std::deque<std::unique_ptr<T>> close() {
         std::deque<std::unique_ptr<T>> pending;
         {

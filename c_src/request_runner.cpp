@@ -1,5 +1,8 @@
 #include "request_runner.h"
 
+#include <utility>
+#include <vector>
+
 #include "env.h"
 #include "erl_terms.h"
 #include "handle.h"
@@ -14,6 +17,49 @@ ERL_NIF_TERM ok_result(ErlNifEnv* env, ERL_NIF_TERM value, bool deferred_maps) {
     ERL_NIF_TERM ok = make_ok(env, value);
     return deferred_maps ? enif_make_tuple2(env, atoms::deferred_maps, ok) : ok;
 }
+
+// Binds eval's Locals as globals for the expression's duration, so that
+// comprehensions, lambdas and generator expressions see them on every Python
+// version (a separate locals mapping hides them from nested scopes), then
+// puts back whatever those names held before.
+class ScopedBindings {
+public:
+    ScopedBindings(PyObject* globals, PyObject* bindings) : globals_(globals) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(bindings, &pos, &key, &value)) {
+            PyRef previous = PyRef::borrow(PyDict_GetItemWithError(globals, key));
+            if (!previous && PyErr_Occurred()) return;
+            saved_.emplace_back(PyRef::borrow(key), std::move(previous));
+            if (PyDict_SetItem(globals, key, value) < 0) return;
+        }
+        ok_ = true;
+    }
+    ScopedBindings(const ScopedBindings&) = delete;
+    ScopedBindings& operator=(const ScopedBindings&) = delete;
+    ~ScopedBindings() { restore(); }
+
+    bool ok() const { return ok_; }
+
+    // Keeps a pending exception (the expression's) across the restore.
+    void restore() {
+        if (saved_.empty()) return;
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+            int rc = it->second ? PyDict_SetItem(globals_, it->first.get(), it->second.get())
+                                : PyDict_DelItem(globals_, it->first.get());
+            if (rc < 0) PyErr_Clear();
+        }
+        saved_.clear();
+        PyErr_Restore(type, value, tb);
+    }
+
+private:
+    PyObject* globals_;
+    std::vector<std::pair<PyRef, PyRef>> saved_;
+    bool ok_ = false;
+};
 
 bool source_of(ErlNifEnv* env, ERL_NIF_TERM term, std::string_view* out) {
     ErlNifBinary bin;
@@ -30,6 +76,14 @@ RequestRunner::RequestRunner(std::shared_ptr<Interpreter> interp, std::weak_ptr<
 void RequestRunner::clear() {
     code_.clear();
     atom_names_.clear();
+    flush_globals_.reset();
+}
+
+void RequestRunner::flush_pending_interrupt() {
+    if (!flush_globals_) flush_globals_ = PyRef::steal(PyDict_New());
+    PyObject* code = flush_globals_ ? code_.get("None", Py_eval_input) : nullptr;
+    PyRef result = code ? PyRef::steal(PyEval_EvalCode(code, flush_globals_.get(), flush_globals_.get())) : PyRef();
+    if (!result) PyErr_Clear();
 }
 
 RunResult RequestRunner::run(Request& req) {
@@ -80,18 +134,20 @@ RunResult RequestRunner::eval(Request& req, PyObject* globals) {
     ErlNifEnv* env = req.env.get();
     std::string_view source;
     if (!source_of(env, req.args[0], &source)) return failure(enif_make_tuple2(env, atoms::badarg, atoms::expr));
-    PyRef locals;
     if (!enif_is_map(env, req.args[1])) return failure(enif_make_tuple2(env, atoms::badarg, atoms::locals));
-    size_t nlocals = 0;
-    enif_get_map_size(env, req.args[1], &nlocals);
-    if (nlocals > 0) {
-        ERL_NIF_TERM reason;
-        locals = term_to_py(env, req.args[1], scope_, &reason);
-        if (!locals) return failure(reason);
-    }
     PyObject* code = code_.get(source, Py_eval_input);
     if (code == nullptr) return python_error(req);
-    return result_of(req, PyEval_EvalCode(code, globals, locals ? locals.get() : globals));
+    size_t nlocals = 0;
+    enif_get_map_size(env, req.args[1], &nlocals);
+    if (nlocals == 0) return result_of(req, PyEval_EvalCode(code, globals, globals));
+    ERL_NIF_TERM reason;
+    PyRef locals = term_to_py(env, req.args[1], scope_, &reason);
+    if (!locals) return failure(reason);
+    ScopedBindings bindings(globals, locals.get());
+    if (!bindings.ok()) return python_error(req);
+    PyObject* value = PyEval_EvalCode(code, globals, globals);
+    bindings.restore();
+    return result_of(req, value);
 }
 
 PyRef RequestRunner::resolve(Request& req, PyObject* globals, RunResult* error) {

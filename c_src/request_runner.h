@@ -26,6 +26,9 @@ public:
     RunResult run(Request& req);
     // Drops cached Python objects; before the thread state goes away.
     void clear();
+    // Runs a trivial code object: the eval loop raises an asynchronous
+    // exception still pending for this thread, and it is discarded.
+    void flush_pending_interrupt();
 
 private:
     RunResult exec(Request& req, PyObject* globals);
@@ -48,6 +51,7 @@ private:
     AtomNames atom_names_;
     ConvertScope scope_;
     CodeCache code_;
+    PyRef flush_globals_;
 };
 
 }  // namespace ep

@@ -25,15 +25,23 @@ void holder_dtor(ErlNifEnv*, void* obj) {
 
 // The context object's Erlang side is gone (or its owner died): stop it.
 // Stopping only signals the context thread; it never blocks the scheduler.
+void stop_quietly(ErlNifEnv* env, Context& ctx) noexcept {
+    try {
+        ctx.stop(env);
+    } catch (...) {
+        // Out of memory in a VM callback: nothing more can be done here.
+    }
+}
+
 void context_dtor(ErlNifEnv* env, void* obj) {
     auto* holder = static_cast<Holder<Context>*>(obj);
-    if (holder->ptr) holder->ptr->stop(env);
+    if (holder->ptr) stop_quietly(env, *holder->ptr);
     holder->~Holder<Context>();
 }
 
 void context_owner_down(ErlNifEnv* env, void* obj, ErlNifPid*, ErlNifMonitor*) {
     auto* holder = static_cast<Holder<Context>*>(obj);
-    if (holder->ptr) holder->ptr->stop(env);
+    if (holder->ptr) stop_quietly(env, *holder->ptr);
 }
 
 ErlNifResourceType* open_type(ErlNifEnv* env, const char* name, ErlNifResourceDtor* dtor,
@@ -86,7 +94,7 @@ ERL_NIF_TERM make_context_term(ErlNifEnv* env, std::shared_ptr<Context> context,
     ErlNifPid pid = owner;
     if (enif_monitor_process(env, raw, &pid, nullptr) > 0) {
         // The owner is already dead: the context has nobody to serve.
-        static_cast<Holder<Context>*>(raw)->ptr->stop(env);
+        stop_quietly(env, *static_cast<Holder<Context>*>(raw)->ptr);
     }
     return term;
 }

@@ -163,7 +163,14 @@ private:
         while (ok && enif_map_iterator_get_pair(env_, &it, &k, &v)) {
             PyRef key = PyRef::steal(convert(k, depth + 1));
             PyRef value = key ? PyRef::steal(convert(v, depth + 1)) : PyRef();
+            Py_ssize_t before = PyDict_GET_SIZE(dict.get());
             ok = value && (PyDict_SetItem(dict.get(), key.get(), value.get()) == 0 || check(nullptr));
+            // Two keys equal in Python (a and <<"a">>, 1 and 1.0): say so
+            // rather than drop one silently.
+            if (ok && PyDict_GET_SIZE(dict.get()) == before) {
+                fail(enif_make_tuple2(env_, atoms::duplicate_key, k));
+                ok = false;
+            }
             enif_map_iterator_next(env_, &it);
         }
         enif_map_iterator_destroy(env_, &it);

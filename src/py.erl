@@ -171,17 +171,13 @@ is_handle(Term) ->
 %% Contexts
 
 %% @doc The context bound to the calling process; binds one of the pool's
-%% contexts (round robin) on first use, and again if it died.
+%% contexts (round robin) on first use, and again if it died. Raises
+%% `{no_context, Why}' when the pool has no live context.
 -spec context() -> pid().
 context() ->
-    case get(py_context) of
-        Pid when is_pid(Pid) ->
-            case is_process_alive(Pid) of
-                true -> Pid;
-                false -> bind_context()
-            end;
-        _ ->
-            bind_context()
+    case default_context() of
+        {ok, Pid} -> Pid;
+        {error, Why} -> erlang:error({no_context, Why})
     end.
 
 %% @doc The pid of pool context `N' (1-based).
@@ -192,16 +188,36 @@ context(N) when is_integer(N), N > 0 ->
         error -> erlang:error({no_such_context, N})
     end.
 
+default_context() ->
+    case get(py_context) of
+        Pid when is_pid(Pid) ->
+            case is_process_alive(Pid) of
+                true -> {ok, Pid};
+                false -> bind_context()
+            end;
+        _ ->
+            bind_context()
+    end.
+
+%% Round robin over the pool, skipping a slot whose context is restarting.
 bind_context() ->
     case py_context_pool:size() of
         0 ->
-            erlang:error({no_contexts, "the erlang_python application is not started "
-                                       "or its pool is empty"});
+            {error, not_started};
         Size ->
             Next = atomics:add_get(persistent_term:get({py_context_pool, next}), 1, 1),
-            Pid = context((Next rem Size) + 1),
+            bind_context([(Next + I) rem Size + 1 || I <- lists:seq(0, Size - 1)])
+    end.
+
+bind_context([]) ->
+    {error, context_not_running};
+bind_context([Slot | Rest]) ->
+    case py_context_registry:pool_pid(Slot) of
+        {ok, Pid} ->
             put(py_context, Pid),
-            Pid
+            {ok, Pid};
+        error ->
+            bind_context(Rest)
     end.
 
 %% ---------------------------------------------------------------------------
@@ -261,12 +277,20 @@ timeout(Opts) ->
 %% Context-less calls use the bound context; if it died since binding,
 %% bind another and try once more.
 on_default_context(Fun) ->
-    case Fun(context()) of
-        {error, context_not_running} ->
-            erase(py_context),
-            Fun(context());
-        Result ->
-            Result
+    case default_context() of
+        {ok, Ctx} ->
+            case Fun(Ctx) of
+                {error, context_not_running} ->
+                    erase(py_context),
+                    case default_context() of
+                        {ok, Other} -> Fun(Other);
+                        {error, _} = Error -> Error
+                    end;
+                Result ->
+                    Result
+            end;
+        {error, _} = Error ->
+            Error
     end.
 
 %% The env of (calling process, Ctx), made on first use.
@@ -277,7 +301,10 @@ local_env(Ctx) ->
         Envs -> new_local_env(Ctx, Envs)
     end.
 
-new_local_env(Ctx, Envs) ->
+%% Envs of contexts that have died are dropped here, so a long-lived process
+%% does not keep their namespaces (and everything in them) alive.
+new_local_env(Ctx, Envs0) ->
+    Envs = maps:filter(fun(Pid, _) -> is_process_alive(Pid) end, Envs0),
     case py_context_registry:lookup(Ctx) of
         {ok, CtxRef} ->
             case py_nif:env_new(CtxRef) of

@@ -15,7 +15,7 @@
 finish({ok, Value}) ->
     {ok, build(Value, py_nif:map_marker())}.
 
-build({Marker, Pairs}, Marker) ->
+build({Marker, Pairs}, Marker) when is_list(Pairs) ->
     maps:from_list([{build(K, Marker), build(V, Marker)} || {K, V} <- Pairs]);
 build(List, Marker) when is_list(List) ->
     [build(X, Marker) || X <- List];

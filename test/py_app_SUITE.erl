@@ -7,7 +7,7 @@
 
 all() ->
     [configured_pool_and_paths, imports_at_start, application_restart,
-     python_that_cannot_start, stopping_the_app_stops_contexts].
+     python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget].
 
 init_per_suite(Config) ->
     Config.
@@ -80,4 +80,21 @@ stopping_the_app_stops_contexts(_Config) ->
     Ctx = peer:call(Peer, py, context, [1]),
     ok = peer:call(Peer, application, stop, [erlang_python]),
     {error, context_not_running} = peer:call(Peer, py, eval, [Ctx, <<"1">>]),
+    peer:stop(Peer).
+
+%% Python code cannot fill the atom table (the VM would abort): new atoms
+%% made for it are budgeted; existing atoms always work.
+atom_budget(_Config) ->
+    {Peer, _} = start_peer([]),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    %% (each peer:call runs in a new process, so a new namespace)
+    {ok, Atoms} = peer:call(Peer, py, eval, [<<"[__import__('erlang').Atom('ep_budget_%d' % i) for i in range(100000)]">>], 60000),
+    100000 = length(Atoms),
+    {error, {badarg, _}} = peer:call(Peer, py, eval, [<<"__import__('erlang').Atom('one_too_many')">>]),
+    {ok, ok} = peer:call(Peer, py, eval, [<<"__import__('erlang').Atom('ok')">>]),
+    {ok, ep_budget_7} = peer:call(Peer, py, eval, [<<"__import__('erlang').Atom('ep_budget_7')">>]),
+    %% an exception class with a new name comes back as a binary
+    {error, {<<"BrandNewError">>, <<"x">>}} =
+        peer:call(Peer, py, exec, [<<"class BrandNewError(Exception):\n    pass\nraise BrandNewError('x')">>]),
+    {error, {'ValueError', _}} = peer:call(Peer, py, exec, [<<"raise ValueError('y')">>]),
     peer:stop(Peer).

@@ -6,6 +6,7 @@
 
 all() ->
     [version_and_info, exec_eval_default_context, exec_eval_named_context, eval_with_locals,
+     eval_locals_in_nested_scopes,
      eval_locals_do_not_leak, call_forms, call_kwargs, call_main_resolution, call_dotted_names,
      stdlib_imports, python_errors_shape, traceback_available, syntax_errors,
      bad_arguments, indented_source_is_dedented, large_source_not_cached, null_bytes_refused,
@@ -47,6 +48,19 @@ eval_with_locals(_Config) ->
     {ok, [1, 2, 3]} = py:eval(Ctx, <<"sorted(items)">>, #{items => [3, 1, 2]}),
     {ok, <<"hi bob">>} = py:eval(Ctx, <<"greeting + ' ' + name">>,
                                 #{greeting => <<"hi">>, <<"name">> => <<"bob">>}).
+
+%% Locals reach comprehensions, lambdas and generator expressions on every
+%% Python version, and what they shadowed is back afterwards.
+eval_locals_in_nested_scopes(_Config) ->
+    Ctx = py:context(1),
+    {ok, [0, 2, 4]} = py:eval(Ctx, <<"[x * i for i in range(3)]">>, #{x => 2}),
+    {ok, 6} = py:eval(Ctx, <<"sum(x * i for i in range(3))">>, #{x => 2}),
+    {ok, 5} = py:eval(Ctx, <<"(lambda: x + 3)()">>, #{x => 2}),
+    ok = py:exec(Ctx, <<"x = 'global'">>),
+    {ok, 2} = py:eval(Ctx, <<"x">>, #{x => 2}),
+    {ok, <<"global">>} = py:eval(Ctx, <<"x">>),
+    {error, {'ZeroDivisionError', _}} = py:eval(Ctx, <<"x / 0">>, #{x => 2}),
+    {ok, <<"global">>} = py:eval(Ctx, <<"x">>).
 
 eval_locals_do_not_leak(_Config) ->
     Ctx = py:context(1),

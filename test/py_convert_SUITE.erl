@@ -10,7 +10,8 @@ all() ->
      python_to_erlang_types, subclasses_convert_as_their_base, surrogates_keep_their_bytes,
      handles, handles_cross_processes, handle_after_context_stop, to_term_unwraps,
      nesting_bound_erlang_to_python, nesting_bound_python_to_erlang, cyclic_python_values,
-     round_trip_property].
+     shared_python_values_bounded, shared_erlang_terms_bounded, int_subclass_overrides_ignored,
+     unicode_exception_names, keys_equal_in_python_refused, round_trip_property].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -236,6 +237,39 @@ cyclic_python_values(_Config) ->
     {error, nesting_too_deep} = py:eval(<<"cyc">>),
     {error, nesting_too_deep} = py:eval(<<"d">>),
     ok = py:exec(<<"cyc.clear(); d.clear()">>).
+
+%% 5 KB of Python objects sharing their lists would be a term of 16 GB:
+%% refused before the VM runs out of memory.
+shared_python_values_bounded(_Config) ->
+    {error, {result_too_large, Bytes}} = py:eval(<<"[[[0] * 1000] * 1000] * 1000">>),
+    true = Bytes >= 1 bsl 30,
+    {error, {result_too_large, _}} = py:eval(<<"[b'x' * 10000000] * 200">>),
+    {ok, 1} = py:eval(<<"1">>).
+
+%% The same on the way in: shared subterms expand when copied.
+shared_erlang_terms_bounded(_Config) ->
+    Huge = lists:duplicate(1000, lists:duplicate(1000, lists:duplicate(1000, 0))),
+    {error, {argument_too_large, _}} = py:call(builtins, len, [Huge]),
+    %% large but reasonable arguments are fine (copied on a dirty scheduler)
+    Big = lists:seq(1, 200000),
+    {ok, 200000} = py:call(builtins, len, [Big]).
+
+%% An int subclass's __abs__ or __index__ is never asked for its value.
+int_subclass_overrides_ignored(_Config) ->
+    ok = py:exec(<<"class B(int):\n    def __abs__(self):\n        return 'x'\n    def __index__(self):\n        return 3\n">>),
+    {ok, 1180591620717411303424} = py:eval(<<"B(2 ** 70)">>),
+    {ok, -1180591620717411303424} = py:eval(<<"B(-2 ** 70)">>),
+    {ok, 7} = py:eval(<<"B(7)">>).
+
+unicode_exception_names(_Config) ->
+    ok = py:exec(<<"class Ошибка(Exception):\n    pass\n"/utf8>>),
+    {error, {Type, <<"плохо"/utf8>>}} = py:exec(<<"raise Ошибка('плохо')"/utf8>>),
+    Type = binary_to_atom(<<"Ошибка"/utf8>>, utf8).
+
+keys_equal_in_python_refused(_Config) ->
+    {error, {duplicate_key, _}} = py:eval(<<"len(d)">>, #{d => #{a => 1, <<"a">> => 2}}),
+    {error, {duplicate_key, _}} = py:eval(<<"len(d)">>, #{d => #{1 => a, 1.0 => b}}),
+    {ok, 2} = py:eval(<<"len(d)">>, #{d => #{a => 1, b => 2}}).
 
 %% Random terms of the convertible kinds survive Erlang -> Python -> Erlang.
 round_trip_property(_Config) ->

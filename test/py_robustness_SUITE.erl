@@ -10,7 +10,8 @@ all() ->
      timeout_interrupts_sleep_loop, timeout_of_queued_request_never_runs,
      timeout_default_for_contextless_calls_is_finite, late_interrupt_never_hits_next_request,
      caller_killed_mid_call, many_callers_killed_mid_call, stop_context_with_queued_calls,
-     stop_context_under_load, stop_idle_context, context_process_killed, start_context_errors,
+     stop_context_under_load, stop_after_swallowed_interrupt, stop_idle_context,
+     context_process_killed, pool_context_restart_under_callers, envs_of_dead_contexts_dropped, start_context_errors,
      churn_10000_processes_memory_flat].
 
 init_per_suite(Config) ->
@@ -143,6 +144,52 @@ stop_context_under_load(_Config) ->
     Reasons = lists:usort([R || {_, R} <- Ends]),
     ct:pal("calls served before stop: ~b; final errors: ~p", [lists:sum([N - 1 || {N, _} <- Ends]), Reasons]),
     [] = Reasons -- [context_stopped, context_not_running].
+
+%% Code that swallows the timeout's interrupt once still stops when its
+%% context is stopped: the stop raises again.
+stop_after_swallowed_interrupt(_Config) ->
+    {ok, Ctx} = py_context:start_link(swallower, worker),
+    unlink(Ctx),
+    ok = py:exec(Ctx, <<"
+import erlang
+def swallow_once():
+    try:
+        while True:
+            pass
+    except erlang.Interrupted:
+        pass
+    while True:
+        pass
+">>),
+    {error, timeout} = py:call(Ctx, '__main__', swallow_once, [], #{}, #{timeout => 100}),
+    Ref = py_context:get_nif_ref(Ctx),
+    Tag = make_ref(),
+    ok = py_nif:context_stop(Ref, Tag),
+    %% well before py_context's own 5 s stop timeout
+    receive {Tag, stopped} -> ok after 4000 -> ct:fail(stop_not_delivered) end,
+    exit(Ctx, kill).
+
+%% Callers arriving while a pool context restarts get a result or a clean
+%% error, never an exception.
+pool_context_restart_under_callers(_Config) ->
+    Victim = py:context(1),
+    Self = self(),
+    exit(Victim, kill),
+    Pids = [spawn(fun() -> Self ! {result, self(), catch py:eval(<<"1 + 1">>)} end) || _ <- lists:seq(1, 200)],
+    Results = [receive {result, P, R} -> R after 10000 -> ct:fail(stuck) end || P <- Pids],
+    [] = [R || R <- Results, R =/= {ok, 2}, R =/= {error, context_not_running}, R =/= {error, context_stopped}],
+    true = py_test_util:wait_until(fun() -> is_pid(catch py:context(1)) andalso py:context(1) =/= Victim end, 5000).
+
+envs_of_dead_contexts_dropped(_Config) ->
+    {ok, Ctx} = py_context:start_link(short_lived, worker),
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    #{Ctx := _} = get(py_local_env),
+    ok = py_context:stop(Ctx),
+    %% the next new env of this process prunes the dead context's
+    {ok, Other} = py_context:start_link(other, worker),
+    {ok, 1} = py:eval(Other, <<"1">>),
+    false = maps:is_key(Ctx, get(py_local_env)),
+    ok = py_context:stop(Other).
 
 stop_idle_context(_Config) ->
     {ok, Ctx} = py_context:start_link(idle, worker),
