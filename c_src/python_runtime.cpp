@@ -2,6 +2,7 @@
 
 #include <Python.h>
 #include <dlfcn.h>
+#include <signal.h>
 #include <erl_nif.h>
 
 #include <chrono>
@@ -240,8 +241,25 @@ void Service::loop() {
 
 }  // namespace
 
+// ERTS leaves SIGCHLD ignored, which makes the kernel reap children by
+// itself: Python's subprocess then cannot wait for its children and reports
+// every exit status as 0 (design.md fact 14). The default disposition is
+// also "ignore" but keeps the status for the parent. ERTS's own port
+// programs are forked by its erl_child_setup helper, not by the VM, so they
+// are not affected.
+void restore_sigchld() {
+    struct sigaction current;
+    if (sigaction(SIGCHLD, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) {
+        struct sigaction dfl{};
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGCHLD, &dfl, nullptr);
+    }
+}
+
 bool start_python(const RuntimeOptions& options, std::string* error) {
     std::call_once(start_once, [&] {
+        restore_sigchld();
         if (!make_symbols_global(&start_error)) return;
         service = new Service();  // lives as long as the OS process: Python is never finalised
         if (!spawn_detached_thread([options] { service->run(options); }, "py_main", &start_error)) return;

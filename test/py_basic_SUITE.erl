@@ -10,7 +10,7 @@ all() ->
      eval_locals_do_not_leak, call_forms, call_kwargs, call_main_resolution, call_dotted_names,
      stdlib_imports, python_errors_shape, traceback_available, syntax_errors,
      bad_arguments, indented_source_is_dedented, large_source_not_cached, null_bytes_refused,
-     pool_contexts, context_binding_is_sticky, memory_stats, recursion_error_not_crash,
+     pool_contexts, context_binding_is_sticky, subprocess_exit_status, memory_stats, recursion_error_not_crash,
      deep_repr_on_context_stack].
 
 init_per_suite(Config) ->
@@ -190,6 +190,17 @@ context_binding_is_sticky(_Config) ->
     [spawn(fun() -> Self ! {ctx, py:context()} end) || _ <- lists:seq(1, 8)],
     Seen = lists:usort([receive {ctx, C} -> C end || _ <- lists:seq(1, 8)]),
     ?assertEqual(min(8, py_context_pool:size()), length(Seen)).
+
+%% design.md fact 14: with SIGCHLD ignored (as ERTS leaves it) every
+%% subprocess "exits 0". The NIF restores the default; Erlang ports still
+%% report their exit status (they are forked by erl_child_setup).
+subprocess_exit_status(_Config) ->
+    {ok, 3} = py:eval(<<"__import__('subprocess').run(['sh', '-c', 'exit 3']).returncode">>),
+    {ok, <<"42\n">>} = py:eval(<<"__import__('subprocess').run([__import__('sys').executable, '-c', 'print(42)'],"
+                                 " capture_output=True).stdout">>),
+    Port = open_port({spawn, "sh -c 'exit 5'"}, [exit_status]),
+    receive {Port, {exit_status, 5}} -> ok after 5000 -> ct:fail(no_exit_status) end,
+    "hi\n" = os:cmd("echo hi").
 
 memory_stats(_Config) ->
     {ok, #{gc_count := {_, _, _}, gc_threshold := {_, _, _}, objects := Objects,
