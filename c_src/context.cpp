@@ -1,6 +1,9 @@
 #include "context.h"
 
+#include <algorithm>
+
 #include "atoms.h"
+#include "env.h"
 #include "erl_terms.h"
 #include "gil.h"
 #include "native_thread.h"
@@ -152,8 +155,24 @@ bool Context::attach_lane(std::string* error) {
     return true;
 }
 
+void Context::register_env(const std::shared_ptr<Env>& env) {
+    std::lock_guard lock(mutex_);
+    if (envs_.size() >= envs_pruned_at_) {
+        std::erase_if(envs_, [](const std::weak_ptr<Env>& w) { return w.expired(); });
+        envs_pruned_at_ = std::max<std::size_t>(64, envs_.size() * 2);
+    }
+    envs_.push_back(env);
+}
+
 void Context::detach_lane() {
     PyEval_RestoreThread(tstate_);
+    std::vector<std::weak_ptr<Env>> envs;
+    {
+        std::lock_guard lock(mutex_);
+        envs.swap(envs_);
+    }
+    for (auto& weak : envs)
+        if (auto env = weak.lock()) env->release_namespace();
     if (interp_->has_pending_releases()) interp_->drain_releases();
     PyThreadState_Clear(tstate_);
     PyThreadState_DeleteCurrent();

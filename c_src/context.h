@@ -21,6 +21,7 @@
 
 namespace ep {
 
+class Env;
 class RequestRunner;
 struct RunResult;
 
@@ -74,6 +75,10 @@ public:
     // the NIF or resource callback calling, or nullptr on a non-VM thread.
     bool stop(ErlNifEnv* caller_env, Notify* done = nullptr);
 
+    // Any thread: an env made for this context; its namespace is released
+    // when the context stops, not when its process next happens to call.
+    void register_env(const std::shared_ptr<Env>& env);
+
     // Called by the interrupt service with this context's interpreter's GIL
     // held: raises erlang.Interrupted in request `id` if it is still running
     // and was cancelled, or the context is stopping. True while a stopping
@@ -83,6 +88,7 @@ public:
     Mode mode() const { return config_.mode; }
     bool running() const { return state_.load(std::memory_order_acquire) == State::Running; }
     std::size_t queue_length() const { return queue_.size(); }
+    bool busy() const { return queue_.running_id() != 0; }  // a request is running
     std::uint64_t requests_served() const { return served_.load(std::memory_order_relaxed); }
     // Set once the thread is ready; never changes after.
     std::shared_ptr<Interpreter> interpreter() const;
@@ -104,9 +110,11 @@ private:
     std::atomic<State> state_{State::Created};
     std::atomic<std::uint64_t> served_{0};
 
-    mutable std::mutex mutex_;  // guards interp_ publication and stop_waiters_
+    mutable std::mutex mutex_;  // guards interp_ publication, stop_waiters_ and envs_
     std::shared_ptr<Interpreter> interp_;
     std::vector<Notify> stop_waiters_;
+    std::vector<std::weak_ptr<Env>> envs_;
+    std::size_t envs_pruned_at_ = 64;
 
     // Owned by the context thread.
     PyThreadState* tstate_ = nullptr;

@@ -95,12 +95,16 @@ ERL_NIF_TERM nif_context_info(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     if (!ctx) return badarg(env, atoms::handle);
     ERL_NIF_TERM mode = ctx->mode() == Mode::Worker ? atoms::worker : ctx->mode() == Mode::Subinterp ? atoms::subinterp : atoms::owngil;
     auto interp = ctx->interpreter();
-    ERL_NIF_TERM keys[] = {atoms::mode, atoms::running, atoms::queue_length, atoms::requests, atoms::interpreter_id};
-    ERL_NIF_TERM values[] = {mode, ctx->running() ? atoms::true_ : atoms::false_,
-                             enif_make_uint64(env, ctx->queue_length()), enif_make_uint64(env, ctx->requests_served()),
-                             interp ? enif_make_int64(env, interp->id()) : atoms::undefined};
+    ERL_NIF_TERM keys[] = {atoms::mode, atoms::running, atoms::queue_length, atoms::requests, atoms::interpreter_id,
+                           enif_make_atom(env, "busy")};
+    ERL_NIF_TERM values[] = {mode,
+                             ctx->running() ? atoms::true_ : atoms::false_,
+                             enif_make_uint64(env, ctx->queue_length()),
+                             enif_make_uint64(env, ctx->requests_served()),
+                             interp ? enif_make_int64(env, interp->id()) : atoms::undefined,
+                             ctx->busy() ? atoms::true_ : atoms::false_};
     ERL_NIF_TERM map;
-    enif_make_map_from_arrays(env, keys, values, 5, &map);
+    enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
     return map;
 }
 
@@ -110,7 +114,9 @@ ERL_NIF_TERM nif_env_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     if (!ctx) return badarg(env, atoms::handle);
     auto interp = ctx->interpreter();
     if (!interp || !ctx->running()) return make_error(env, atoms::context_not_running);
-    return make_ok(env, make_env_term(env, std::make_shared<Env>(std::move(interp), ctx)));
+    auto ns = std::make_shared<Env>(std::move(interp), ctx);
+    ctx->register_env(ns);
+    return make_ok(env, make_env_term(env, std::move(ns)));
 }
 
 // exec(EnvRef, Tag, Code) -> Id | {error, Reason}

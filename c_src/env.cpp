@@ -1,5 +1,7 @@
 #include "env.h"
 
+#include <utility>
+
 namespace ep {
 
 std::atomic<std::size_t> Env::alive_{0};
@@ -14,6 +16,13 @@ Env::~Env() {
     // here: its interpreter's owner clears and drops it.
     interp_->release(dict_, ReleaseKind::ClearDict);
     alive_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Env::release_namespace() {
+    PyObject* dict = std::exchange(dict_, nullptr);
+    if (dict == nullptr) return;
+    Interpreter::empty_namespace(dict);
+    Py_DECREF(dict);
 }
 
 PyObject* Env::namespace_dict() {

@@ -29,6 +29,10 @@ public:
     // with a Python exception set on failure.
     PyObject* namespace_dict();
 
+    // GIL of interpreter() held: empties and drops the namespace now (its
+    // context is stopping). The env stays valid and empty.
+    void release_namespace();
+
     std::shared_ptr<Context> context() const { return context_.lock(); }
     const std::shared_ptr<Interpreter>& interpreter() const { return interp_; }
 

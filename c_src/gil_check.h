@@ -13,8 +13,12 @@ namespace ep {
 inline bool holds_gil() {
 #if PY_VERSION_HEX >= 0x030D0000
     return PyThreadState_GetUnchecked() != nullptr;
+#elif PY_VERSION_HEX >= 0x030C0000
+    return _PyThreadState_UncheckedGet() != nullptr;  // thread-local since 3.12
 #else
-    return _PyThreadState_UncheckedGet() != nullptr;
+    // Before 3.12 the "current thread state" is process-wide; compare it with
+    // this thread's own (main interpreter only, which is all 3.11 runs).
+    return PyGILState_Check() != 0;
 #endif
 }
 

@@ -63,9 +63,11 @@ public:
     // GIL held, before the interpreter ends.
     void clear_erlang_module();
 
-private:
+    // GIL held: empties an env namespace newest-name-first (so each
+    // __del__ still finds the globals defined before its object).
     static void empty_namespace(PyObject* dict);
 
+private:
     struct Item {
         PyObject* obj;
         ReleaseKind kind;

@@ -9,6 +9,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-dialyzer erlang-edoc rebar3 \
-    cmake g++ make python3-dev libgtest-dev procps >/dev/null
+    cmake g++ make python3-dev libgtest-dev procps
 
 rebar3 compile

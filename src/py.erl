@@ -14,7 +14,7 @@
 %% '''
 %%
 %% Python exceptions come back as `{error, {Type, Message}}', e.g.
-%% `{error, {'ZeroDivisionError', <<"division by zero">>}}'; the traceback
+%% ``{error, {'ZeroDivisionError', <<"division by zero">>}}''; the traceback
 %% of the latest one is available from {@link last_traceback/0}.
 %%
 %% Timeouts: calls without a context wait 30 s by default, calls naming a
@@ -37,7 +37,9 @@
 
 -type code() :: binary().
 -type handle() :: reference().
--type error() :: {error, {ExceptionType :: atom(), Message :: binary()} | timeout | term()}.
+%% ExceptionType is the class name as an atom; past the budget of new atoms
+%% made for Python (see docs/getting-started.md) a new name is a binary.
+-type error() :: {error, {ExceptionType :: atom() | binary(), Message :: binary()} | timeout | term()}.
 -type result() :: {ok, term()} | error().
 -type options() :: #{timeout => timeout()}.
 -type module_name() :: atom() | binary().
@@ -57,10 +59,8 @@ exec(Ctx, Code) ->
     exec(Ctx, Code, #{}).
 
 -spec exec(pid(), code(), options()) -> ok | error().
-exec(Ctx, Code, Opts) when is_pid(Ctx), is_map(Opts) ->
-    run(Ctx, timeout(Opts), fun(Env, Tag) -> py_nif:exec(Env, Tag, Code) end);
-exec(_Ctx, _Code, _Opts) ->
-    {error, {badarg, context}}.
+exec(Ctx, Code, Opts) ->
+    request(Ctx, Opts, fun(Env, Tag) -> py_nif:exec(Env, Tag, Code) end).
 
 %% ---------------------------------------------------------------------------
 %% eval
@@ -71,60 +71,55 @@ eval(Expr) ->
     eval(Expr, #{}, ?DEFAULT_TIMEOUT).
 
 %% @doc `eval(Ctx, Expr)' on a context, or `eval(Expr, Locals)' on the
-%% default one. `Locals' maps names (atoms or binaries) to values visible to
-%% the expression only.
+%% default one. `Locals' maps names (atoms or binaries) to values bound for
+%% this expression only.
 -spec eval(pid(), code()) -> result();
           (code(), map()) -> result().
-eval(Ctx, Expr) when is_pid(Ctx) ->
-    eval(Ctx, Expr, #{}, #{});
-eval(Expr, Locals) ->
-    eval(Expr, Locals, ?DEFAULT_TIMEOUT).
+eval(Expr, Locals) when is_map(Locals) ->
+    eval(Expr, Locals, ?DEFAULT_TIMEOUT);
+eval(Ctx, Expr) ->
+    eval(Ctx, Expr, #{}, #{}).
 
 -spec eval(pid(), code(), map()) -> result();
           (code(), map(), timeout()) -> result().
-eval(Ctx, Expr, Locals) when is_pid(Ctx) ->
-    eval(Ctx, Expr, Locals, #{});
-eval(Expr, Locals, Timeout) ->
-    on_default_context(fun(Ctx) -> eval(Ctx, Expr, Locals, #{timeout => Timeout}) end).
+eval(Expr, Locals, Timeout) when is_map(Locals) ->
+    on_default_context(fun(Ctx) -> eval(Ctx, Expr, Locals, #{timeout => Timeout}) end);
+eval(Ctx, Expr, Locals) ->
+    eval(Ctx, Expr, Locals, #{}).
 
 -spec eval(pid(), code(), map(), options()) -> result().
-eval(Ctx, Expr, Locals, Opts) when is_pid(Ctx), is_map(Opts) ->
-    run(Ctx, timeout(Opts), fun(Env, Tag) -> py_nif:eval(Env, Tag, Expr, Locals) end);
-eval(_Ctx, _Expr, _Locals, _Opts) ->
-    {error, {badarg, context}}.
+eval(Ctx, Expr, Locals, Opts) ->
+    request(Ctx, Opts, fun(Env, Tag) -> py_nif:eval(Env, Tag, Expr, Locals) end).
 
 %% ---------------------------------------------------------------------------
 %% call
 
 %% @doc Calls `Module.Function(*Args)' on the default context. `Module' is
-%% imported on first use; `'__main__'' means the caller's env.
+%% imported on first use; `` '__main__' '' means the caller's env.
 -spec call(module_name(), function_name(), list()) -> result().
 call(Module, Function, Args) ->
     call(Module, Function, Args, #{}, ?DEFAULT_TIMEOUT).
 
 -spec call(pid(), module_name(), function_name(), list()) -> result();
           (module_name(), function_name(), list(), map()) -> result().
-call(Ctx, Module, Function, Args) when is_pid(Ctx) ->
-    call(Ctx, Module, Function, Args, #{}, #{});
-call(Module, Function, Args, Kwargs) ->
-    call(Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT).
+call(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
+    call(Module, Function, Args, Kwargs, ?DEFAULT_TIMEOUT);
+call(Ctx, Module, Function, Args) ->
+    call(Ctx, Module, Function, Args, #{}, #{}).
 
 %% @doc `call(Ctx, Module, Function, Args, Kwargs)', or on the default
 %% context `call(Module, Function, Args, Kwargs, Timeout)'.
 -spec call(pid(), module_name(), function_name(), list(), map()) -> result();
           (module_name(), function_name(), list(), map(), timeout()) -> result().
-call(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx) ->
-    call(Ctx, Module, Function, Args, Kwargs, #{});
-call(Module, Function, Args, Kwargs, Timeout) ->
+call(Module, Function, Args, Kwargs, Timeout) when is_map(Kwargs) ->
     on_default_context(
-      fun(Ctx) -> call(Ctx, Module, Function, Args, Kwargs, #{timeout => Timeout}) end).
+      fun(Ctx) -> call(Ctx, Module, Function, Args, Kwargs, #{timeout => Timeout}) end);
+call(Ctx, Module, Function, Args, Kwargs) ->
+    call(Ctx, Module, Function, Args, Kwargs, #{}).
 
 -spec call(pid(), module_name(), function_name(), list(), map(), options()) -> result().
-call(Ctx, Module, Function, Args, Kwargs, Opts) when is_pid(Ctx), is_map(Opts) ->
-    run(Ctx, timeout(Opts),
-        fun(Env, Tag) -> py_nif:call(Env, Tag, Module, Function, Args, Kwargs) end);
-call(_Ctx, _Module, _Function, _Args, _Kwargs, _Opts) ->
-    {error, {badarg, context}}.
+call(Ctx, Module, Function, Args, Kwargs, Opts) ->
+    request(Ctx, Opts, fun(Env, Tag) -> py_nif:call(Env, Tag, Module, Function, Args, Kwargs) end).
 
 %% ---------------------------------------------------------------------------
 %% Handles: Python objects with no Erlang form
@@ -180,12 +175,13 @@ context() ->
         {error, Why} -> erlang:error({no_context, Why})
     end.
 
-%% @doc The pid of pool context `N' (1-based).
+%% @doc The pid of pool context `N' (1-based). Raises
+%% `{no_such_context, N}' if the pool has no such (live) context.
 -spec context(pos_integer()) -> pid().
-context(N) when is_integer(N), N > 0 ->
-    case py_context_registry:pool_pid(N) of
+context(N) ->
+    case is_integer(N) andalso N > 0 andalso py_context_registry:pool_pid(N) of
         {ok, Pid} -> Pid;
-        error -> erlang:error({no_such_context, N})
+        _ -> erlang:error({no_such_context, N})
     end.
 
 default_context() ->
@@ -241,7 +237,10 @@ version() ->
 %% envs and handles.
 -spec info() -> map().
 info() ->
-    {ok, Runtime} = py_nif:runtime_info(),
+    Runtime = case py_nif:runtime_info() of
+                  {ok, R} -> R;
+                  {error, Why} -> #{python => {error, Why}}
+              end,
     Contexts = [maps:merge(#{pid => Pid, pool_slot => Slot}, py_nif:context_info(Ref))
                 || {Pid, Ref, _Mode, Slot} <- py_context_registry:contexts()],
     Runtime#{contexts => lists:sort(fun(A, B) -> maps:get(pool_slot, A) =< maps:get(pool_slot, B) end,
@@ -271,8 +270,25 @@ memory_stats() ->
 %% ---------------------------------------------------------------------------
 %% Internals
 
-timeout(Opts) ->
-    maps:get(timeout, Opts, infinity).
+%% A request on context Ctx, once its arguments are known to be sane (a
+%% bad timeout must be refused before anything is queued: the reply would
+%% otherwise land in the mailbox later).
+request(Ctx, _Opts, _Submit) when not is_pid(Ctx) ->
+    {error, {badarg, context}};
+request(Ctx, Opts, Submit) ->
+    case timeout(Opts, infinity) of
+        {ok, Timeout} -> run(Ctx, Timeout, Submit);
+        {error, _} = Error -> Error
+    end.
+
+timeout(Opts, Default) when is_map(Opts) ->
+    case maps:get(timeout, Opts, Default) of
+        infinity -> {ok, infinity};
+        T when is_integer(T), T >= 0 -> {ok, T};
+        _ -> {error, {badarg, timeout}}
+    end;
+timeout(_Opts, _Default) ->
+    {error, {badarg, options}}.
 
 %% Context-less calls use the bound context; if it died since binding,
 %% bind another and try once more.
@@ -350,16 +366,21 @@ run(Ctx, Timeout, Submit) ->
             Error
     end.
 
-run_on_handle(Handle, Opts, Submit) when is_map(Opts) ->
-    Tag = make_ref(),
-    case Submit(Tag) of
-        Id when is_integer(Id) ->
-            receive
-                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
-                {Tag, Result} -> Result;
-                {Tag, Error, Traceback} -> python_error(Error, Traceback)
-            after maps:get(timeout, Opts, ?DEFAULT_TIMEOUT) ->
-                cancel(Handle, Tag, Id)
+run_on_handle(Handle, Opts, Submit) ->
+    case timeout(Opts, ?DEFAULT_TIMEOUT) of
+        {ok, Timeout} ->
+            Tag = make_ref(),
+            case Submit(Tag) of
+                Id when is_integer(Id) ->
+                    receive
+                        {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
+                        {Tag, Result} -> Result;
+                        {Tag, Error, Traceback} -> python_error(Error, Traceback)
+                    after Timeout ->
+                        cancel(Handle, Tag, Id)
+                    end;
+                {error, _} = Error ->
+                    Error
             end;
         {error, _} = Error ->
             Error

@@ -16,6 +16,7 @@
 -behaviour(gen_server).
 
 -export([start_link/2, start_link/3, stop/1, get_nif_ref/1, info/1]).
+-export([init_it/4]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -export_type([mode/0, context/0]).
@@ -42,17 +43,27 @@ start_link(Id, Mode) ->
 -spec start_link(term(), mode(), options()) -> {ok, pid()} | {error, term()}.
 start_link(Id, Mode, Opts) when is_map(Opts) ->
     case check_mode(Mode) of
-        ok -> gen_server:start_link(?MODULE, {Id, Mode, Opts}, []);
+        %% proc_lib + enter_loop rather than gen_server:start_link: a start
+        %% that fails must return {error, R} without an exit signal to the
+        %% caller, which OTP 25's gen_server cannot do from init/1.
+        ok -> proc_lib:start_link(?MODULE, init_it, [self(), Id, Mode, Opts]);
         {error, _} = Error -> Error
     end;
 start_link(_Id, _Mode, _Opts) ->
     {error, {badarg, options}}.
 
 %% @doc Stops the context. Calls still queued get `{error, context_stopped}';
-%% a running call is interrupted.
+%% a running call is interrupted. Stopping a context that is already gone
+%% is fine.
 -spec stop(pid()) -> ok.
 stop(Ctx) ->
-    gen_server:stop(Ctx).
+    try
+        gen_server:stop(Ctx)
+    catch
+        exit:noproc -> ok;
+        exit:{noproc, _} -> ok;
+        exit:normal -> ok
+    end.
 
 %% @doc The native handle of a running context, for the `py_nif' functions.
 %% Raises `{context_not_running, Ctx}' if `Ctx' is not a running context.
@@ -81,7 +92,7 @@ check_mode(Mode) when Mode =:= subinterp; Mode =:= owngil ->
         {ok, #{owngil_supported := false, version_info := {Ma, Mi, _}}} ->
             {error, {unsupported_reason(Mode), lists:flatten(io_lib:format("Python ~b.~b", [Ma, Mi]))}};
         {ok, _} ->
-            ok;
+            {error, {unsupported_reason(Mode), "not implemented yet in this version of erlang_python"}};
         {error, _} = Error ->
             Error
     end;
@@ -92,6 +103,14 @@ unsupported_reason(subinterp) -> subinterp_unsupported;
 unsupported_reason(owngil) -> owngil_unsupported.
 
 %% @private
+-spec init_it(pid(), term(), mode(), options()) -> no_return().
+init_it(Parent, Id, Mode, Opts) ->
+    {ok, State} = init({Id, Mode, Opts}),
+    proc_lib:init_ack(Parent, {ok, self()}),
+    gen_server:enter_loop(?MODULE, [], State).
+
+%% @private
+%% Runs in init_it/4; a failure acknowledges {error, R} and exits.
 -spec init({term(), mode(), options()}) -> {ok, #state{}}.
 init({Id, Mode, Opts}) ->
     %% Trap exits so a supervisor's shutdown runs terminate/2, which waits
@@ -139,9 +158,7 @@ import_all([Module | Rest]) ->
         {error, Reason} -> {error, {import_failed, Module, Reason}}
     end.
 
-%% On OTP 25 an init/1 that returns {stop, R} also sends exit signal R to
-%% the linked caller. Acknowledge the failure ourselves and exit normally,
-%% so start_link returns {error, R} and the caller lives on.
+%% The starter gets {error, R}; the normal exit leaves it unharmed.
 -spec fail(term()) -> no_return().
 fail(Reason) ->
     proc_lib:init_ack({error, Reason}),

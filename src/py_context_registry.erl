@@ -55,7 +55,11 @@ pool_pid(N) ->
 %% @doc Every registered context as `{Pid, CtxRef, Mode, PoolSlot}'.
 -spec contexts() -> [{pid(), reference(), py_context:mode(), pos_integer() | undefined}].
 contexts() ->
-    ets:select(?TABLE, [{{'$1', '$2', '$3', '$4'}, [{is_pid, '$1'}], [{{'$1', '$2', '$3', '$4'}}]}]).
+    try
+        ets:select(?TABLE, [{{'$1', '$2', '$3', '$4'}, [{is_pid, '$1'}], [{{'$1', '$2', '$3', '$4'}}]}])
+    catch
+        error:badarg -> []  % the application is not running
+    end.
 
 %% @private
 -spec init([]) -> {ok, map()}.

@@ -80,6 +80,8 @@ stopping_the_app_stops_contexts(_Config) ->
     Ctx = peer:call(Peer, py, context, [1]),
     ok = peer:call(Peer, application, stop, [erlang_python]),
     {error, context_not_running} = peer:call(Peer, py, eval, [Ctx, <<"1">>]),
+    #{contexts := [], contexts_alive := 0} = peer:call(Peer, py, info, []),
+    {error, context_not_running} = peer:call(Peer, py, eval, [<<"1">>]),
     peer:stop(Peer).
 
 %% Python code cannot fill the atom table (the VM would abort): new atoms

@@ -9,7 +9,7 @@ all() ->
      eval_locals_in_nested_scopes,
      eval_locals_do_not_leak, call_forms, call_kwargs, call_main_resolution, call_dotted_names,
      stdlib_imports, python_errors_shape, traceback_available, syntax_errors,
-     bad_arguments, indented_source_is_dedented, large_source_not_cached, null_bytes_refused,
+     bad_arguments, bad_options_leave_no_messages, indented_source_is_dedented, large_source_not_cached, null_bytes_refused,
      pool_contexts, context_binding_is_sticky, subprocess_exit_status, memory_stats, recursion_error_not_crash,
      deep_repr_on_context_stack].
 
@@ -152,6 +152,26 @@ bad_arguments(_Config) ->
     {error, {'TypeError', _}} = py:eval(Ctx, <<"1">>, #{k => #{[1] => 2}}),
     {error, {'TypeError', _}} = py:eval(Ctx, <<"{k: 1}">>, #{k => [1]}),
     ?assertError({no_such_context, 99999}, py:context(99999)).
+
+%% Arguments that are refused are refused before anything is queued: no
+%% reply shows up later in the mailbox.
+bad_options_leave_no_messages(_Config) ->
+    Ctx = py:context(1),
+    {error, {badarg, timeout}} = py:eval(<<"1">>, #{}, bad),
+    {error, {badarg, timeout}} = py:eval(Ctx, <<"1">>, #{}, #{timeout => -1}),
+    {error, {badarg, timeout}} = py:call(math, sqrt, [4], #{}, foo),
+    {error, {badarg, timeout}} = py:exec(Ctx, <<"x = 1">>, #{timeout => 1.5}),
+    {error, {badarg, options}} = py:exec(Ctx, <<"x = 1">>, [{timeout, 5}]),
+    {error, {badarg, context}} = py:eval(not_a_pid, <<"1">>),
+    {error, {badarg, context}} = py:call(ctx_atom, math, sqrt, [4]),
+    {error, {badarg, context}} = py:eval(42, <<"1">>, #{}),
+    {ok, H} = py:eval(<<"object()">>),
+    {error, {badarg, options}} = py:getattr(H, '__class__', not_a_map),
+    {error, {badarg, timeout}} = py:to_term(H, #{timeout => never}),
+    ?assertError({no_such_context, 0}, py:context(0)),
+    ?assertError({no_such_context, foo}, py:context(foo)),
+    timer:sleep(50),
+    {messages, []} = process_info(self(), messages).
 
 indented_source_is_dedented(_Config) ->
     ok = py:exec(<<"

@@ -10,6 +10,7 @@ all() ->
      env_per_context, modules_shared_per_interpreter, spec_py_counter_actor,
      spec_reset_via_supervisor, spec_ml_predictor, del_runs_after_process_exit,
      env_dict_cleared_on_exit, env_survives_caller_death_until_request_done,
+     envs_released_when_context_stops,
      main_module_resolves_in_callers_env].
 
 init_per_suite(Config) ->
@@ -188,12 +189,36 @@ env_dict_cleared_on_exit(_Config) ->
 env_survives_caller_death_until_request_done(_Config) ->
     Ctx = py:context(1),
     {ok, _} = py:eval(Ctx, <<"1">>),  % this process's own env exists before counting
+    ok = py:exec(Ctx, <<"import sys, types\n"
+                        "sys.modules['_ep_done'] = types.ModuleType('_ep_done')\n"
+                        "sys.modules['_ep_done'].value = None">>),
     Before = envs_alive(),
-    Pid = spawn(fun() -> py:exec(Ctx, <<"import time\nfor _ in range(20): time.sleep(0.01)\nx = 1">>) end),
+    Pid = spawn(fun() -> py:exec(Ctx, <<"import time, _ep_done\n"
+                                        "for _ in range(20): time.sleep(0.01)\n"
+                                        "x = 1\n"
+                                        "_ep_done.value = x">>) end),
     timer:sleep(50),
     exit(Pid, kill),
-    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    %% the request ran to its end in its env (x was set there and read back)
+    true = py_test_util:wait_until(fun() -> py:eval(Ctx, <<"__import__('_ep_done').value">>) =:= {ok, 1} end, 5000),
     true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), envs_alive() =< Before end, 5000).
+
+%% A context that stops releases the namespaces made on it at once, even
+%% though the processes that own them live on.
+envs_released_when_context_stops(_Config) ->
+    ok = py:exec(<<"import sys, types\n"
+                   "sys.modules.setdefault('_ep_stop_log', types.ModuleType('_ep_stop_log')).events = []\n">>),
+    {ok, Ctx} = py_context:start_link(env_owner, worker),
+    ok = py:exec(Ctx, <<"
+import _ep_stop_log
+class Tracked:
+    def __del__(self):
+        _ep_stop_log.events.append('released')
+obj = Tracked()
+">>),
+    ok = py_context:stop(Ctx),
+    {ok, [<<"released">>]} = py:eval(<<"__import__('_ep_stop_log').events">>),
+    {error, context_not_running} = py:eval(Ctx, <<"obj">>).
 
 main_module_resolves_in_callers_env(_Config) ->
     Ctx = py:context(1),

@@ -7,7 +7,7 @@
 
 all() ->
     [timeout_interrupts_busy_loop, timeout_not_swallowed_by_except_exception,
-     timeout_interrupts_sleep_loop, timeout_of_queued_request_never_runs,
+     timeout_interrupts_sleep_loop, timeout_in_blocking_call, timeout_of_queued_request_never_runs,
      timeout_default_for_contextless_calls_is_finite, late_interrupt_never_hits_next_request,
      caller_killed_mid_call, many_callers_killed_mid_call, stop_context_with_queued_calls,
      stop_context_under_load, stop_after_swallowed_interrupt, stop_idle_context,
@@ -65,6 +65,15 @@ timeout_interrupts_sleep_loop(_Config) ->
     {ok, 1} = py:eval(Ctx, <<"1">>, #{}, #{timeout => 5000}),
     ct:pal("busy context free again after ~b ms", [erlang:monotonic_time(millisecond) - T0]).
 
+%% Code blocked in a C call (here time.sleep) cannot be interrupted until
+%% the call returns; the interrupt then fires at once and the context is
+%% usable again. The caller got {error, timeout} at its deadline.
+timeout_in_blocking_call(_Config) ->
+    {ok, Ctx} = py_context:start_link(blocked, worker),
+    {error, timeout} = py:exec(Ctx, <<"import time\ntime.sleep(0.5)\nwhile True: pass">>, #{timeout => 100}),
+    {ok, 1} = py:eval(Ctx, <<"1">>, #{}, #{timeout => 10000}),
+    ok = py_context:stop(Ctx).
+
 timeout_of_queued_request_never_runs(_Config) ->
     {ok, Ctx} = py_context:start_link(queued, worker),
     ok = py:exec(Ctx, <<"import sys, types\n"
@@ -72,7 +81,8 @@ timeout_of_queued_request_never_runs(_Config) ->
                         "sys.modules['_ep_flag'].ran = False">>),
     Self = self(),
     Busy = spawn(fun() -> Self ! {busy, py:exec(Ctx, <<"import time\ntime.sleep(0.5)">>)} end),
-    timer:sleep(50),
+    %% wait until the sleep is running
+    true = py_test_util:wait_until(fun() -> {ok, #{busy := B}} = py_context:info(Ctx), B end, 5000),
     {error, timeout} = py:exec(Ctx, <<"import _ep_flag\n_ep_flag.ran = True">>, #{timeout => 50}),
     receive {busy, ok} -> ok after 5000 -> ct:fail({busy_caller_stuck, Busy}) end,
     {ok, false} = py:eval(Ctx, <<"__import__('_ep_flag').ran">>),
@@ -115,9 +125,9 @@ stop_context_with_queued_calls(_Config) ->
     unlink(Ctx),
     Self = self(),
     Running = spawn(fun() -> Self ! {running, py:exec(Ctx, <<"import time\nfor _ in range(500): time.sleep(0.01)">>)} end),
-    timer:sleep(50),
+    true = py_test_util:wait_until(fun() -> {ok, #{busy := B}} = py_context:info(Ctx), B end, 5000),
     Queued = [spawn(fun() -> Self ! {queued, py:eval(Ctx, <<"1">>)} end) || _ <- lists:seq(1, 50)],
-    timer:sleep(50),
+    true = py_test_util:wait_until(fun() -> queue_length(Ctx) =:= 50 end, 5000),
     ok = py_context:stop(Ctx),
     receive {running, R} -> {error, context_stopped} = R after 5000 -> ct:fail({running_stuck, Running}) end,
     Answers = [receive {queued, Q} -> Q after 5000 -> ct:fail(queued_stuck) end || _ <- Queued],
@@ -215,8 +225,18 @@ start_context_errors(_Config) ->
     {error, {badarg, {mode, bogus}}} = py_context:start_link(x, bogus),
     {error, {badarg, options}} = py_context:start_link(x, worker, not_a_map),
     {error, {badarg, options}} = py_context:start_link(x, worker, #{max_batch => 0}),
-    %% the caller survives a failed start
-    true = is_process_alive(self()).
+    {error, {badarg, options}} = py_context:start_link(x, worker, #{spin_us => 1 bsl 40}),
+    {error, {owngil_unsupported, Why}} = py_context:start_link(x, owngil),
+    {error, {subinterp_unsupported, Why}} = py_context:start_link(x, subinterp),
+    true = is_list(Why),
+    %% the caller survives a failed start, and nothing is left in its mailbox
+    true = is_process_alive(self()),
+    timer:sleep(50),
+    {messages, []} = process_info(self(), messages),
+    %% stopping a context that is gone is fine
+    {ok, Ctx} = py_context:start_link(x, worker),
+    ok = py_context:stop(Ctx),
+    ok = py_context:stop(Ctx).
 
 %% 10,000 processes each make an env, use it and die: envs, Python objects
 %% and RSS come back to where they were.
@@ -249,13 +269,18 @@ churn_10000_processes_memory_flat(_Config) ->
 
 settle() ->
     py_test_util:drain_gc(),
-    timer:sleep(100),
-    py_test_util:drain_gc(),
+    Envs = envs_alive(),
+    %% envs of the dead processes go as their resources are collected
+    py_test_util:wait_until(fun() -> py_test_util:drain_gc(), envs_alive() =< Envs end, 2000),
     timer:sleep(100).
 
 envs_alive() ->
     #{envs_alive := N} = py:info(),
     N.
+
+queue_length(Ctx) ->
+    {ok, #{queue_length := Q}} = py_context:info(Ctx),
+    Q.
 
 contexts_alive() ->
     #{contexts_alive := N} = py:info(),
