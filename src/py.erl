@@ -131,7 +131,7 @@ getattr(Handle, Name) ->
 
 -spec getattr(handle(), atom() | binary(), options()) -> result().
 getattr(Handle, Name, Opts) ->
-    run_on_handle(Handle, Opts, fun(Tag) -> py_nif:handle_getattr(Handle, Tag, Name) end).
+    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_getattr(H, Tag, Name) end).
 
 %% @doc `Handle.Method(*Args)'.
 -spec call_method(handle(), atom() | binary(), list()) -> result().
@@ -144,8 +144,7 @@ call_method(Handle, Method, Args, Kwargs) ->
 
 -spec call_method(handle(), atom() | binary(), list(), map(), options()) -> result().
 call_method(Handle, Method, Args, Kwargs, Opts) ->
-    run_on_handle(Handle, Opts,
-                  fun(Tag) -> py_nif:handle_call_method(Handle, Tag, Method, Args, Kwargs) end).
+    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_call_method(H, Tag, Method, Args, Kwargs) end).
 
 %% @doc Converts the object to a term, turning a set, dict view, range or
 %% other mapping at the top level into a list or map.
@@ -155,7 +154,7 @@ to_term(Handle) ->
 
 -spec to_term(handle(), options()) -> result().
 to_term(Handle, Opts) ->
-    run_on_handle(Handle, Opts, fun(Tag) -> py_nif:handle_to_term(Handle, Tag) end).
+    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_to_term(H, Tag) end).
 
 %% @doc True for an opaque Python object handle.
 -spec is_handle(term()) -> boolean().
@@ -340,27 +339,15 @@ forget_env(Ctx) ->
         _ -> ok
     end.
 
-%% Enqueue, then wait for {Tag, Result} in receive. The tag is made here,
-%% next to the receive, so the compiler's ref-receive optimisation skips the
-%% rest of a long mailbox.
 run(Ctx, Timeout, Submit) ->
     case local_env(Ctx) of
         {ok, Env} ->
-            Tag = make_ref(),
-            case Submit(Env, Tag) of
-                Id when is_integer(Id) ->
-                    receive
-                        {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
-                        {Tag, Result} -> Result;
-                        {Tag, Error, Traceback} -> python_error(Error, Traceback)
-                    after Timeout ->
-                        cancel(Env, Tag, Id)
-                    end;
+            case submit_and_wait(Env, Timeout, Submit) of
                 {error, context_not_running} = Error ->
                     forget_env(Ctx),
                     Error;
-                {error, _} = Error ->
-                    Error
+                Result ->
+                    Result
             end;
         {error, _} = Error ->
             Error
@@ -368,19 +355,23 @@ run(Ctx, Timeout, Submit) ->
 
 run_on_handle(Handle, Opts, Submit) ->
     case timeout(Opts, ?DEFAULT_TIMEOUT) of
-        {ok, Timeout} ->
-            Tag = make_ref(),
-            case Submit(Tag) of
-                Id when is_integer(Id) ->
-                    receive
-                        {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
-                        {Tag, Result} -> Result;
-                        {Tag, Error, Traceback} -> python_error(Error, Traceback)
-                    after Timeout ->
-                        cancel(Handle, Tag, Id)
-                    end;
-                {error, _} = Error ->
-                    Error
+        {ok, Timeout} -> submit_and_wait(Handle, Timeout, Submit);
+        {error, _} = Error -> Error
+    end.
+
+%% Enqueue on `Res' (an env or a handle), then wait for {Tag, Result} in
+%% receive. The tag is made here, next to the receive, so the compiler's
+%% ref-receive optimisation skips the rest of a long mailbox.
+submit_and_wait(Res, Timeout, Submit) ->
+    Tag = make_ref(),
+    case Submit(Res, Tag) of
+        Id when is_integer(Id) ->
+            receive
+                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
+                {Tag, Result} -> Result;
+                {Tag, Error, Traceback} -> python_error(Error, Traceback)
+            after Timeout ->
+                cancel(Res, Tag, Id)
             end;
         {error, _} = Error ->
             Error
