@@ -137,22 +137,41 @@ void Context::thread_main(Notify ready) {
 }
 
 bool Context::attach_lane(std::string* error) {
-    if (config_.mode != Mode::Worker) {
-        *error = "subinterp and owngil contexts are not available in this build yet";
-        return false;
-    }
-    std::shared_ptr<Interpreter> interp = main_interpreter();
-    tstate_ = PyThreadState_New(interp->state());
-    if (tstate_ == nullptr) {
-        *error = "PyThreadState_New failed";
-        return false;
+    std::shared_ptr<Interpreter> interp;
+    if (config_.mode == Mode::Worker) {
+        interp = main_interpreter();
+        tstate_ = PyThreadState_New(interp->state());
+        if (tstate_ == nullptr) {
+            *error = "PyThreadState_New failed";
+            return false;
+        }
+    } else {
+        // Made on this thread, which holds no GIL yet (design.md fact 10:
+        // on 3.12 a failed creation breaks the calling thread's GIL state).
+        if (!create_subinterpreter(config_.mode == Mode::OwnGil, runtime_options().extra_path, &sub_, error))
+            return false;
+        tstate_ = sub_.tstate;
+        interp = sub_.interp;
+        // Only this thread can release this interpreter's objects: wake it.
+        std::weak_ptr<Context> weak = weak_from_this();
+        interp->set_waker([weak] {
+            if (auto self = weak.lock()) self->queue_.poke();
+        });
     }
     PyEval_RestoreThread(tstate_);
     thread_ident_ = PyThread_get_thread_ident();
     PyEval_SaveThread();
+    auto shared = std::make_shared<Env>(interp, weak_from_this());
     std::lock_guard lock(mutex_);
     interp_ = std::move(interp);
+    shared_env_ = shared;
+    envs_.push_back(shared);
     return true;
+}
+
+std::shared_ptr<Env> Context::shared_env() const {
+    std::lock_guard lock(mutex_);
+    return shared_env_;
 }
 
 void Context::register_env(const std::shared_ptr<Env>& env) {
@@ -170,12 +189,18 @@ void Context::detach_lane() {
     {
         std::lock_guard lock(mutex_);
         envs.swap(envs_);
+        shared_env_.reset();
     }
     for (auto& weak : envs)
         if (auto env = weak.lock()) env->release_namespace();
     if (interp_->has_pending_releases()) interp_->drain_releases();
-    PyThreadState_Clear(tstate_);
-    PyThreadState_DeleteCurrent();
+    if (config_.mode == Mode::Worker) {
+        PyThreadState_Clear(tstate_);
+        PyThreadState_DeleteCurrent();
+    } else {
+        PyEval_SaveThread();
+        end_subinterpreter(sub_);
+    }
     tstate_ = nullptr;
 }
 

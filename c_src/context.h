@@ -18,6 +18,7 @@
 #include "msg_env.h"
 #include "request.h"
 #include "request_queue.h"
+#include "subinterpreter.h"
 
 namespace ep {
 
@@ -92,6 +93,9 @@ public:
     std::uint64_t requests_served() const { return served_.load(std::memory_order_relaxed); }
     // Set once the thread is ready; never changes after.
     std::shared_ptr<Interpreter> interpreter() const;
+    // The namespace of context-level calls that name no env
+    // (py_nif:context_exec/2, context_eval/3). Set once ready.
+    std::shared_ptr<Env> shared_env() const;
 
     static std::size_t alive() { return alive_.load(std::memory_order_relaxed); }
 
@@ -115,9 +119,11 @@ private:
     std::vector<Notify> stop_waiters_;
     std::vector<std::weak_ptr<Env>> envs_;
     std::size_t envs_pruned_at_ = 64;
+    std::shared_ptr<Env> shared_env_;
 
     // Owned by the context thread.
     PyThreadState* tstate_ = nullptr;
+    Subinterpreter sub_;  // subinterp and owngil modes
     unsigned long thread_ident_ = 0;
     // Guarded by the interpreter's GIL: the request an interrupt was raised in,
     // and whether that was because the context is stopping.

@@ -56,6 +56,21 @@ bool get_map_size_t(ErlNifEnv* env, ERL_NIF_TERM map, const char* key, std::size
     return true;
 }
 
+// A request on a context, in an explicit env or (undefined) the context's
+// shared namespace: context_exec/context_eval of py_nif.
+ERL_NIF_TERM enqueue_on_context(ErlNifEnv* env, Op op, const ERL_NIF_TERM argv[], int nargs, ERL_NIF_TERM env_arg) {
+    auto ctx = get_context(env, argv[0]);
+    if (!ctx) return badarg(env, enif_make_atom(env, "context"));
+    std::shared_ptr<Env> ns = env_arg == atoms::undefined ? ctx->shared_env() : get_env(env, env_arg);
+    if (env_arg != atoms::undefined && !ns) return badarg(env, enif_make_atom(env, "env"));
+    if (!ns || !ctx->running()) return make_error(env, atoms::context_not_running);
+    // An env belongs to the interpreter that made it (spec §3).
+    if (ns->interpreter() != ctx->interpreter()) return make_error(env, atoms::env_wrong_interpreter);
+    auto req = Request::make(env, op, argv[1], argv + 2, nargs);
+    if (req) req->ns = std::move(ns);
+    return enqueue(env, ctx, std::move(req));
+}
+
 }  // namespace
 
 // context_new(Mode, Opts, Tag) -> {ok, CtxRef} | {error, Reason}. The
@@ -160,13 +175,27 @@ ERL_NIF_TERM nif_handle_to_term(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) 
     return enqueue_on_handle(env, Op::ToTerm, argv, 0);
 }
 
-// cancel(EnvRef | Handle, Id) -> cancelled | finished
+// context_exec(CtxRef, Tag, Code, Env | undefined) -> Id | {error, Reason}
+ERL_NIF_TERM nif_context_exec(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    if (!enif_is_binary(env, argv[2])) return badarg(env, atoms::code);
+    return enqueue_on_context(env, Op::Exec, argv, 1, argv[3]);
+}
+
+// context_eval(CtxRef, Tag, Expr, Locals, Env | undefined) -> Id | {error, Reason}
+ERL_NIF_TERM nif_context_eval(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    if (!enif_is_binary(env, argv[2])) return badarg(env, atoms::expr);
+    if (!enif_is_map(env, argv[3])) return badarg(env, atoms::locals);
+    return enqueue_on_context(env, Op::Eval, argv, 2, argv[4]);
+}
+
+// cancel(EnvRef | Handle | CtxRef, Id) -> cancelled | finished
 ERL_NIF_TERM nif_cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     ErlNifUInt64 id;
     if (!enif_get_uint64(env, argv[1], &id)) return badarg(env, enif_make_atom(env, "id"));
     std::shared_ptr<Context> ctx;
     if (auto ns = get_env(env, argv[0])) ctx = ns->context();
     else if (auto handle = get_handle(env, argv[0])) ctx = handle->context();
+    else if (auto direct = get_context(env, argv[0])) ctx = direct;
     else return badarg(env, atoms::handle);
     // A context that is gone answered everything it had before it went.
     if (!ctx) return atoms::finished;

@@ -14,6 +14,7 @@
 #include "py_to_term.h"
 #include "python_runtime.h"
 #include "resources.h"
+#include "subinterpreter.h"
 #include "term_size.h"
 
 namespace ep {
@@ -72,7 +73,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_atom(env, "executable"),     enif_make_atom(env, "home"),
         enif_make_atom(env, "contexts_alive"), enif_make_atom(env, "envs_alive"),
         enif_make_atom(env, "handles_alive"),  enif_make_atom(env, "owngil_supported"),
-        enif_make_atom(env, "gil_violations"),
+        enif_make_atom(env, "subinterp_supported"), enif_make_atom(env, "gil_violations"),
     };
     ERL_NIF_TERM values[] = {
         make_binary(env, info.version),
@@ -82,7 +83,8 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_uint64(env, Context::alive()),
         enif_make_uint64(env, Env::alive()),
         enif_make_uint64(env, Handle::alive()),
-        (info.major > 3 || (info.major == 3 && info.minor >= 12)) ? atoms::true_ : atoms::false_,
+        owngil_supported() ? atoms::true_ : atoms::false_,
+        shared_gil_subinterpreters_supported() ? atoms::true_ : atoms::false_,
         enif_make_uint64(env, gil_violations()),
     };
     ERL_NIF_TERM map;
@@ -144,6 +146,8 @@ ErlNifFunc functions[] = {
     {"handle_getattr", 3, sized_request<nif_handle_getattr>, 0},
     {"handle_call_method", 5, sized_request<nif_handle_call_method>, 0},
     {"handle_to_term", 2, sized_request<nif_handle_to_term>, 0},
+    {"ctx_exec", 4, sized_request<nif_context_exec>, 0},
+    {"ctx_eval", 5, sized_request<nif_context_eval>, 0},
     {"cancel", 2, guarded<nif_cancel>, 0},
     {"is_handle", 1, nif_is_handle, 0},
 };

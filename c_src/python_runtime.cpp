@@ -31,6 +31,7 @@ public:
 
     std::shared_ptr<Interpreter> main;
     RuntimeInfo info;
+    RuntimeOptions options;
 
 private:
     bool init(const RuntimeOptions& options, std::string* error);
@@ -160,6 +161,12 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
         return false;
     }
     make_builtin_exception_atoms();
+#if PY_VERSION_HEX >= 0x030D0000
+    // 3.13.0 aborted ("double free") when subinterpreters imported and freed
+    // _datetime concurrently (gh-136421); with it loaded in the main
+    // interpreter first, they share its cached state and did not.
+    if (PyRef datetime = PyRef::steal(PyImport_ImportModule("_datetime")); !datetime) PyErr_Clear();
+#endif
     info.version = Py_GetVersion();
     info.executable = options.executable;
     info.home = options.home;
@@ -171,7 +178,8 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
     return true;
 }
 
-void Service::run(const RuntimeOptions& options) {
+void Service::run(const RuntimeOptions& opts) {
+    options = opts;
     std::string error;
     bool ok = init(options, &error);
     {
@@ -225,16 +233,34 @@ void Service::loop() {
             // hold the GIL anyway; give them a moment before taking it.
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
-        if (!interrupts.empty() || main->has_pending_releases()) {
+        // Main-interpreter work first, under the main GIL; then each
+        // subinterpreter's, attached to it alone (a thread may hold one GIL).
+        // Sorting needs no GIL, and the main GIL is taken only for main
+        // work: on 3.12 a thread waiting for it cannot preempt a shared-GIL
+        // subinterpreter, so waiting for it needlessly could stall here.
+        std::vector<Interrupt> on_main, on_subinterpreters;
+        for (auto& interrupt : interrupts) {
+            auto ctx = interrupt.context.lock();
+            auto interp = ctx ? ctx->interpreter() : nullptr;
+            if (interp) (interp->is_main() ? on_main : on_subinterpreters).push_back(std::move(interrupt));
+        }
+        if (!on_main.empty() || main->has_pending_releases()) {
             PyEval_RestoreThread(tstate_);
-            for (auto& interrupt : interrupts) {
+            for (auto& interrupt : on_main) {
                 auto ctx = interrupt.context.lock();
                 if (ctx && ctx->deliver_interrupt(interrupt.id) && interrupt.repeat) repeats_.push_back(interrupt);
             }
             main->drain_releases();
             PyEval_SaveThread();
-            if (!repeats_.empty()) next_repeat_ = Clock::now() + kRepeatEvery;
         }
+        for (auto& interrupt : on_subinterpreters) {
+            auto ctx = interrupt.context.lock();
+            if (!ctx) continue;
+            bool again = false;
+            ctx->interpreter()->run_as_service([&] { again = ctx->deliver_interrupt(interrupt.id); });
+            if (again && interrupt.repeat) repeats_.push_back(interrupt);
+        }
+        if (!repeats_.empty()) next_repeat_ = Clock::now() + kRepeatEvery;
         lock.lock();
     }
 }
@@ -271,6 +297,7 @@ bool start_python(const RuntimeOptions& options, std::string* error) {
 
 const std::shared_ptr<Interpreter>& main_interpreter() { return service->main; }
 const RuntimeInfo& runtime_info() { return service->info; }
+const RuntimeOptions& runtime_options() { return service->options; }
 
 void request_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat) {
     service->add_interrupt(std::move(context), id, repeat);

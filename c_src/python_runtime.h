@@ -35,6 +35,7 @@ bool start_python(const RuntimeOptions& options, std::string* error);
 // Valid after start_python succeeded.
 const std::shared_ptr<Interpreter>& main_interpreter();
 const RuntimeInfo& runtime_info();
+const RuntimeOptions& runtime_options();
 
 // Any thread, never blocks: asks the service thread to raise
 // erlang.Interrupted in request `id` of `context` (it needs the GIL, which a

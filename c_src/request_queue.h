@@ -45,13 +45,15 @@ public:
         return id;
     }
 
-    // Blocks until an item is queued or the queue is closed. Spins for up to
-    // `spin` first.
+    // Blocks until an item is queued, the queue is poked or closed. Spins
+    // for up to `spin` first.
     void wait(std::chrono::nanoseconds spin) {
         if (spin.count() > 0) {
             auto deadline = std::chrono::steady_clock::now() + spin;
             for (unsigned i = 1;; ++i) {
-                if (size_.load(std::memory_order_acquire) != 0 || closed_flag_.load(std::memory_order_acquire)) return;
+                if (size_.load(std::memory_order_acquire) != 0 || closed_flag_.load(std::memory_order_acquire) ||
+                    poked_.load(std::memory_order_acquire))
+                    break;
                 if ((i & 63) == 0) {
                     if (std::chrono::steady_clock::now() >= deadline) break;
                     std::this_thread::yield();
@@ -60,8 +62,20 @@ public:
         }
         std::unique_lock lock(mutex_);
         sleeping_ = true;
-        cv_.wait(lock, [this] { return !items_.empty() || closed_; });
+        cv_.wait(lock, [this] { return !items_.empty() || closed_ || poked_.load(std::memory_order_relaxed); });
         sleeping_ = false;
+        poked_.store(false, std::memory_order_relaxed);
+    }
+
+    // Wakes the consumer without an item (it has other work: releases).
+    void poke() {
+        bool wake = false;
+        {
+            std::lock_guard lock(mutex_);
+            poked_.store(true, std::memory_order_release);
+            wake = sleeping_;
+        }
+        if (wake) cv_.notify_one();
     }
 
     // Takes the oldest item and records it as the running one.
@@ -150,6 +164,7 @@ private:
     bool sleeping_ = false;
     bool closed_ = false;
     std::atomic<bool> closed_flag_{false};
+    std::atomic<bool> poked_{false};
     std::atomic<std::size_t> size_{0};
 };
 

@@ -275,19 +275,11 @@ memory_stats() ->
 request(Ctx, _Opts, _Submit) when not is_pid(Ctx) ->
     {error, {badarg, context}};
 request(Ctx, Opts, Submit) ->
-    case timeout(Opts, infinity) of
+    case py_call:timeout(Opts, infinity) of
         {ok, Timeout} -> run(Ctx, Timeout, Submit);
         {error, _} = Error -> Error
     end.
 
-timeout(Opts, Default) when is_map(Opts) ->
-    case maps:get(timeout, Opts, Default) of
-        infinity -> {ok, infinity};
-        T when is_integer(T), T >= 0 -> {ok, T};
-        _ -> {error, {badarg, timeout}}
-    end;
-timeout(_Opts, _Default) ->
-    {error, {badarg, options}}.
 
 %% Context-less calls use the bound context; if it died since binding,
 %% bind another and try once more.
@@ -342,7 +334,7 @@ forget_env(Ctx) ->
 run(Ctx, Timeout, Submit) ->
     case local_env(Ctx) of
         {ok, Env} ->
-            case submit_and_wait(Env, Timeout, Submit) of
+            case py_call:submit_and_wait(Env, Timeout, Submit) of
                 {error, context_not_running} = Error ->
                     forget_env(Ctx),
                     Error;
@@ -354,42 +346,8 @@ run(Ctx, Timeout, Submit) ->
     end.
 
 run_on_handle(Handle, Opts, Submit) ->
-    case timeout(Opts, ?DEFAULT_TIMEOUT) of
-        {ok, Timeout} -> submit_and_wait(Handle, Timeout, Submit);
+    case py_call:timeout(Opts, ?DEFAULT_TIMEOUT) of
+        {ok, Timeout} -> py_call:submit_and_wait(Handle, Timeout, Submit);
         {error, _} = Error -> Error
     end.
 
-%% Enqueue on `Res' (an env or a handle), then wait for {Tag, Result} in
-%% receive. The tag is made here, next to the receive, so the compiler's
-%% ref-receive optimisation skips the rest of a long mailbox.
-submit_and_wait(Res, Timeout, Submit) ->
-    Tag = make_ref(),
-    case Submit(Res, Tag) of
-        Id when is_integer(Id) ->
-            receive
-                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
-                {Tag, Result} -> Result;
-                {Tag, Error, Traceback} -> python_error(Error, Traceback)
-            after Timeout ->
-                cancel(Res, Tag, Id)
-            end;
-        {error, _} = Error ->
-            Error
-    end.
-
-%% The caller gave up: stop the request, or collect its reply if it beat us.
-cancel(Res, Tag, Id) ->
-    case py_nif:cancel(Res, Id) of
-        cancelled ->
-            {error, timeout};
-        finished ->
-            receive
-                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
-                {Tag, Result} -> Result;
-                {Tag, Error, Traceback} -> python_error(Error, Traceback)
-            end
-    end.
-
-python_error(Error, Traceback) ->
-    put(py_last_traceback, Traceback),
-    Error.

@@ -15,7 +15,7 @@
 -module(py_context).
 -behaviour(gen_server).
 
--export([start_link/2, start_link/3, stop/1, get_nif_ref/1, info/1]).
+-export([start_link/2, start_link/3, stop/1, get_nif_ref/1, create_local_env/1, info/1]).
 -export([init_it/4]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -74,6 +74,17 @@ get_nif_ref(Ctx) ->
         error -> erlang:error({context_not_running, Ctx})
     end.
 
+%% @doc A new, empty namespace on context `Ctx', for
+%% {@link py_nif:context_exec/3} and {@link py_nif:context_eval/4}. It can be
+%% sent to and used by other processes; it lives while anyone holds it (and
+%% its contents until its context stops).
+-spec create_local_env(pid()) -> {ok, py_nif:env_ref()} | {error, term()}.
+create_local_env(Ctx) ->
+    case py_context_registry:lookup(Ctx) of
+        {ok, Ref} -> py_nif:env_new(Ref);
+        error -> {error, context_not_running}
+    end.
+
 %% @doc What the context is doing: mode, whether it runs, queue length and
 %% requests served so far.
 -spec info(pid()) -> {ok, map()} | {error, context_not_running}.
@@ -89,10 +100,12 @@ check_mode(worker) ->
     ok;
 check_mode(Mode) when Mode =:= subinterp; Mode =:= owngil ->
     case py_nif:runtime_info() of
-        {ok, #{owngil_supported := false, version_info := {Ma, Mi, _}}} ->
-            {error, {unsupported_reason(Mode), lists:flatten(io_lib:format("Python ~b.~b", [Ma, Mi]))}};
-        {ok, _} ->
-            {error, {unsupported_reason(Mode), "not implemented yet in this version of erlang_python"}};
+        {ok, #{version_info := {Ma, Mi, _}} = Info} ->
+            Supported = maps:get(supported_key(Mode), Info),
+            case Supported of
+                true -> ok;
+                false -> {error, {unsupported_reason(Mode), unsupported_why(Mode, Ma, Mi)}}
+            end;
         {error, _} = Error ->
             Error
     end;
@@ -101,6 +114,17 @@ check_mode(Mode) ->
 
 unsupported_reason(subinterp) -> subinterp_unsupported;
 unsupported_reason(owngil) -> owngil_unsupported.
+
+supported_key(subinterp) -> subinterp_supported;
+supported_key(owngil) -> owngil_supported.
+
+unsupported_why(owngil, Ma, Mi) ->
+    lists:flatten(io_lib:format("Python ~b.~b: per-interpreter GILs need 3.12 or newer", [Ma, Mi]));
+unsupported_why(subinterp, 3, 12) ->
+    "Python 3.12: other interpreters cannot preempt a shared-GIL subinterpreter "
+    "(a busy one would stall every worker context); use owngil, or Python 3.13";
+unsupported_why(subinterp, Ma, Mi) ->
+    lists:flatten(io_lib:format("Python ~b.~b: subinterpreters need 3.13 or newer", [Ma, Mi])).
 
 %% @private
 -spec init_it(pid(), term(), mode(), options()) -> no_return().

@@ -6,11 +6,15 @@
 
 -export([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
          exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
-         cancel/2, is_handle/1]).
+         ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1]).
+
+%% Explicit envs (spec §3): these wait for the reply, in `receive'.
+-export([context_exec/2, context_exec/3, context_exec/4,
+         context_eval/3, context_eval/4, context_eval/5]).
 
 -nifs([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
        exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
-       cancel/2, is_handle/1]).
+       ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1]).
 
 -on_load(load/0).
 
@@ -36,6 +40,52 @@ priv_dir() ->
     end.
 
 -define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+%% ---------------------------------------------------------------------------
+%% Explicit envs
+
+%% @doc Runs `Code' on the context `CtxRef' (from {@link py_context:get_nif_ref/1})
+%% in the context's shared namespace.
+-spec context_exec(ctx_ref(), binary()) -> ok | {error, term()}.
+context_exec(CtxRef, Code) ->
+    context_exec(CtxRef, Code, undefined, #{}).
+
+%% @doc Runs `Code' on the context `CtxRef' in `Env' (from
+%% {@link py_context:create_local_env/1}). `{error, env_wrong_interpreter}'
+%% when `Env' belongs to another interpreter.
+-spec context_exec(ctx_ref(), binary(), env_ref()) -> ok | {error, term()}.
+context_exec(CtxRef, Code, Env) ->
+    context_exec(CtxRef, Code, Env, #{}).
+
+%% @doc As {@link context_exec/3}, with `#{timeout => Ms}' (default `infinity').
+-spec context_exec(ctx_ref(), binary(), env_ref() | undefined, map()) -> ok | {error, term()}.
+context_exec(CtxRef, Code, Env, Opts) ->
+    on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_exec(Ref, Tag, Code, Env) end).
+
+%% @doc Evaluates `Expr' with `Locals' on the context `CtxRef' in its shared
+%% namespace.
+-spec context_eval(ctx_ref(), binary(), map()) -> {ok, term()} | {error, term()}.
+context_eval(CtxRef, Expr, Locals) ->
+    context_eval(CtxRef, Expr, Locals, undefined, #{}).
+
+%% @doc Evaluates `Expr' with `Locals' on the context `CtxRef' in `Env'.
+-spec context_eval(ctx_ref(), binary(), map(), env_ref()) -> {ok, term()} | {error, term()}.
+context_eval(CtxRef, Expr, Locals, Env) ->
+    context_eval(CtxRef, Expr, Locals, Env, #{}).
+
+%% @doc As {@link context_eval/4}, with `#{timeout => Ms}' (default `infinity').
+-spec context_eval(ctx_ref(), binary(), map(), env_ref() | undefined, map()) -> {ok, term()} | {error, term()}.
+context_eval(CtxRef, Expr, Locals, Env, Opts) ->
+    on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_eval(Ref, Tag, Expr, Locals, Env) end).
+
+on_context(CtxRef, Opts, Submit) ->
+    case py_call:timeout(Opts, infinity) of
+        {ok, Timeout} -> py_call:submit_and_wait(CtxRef, Timeout, Submit);
+        {error, _} = Error -> Error
+    end.
+
+%% ---------------------------------------------------------------------------
+%% NIFs
 
 %% @doc Which Python runs, and counts of live native objects.
 -spec runtime_info() -> {ok, map()} | {error, term()}.
@@ -80,9 +130,15 @@ handle_call_method(_Handle, _Tag, _Name, _Args, _Kwargs) -> ?NOT_LOADED.
 -spec handle_to_term(handle(), reference()) -> submitted().
 handle_to_term(_Handle, _Tag) -> ?NOT_LOADED.
 
+-spec ctx_exec(ctx_ref(), reference(), binary(), env_ref() | undefined) -> submitted().
+ctx_exec(_CtxRef, _Tag, _Code, _Env) -> ?NOT_LOADED.
+
+-spec ctx_eval(ctx_ref(), reference(), binary(), map(), env_ref() | undefined) -> submitted().
+ctx_eval(_CtxRef, _Tag, _Expr, _Locals, _Env) -> ?NOT_LOADED.
+
 %% @doc Cancels request `Id' after a timeout. `cancelled': no reply will
 %% come; `finished': the reply is in the mailbox or on its way.
--spec cancel(env_ref() | handle(), request_id()) -> cancelled | finished | {error, term()}.
+-spec cancel(env_ref() | handle() | ctx_ref(), request_id()) -> cancelled | finished | {error, term()}.
 cancel(_Res, _Id) -> ?NOT_LOADED.
 
 -spec is_handle(term()) -> boolean().

@@ -84,3 +84,17 @@ TEST(RequestQueue, WakesASleepingConsumer) {
     consumer.join();
     EXPECT_EQ(seen.load(), 1000);
 }
+
+TEST(RequestQueue, PokeWakesAWaitWithoutAnItem) {
+    Queue q;
+    std::thread poker([&] {
+        std::this_thread::sleep_for(20ms);
+        q.poke();
+    });
+    q.wait(0ns);  // returns once poked
+    poker.join();
+    std::uint64_t id = 0;
+    EXPECT_EQ(q.start_next(&id), nullptr);
+    q.poke();
+    q.wait(1ms);  // a poke before the wait counts too
+}

@@ -1,0 +1,59 @@
+%% @private
+%% @doc Queue a request on a context and wait for its reply.
+%%
+%% The NIF functions return at once with a request id; the context thread
+%% later sends `{Tag, Result}' (or `{Tag, {error, Reason}, Traceback}' for a
+%% Python exception). A caller that gives up cancels the request, so no late
+%% reply is left in its mailbox.
+-module(py_call).
+
+-export([submit_and_wait/3, timeout/2]).
+
+%% @doc Calls `Submit(Res, Tag)' and waits up to `Timeout' for the reply.
+%% `Res' is what the request was queued through (an env, a handle or a
+%% context), which is also what cancels it.
+-spec submit_and_wait(reference(), timeout(), fun((reference(), reference()) -> term())) -> term().
+submit_and_wait(Res, Timeout, Submit) ->
+    %% The tag is made here, next to the receive, so the compiler's
+    %% ref-receive optimisation skips the rest of a long mailbox.
+    Tag = make_ref(),
+    case Submit(Res, Tag) of
+        Id when is_integer(Id) ->
+            receive
+                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
+                {Tag, Result} -> Result;
+                {Tag, Error, Traceback} -> python_error(Error, Traceback)
+            after Timeout ->
+                cancel(Res, Tag, Id)
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @doc The timeout in `Opts' (`Default' when absent), validated.
+-spec timeout(term(), timeout()) -> {ok, timeout()} | {error, {badarg, timeout | options}}.
+timeout(Opts, Default) when is_map(Opts) ->
+    case maps:get(timeout, Opts, Default) of
+        infinity -> {ok, infinity};
+        T when is_integer(T), T >= 0 -> {ok, T};
+        _ -> {error, {badarg, timeout}}
+    end;
+timeout(_Opts, _Default) ->
+    {error, {badarg, options}}.
+
+%% The caller gave up: stop the request, or collect its reply if it beat us.
+cancel(Res, Tag, Id) ->
+    case py_nif:cancel(Res, Id) of
+        cancelled ->
+            {error, timeout};
+        finished ->
+            receive
+                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
+                {Tag, Result} -> Result;
+                {Tag, Error, Traceback} -> python_error(Error, Traceback)
+            end
+    end.
+
+python_error(Error, Traceback) ->
+    put(py_last_traceback, Traceback),
+    Error.
