@@ -96,6 +96,26 @@ bool prepare(Interpreter& interp, const std::vector<std::string>& extra_path, st
     return true;
 }
 
+// threading registers a _DummyThread for a thread it did not start (ours,
+// as soon as asyncio or logging asks for the current thread) and removes it
+// from a thread-local's __del__. Run while the interpreter ends, that __del__
+// finds the threading module torn down and prints a TypeError; let it run now.
+constexpr const char* kForgetDummyThread = R"py(
+import sys
+threading = sys.modules.get('threading')
+local = getattr(threading, '_thread_local_info', None)
+if local is not None and hasattr(local, '_track_dummy_thread_ref'):
+    del local._track_dummy_thread_ref
+)py";
+
+void forget_dummy_thread() {
+    PyRef globals = PyRef::steal(PyDict_New());
+    if (globals && PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) == 0) {
+        PyRef done = PyRef::steal(PyRun_String(kForgetDummyThread, Py_file_input, globals.get(), globals.get()));
+    }
+    PyErr_Clear();
+}
+
 }  // namespace
 
 bool owngil_supported() { return PY_VERSION_HEX >= 0x030C0000; }
@@ -172,6 +192,7 @@ void end_subinterpreter(Subinterpreter& sub) {
         PyThreadState_Clear(service);
         PyThreadState_Delete(service);
     }
+    forget_dummy_thread();
     if (sub.interp->has_pending_releases()) sub.interp->drain_releases();
     sub.interp->clear_erlang_module();
     sub.interp->close();  // later releases are dropped: their objects end with it

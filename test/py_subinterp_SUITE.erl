@@ -1,0 +1,339 @@
+%% subinterp and owngil contexts: every case runs in each mode this Python
+%% offers; a mode it lacks is skipped with the product's own reason.
+-module(py_subinterp_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-compile([export_all, nowarn_export_all]).
+
+all() ->
+    [{group, subinterp}, {group, owngil}, {group, owngil_only}].
+
+groups() ->
+    [{subinterp, [], cases()},
+     {owngil, [], cases()},
+     {owngil_only, [], [spec_myservice_explicit_env, spec_sharing_context_isolating_state,
+                        parallel_decimal_datetime_stress, churn_10000_processes_memory_flat,
+                        non_stdlib_extension_refused_on_312]}].
+
+cases() ->
+    [implicit_envs_isolated, stdlib_imports, explicit_env_in_this_mode, env_sent_to_another_process,
+     two_envs_one_process, env_wrong_interpreter, env_outlives_context, callers_killed_mid_call,
+     del_after_process_exit, timeout_interrupts, handles_stay_in_their_interpreter,
+     stop_with_queued_calls, shared_namespace_without_env].
+
+init_per_suite(Config) ->
+    ok = py_test_util:start(),
+    Config.
+
+end_per_suite(_Config) ->
+    py_test_util:stop().
+
+init_per_group(Group, Config) ->
+    Mode = case Group of owngil_only -> owngil; _ -> Group end,
+    case py_context:start_link(Group, Mode) of
+        {ok, Ctx} ->
+            unlink(Ctx),
+            [{ctx, Ctx}, {mode, Mode} | Config];
+        {error, {_, Why}} ->
+            {skip, Why}
+    end.
+
+end_per_group(_Group, Config) ->
+    case ?config(ctx, Config) of
+        undefined -> ok;
+        Ctx -> py_context:stop(Ctx)
+    end.
+
+implicit_envs_isolated(Config) ->
+    Ctx = ?config(ctx, Config),
+    Self = self(),
+    spawn(fun() ->
+        ok = py:exec(Ctx, <<"state = 'hello'">>),
+        Self ! {a, py:eval(Ctx, <<"state">>)}
+    end),
+    receive {a, A} -> {ok, <<"hello">>} = A end,
+    spawn(fun() -> Self ! {b, py:eval(Ctx, <<"state">>)} end),
+    receive {b, B} -> {error, {'NameError', _}} = B end,
+    #{Ctx := _} = begin ok = py:exec(Ctx, <<"mine = 1">>), get(py_local_env) end,
+    {ok, 1} = py:eval(Ctx, <<"mine">>),
+    {ok, 4.0} = py:call(Ctx, math, sqrt, [16]).
+
+stdlib_imports(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:exec(Ctx, <<"import math, json, asyncio, decimal, sqlite3">>),
+    {ok, <<"0.3">>} = py:eval(Ctx, <<"str(decimal.Decimal('0.1') + decimal.Decimal('0.2'))">>),
+    {ok, [{2}]} = py:eval(Ctx, <<"sqlite3.connect(':memory:').execute('select 1 + 1').fetchall()">>),
+    {ok, 5} = py:eval(Ctx, <<"asyncio.run(asyncio.sleep(0, result=5))">>),
+    {ok, <<"[1]">>} = py:eval(Ctx, <<"json.dumps([1])">>).
+
+explicit_env_in_this_mode(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, Env} = py_context:create_local_env(Ctx),
+    CtxRef = py_context:get_nif_ref(Ctx),
+    ok = py_nif:context_exec(CtxRef, <<"
+class MyService:
+    def __init__(self):
+        self.counter = 0
+    def increment(self):
+        self.counter += 1
+        return self.counter
+service = MyService()
+">>, Env),
+    {ok, 1} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env),
+    {ok, 2} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env),
+    {ok, 12} = py_nif:context_eval(CtxRef, <<"service.counter + n">>, #{n => 10}, Env),
+    {error, {'NameError', _}} = py_nif:context_eval(CtxRef, <<"undefined_name">>, #{}, Env),
+    {error, {badarg, code}} = py_nif:context_exec(CtxRef, not_code, Env),
+    {error, {badarg, env}} = py_nif:context_exec(CtxRef, <<"1">>, make_ref()),
+    {error, {badarg, context}} = py_nif:context_exec(make_ref(), <<"1">>, Env),
+    {error, timeout} = py_nif:context_exec(CtxRef, <<"while True: pass">>, Env, #{timeout => 100}),
+    {ok, 3} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env).
+
+env_sent_to_another_process(Config) ->
+    Ctx = ?config(ctx, Config),
+    CtxRef = py_context:get_nif_ref(Ctx),
+    {ok, Env} = py_context:create_local_env(Ctx),
+    ok = py_nif:context_exec(CtxRef, <<"shared = ['made by the creator']">>, Env),
+    Self = self(),
+    spawn(fun() ->
+        ok = py_nif:context_exec(CtxRef, <<"shared.append('added elsewhere')">>, Env),
+        Self ! done
+    end),
+    receive done -> ok end,
+    {ok, [<<"made by the creator">>, <<"added elsewhere">>]} = py_nif:context_eval(CtxRef, <<"shared">>, #{}, Env).
+
+two_envs_one_process(Config) ->
+    Ctx = ?config(ctx, Config),
+    CtxRef = py_context:get_nif_ref(Ctx),
+    {ok, E1} = py_context:create_local_env(Ctx),
+    {ok, E2} = py_context:create_local_env(Ctx),
+    ok = py_nif:context_exec(CtxRef, <<"x = 1">>, E1),
+    ok = py_nif:context_exec(CtxRef, <<"x = 2">>, E2),
+    {ok, 1} = py_nif:context_eval(CtxRef, <<"x">>, #{}, E1),
+    {ok, 2} = py_nif:context_eval(CtxRef, <<"x">>, #{}, E2).
+
+env_wrong_interpreter(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, Mine} = py_context:create_local_env(Ctx),
+    WorkerRef = py_context:get_nif_ref(py:context(1)),
+    {error, env_wrong_interpreter} = py_nif:context_exec(WorkerRef, <<"x = 1">>, Mine),
+    {ok, WorkerEnv} = py_context:create_local_env(py:context(1)),
+    {error, env_wrong_interpreter} = py_nif:context_eval(py_context:get_nif_ref(Ctx), <<"1">>, #{}, WorkerEnv),
+    %% and between two subinterpreters
+    {ok, Other} = py_context:start_link(other, ?config(mode, Config)),
+    {error, env_wrong_interpreter} = py_nif:context_exec(py_context:get_nif_ref(Other), <<"x = 1">>, Mine),
+    ok = py_context:stop(Other).
+
+%% An env that outlives its context (and its interpreter) is never touched
+%% again: calls fail cleanly, and dropping it later is harmless.
+env_outlives_context(Config) ->
+    {ok, Ctx} = py_context:start_link(short, ?config(mode, Config)),
+    CtxRef = py_context:get_nif_ref(Ctx),
+    {ok, Env} = py_context:create_local_env(Ctx),
+    ok = py_nif:context_exec(CtxRef, <<"data = list(range(1000))">>, Env),
+    ok = py:exec(Ctx, <<"implicit = 1">>),
+    ok = py_context:stop(Ctx),
+    {error, context_not_running} = py_nif:context_eval(CtxRef, <<"data">>, #{}, Env),
+    {error, context_not_running} = py:eval(Ctx, <<"implicit">>),
+    Self = self(),
+    spawn(fun() -> Self ! {other, py_nif:context_eval(CtxRef, <<"1">>, #{}, Env)} end),
+    receive {other, R} -> {error, context_not_running} = R end,
+    %% drop every reference and collect
+    erase(py_local_env),
+    py_test_util:drain_gc(),
+    {ok, #{gil_violations := 0}} = py_nif:runtime_info().
+
+callers_killed_mid_call(Config) ->
+    Ctx = ?config(ctx, Config),
+    Pids = [spawn(fun() -> py:exec(Ctx, <<"import time\ntime.sleep(0.002)\nx = 1">>) end) || _ <- lists:seq(1, 100)],
+    timer:sleep(30),
+    [exit(P, kill) || P <- Pids],
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>, #{}, #{timeout => 10000}).
+
+del_after_process_exit(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:exec(Ctx, <<"import sys, types\n"
+                        "sys.modules.setdefault('_ep_del', types.ModuleType('_ep_del')).events = []">>),
+    Self = self(),
+    Pid = spawn(fun() ->
+        ok = py:exec(Ctx, <<"
+import _ep_del
+class Tracked:
+    def __del__(self):
+        _ep_del.events.append('gone')
+obj = Tracked()
+">>),
+        Self ! ready,
+        receive stop -> ok end
+    end),
+    receive ready -> ok end,
+    {ok, []} = py:eval(Ctx, <<"__import__('_ep_del').events">>),
+    Pid ! stop,
+    true = py_test_util:wait_until(
+             fun() -> py:eval(Ctx, <<"__import__('_ep_del').events">>) =:= {ok, [<<"gone">>]} end, 5000).
+
+timeout_interrupts(Config) ->
+    Ctx = ?config(ctx, Config),
+    {error, timeout} = py:eval(Ctx, <<"exec('while True: pass')">>, #{}, #{timeout => 100}),
+    {error, timeout} = py:exec(Ctx, <<"import time\nwhile True: time.sleep(0.01)">>, #{timeout => 100}),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>, #{}, #{timeout => 5000}).
+
+handles_stay_in_their_interpreter(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, H} = py:eval(Ctx, <<"__import__('fractions').Fraction(1, 3)">>),
+    {ok, 3} = py:getattr(H, denominator),
+    {ok, 2} = py:eval(Ctx, <<"(f * 6).numerator">>, #{f => H}),
+    %% a handle is an object of its own interpreter: no other may use it
+    {error, env_wrong_interpreter} = py:eval(py:context(1), <<"f">>, #{f => H}),
+    {ok, WorkerHandle} = py:eval(py:context(1), <<"object()">>),
+    {error, env_wrong_interpreter} = py:eval(Ctx, <<"o">>, #{o => WorkerHandle}).
+
+stop_with_queued_calls(Config) ->
+    {ok, Ctx} = py_context:start_link(doomed, ?config(mode, Config)),
+    Self = self(),
+    spawn(fun() -> Self ! {running, py:exec(Ctx, <<"while True: pass">>)} end),
+    true = py_test_util:wait_until(fun() -> {ok, #{busy := B}} = py_context:info(Ctx), B end, 5000),
+    Queued = [spawn(fun() -> Self ! {queued, py:eval(Ctx, <<"1">>)} end) || _ <- lists:seq(1, 20)],
+    true = py_test_util:wait_until(fun() -> {ok, #{queue_length := Q}} = py_context:info(Ctx), Q =:= 20 end, 5000),
+    ok = py_context:stop(Ctx),
+    receive {running, R} -> {error, context_stopped} = R after 5000 -> ct:fail(running_stuck) end,
+    [{error, context_stopped}] = lists:usort([receive {queued, Q} -> Q after 5000 -> ct:fail(stuck) end || _ <- Queued]).
+
+shared_namespace_without_env(Config) ->
+    CtxRef = py_context:get_nif_ref(?config(ctx, Config)),
+    ok = py_nif:context_exec(CtxRef, <<"counter = 41">>),
+    Self = self(),
+    spawn(fun() -> Self ! {seen, py_nif:context_eval(CtxRef, <<"counter + 1">>, #{})} end),
+    receive {seen, R} -> {ok, 42} = R end.
+
+%% --- owngil only -----------------------------------------------------------
+
+%% process-bound-envs.md, "Explicit Environment Creation", as written.
+spec_myservice_explicit_env(_Config) ->
+%% Create an OWN_GIL context
+{ok, Ctx} = py_context:start_link(1, owngil),
+%% Create a process-local environment
+{ok, Env} = py_context:create_local_env(Ctx),
+%% Get the NIF reference for low-level operations
+CtxRef = py_context:get_nif_ref(Ctx),
+%% Execute code in the isolated environment
+ok = py_nif:context_exec(CtxRef, <<"
+class MyService:
+    def __init__(self):
+        self.counter = 0
+    def increment(self):
+        self.counter += 1
+        return self.counter
+service = MyService()
+">>, Env),
+%% Call functions in the environment
+{ok, 1} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env),
+{ok, 2} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env),
+    unlink(Ctx),
+    py_context:stop(Ctx).
+
+%% process-bound-envs.md, "Sharing Context, Isolating State", as written;
+%% each spawned body also reports that it got to its end.
+spec_sharing_context_isolating_state(_Config) ->
+    Self = self(),
+%% Shared OWN_GIL context
+{ok, Ctx} = py_context:start_link(1, owngil),
+CtxRef = py_context:get_nif_ref(Ctx),
+%% Process A - its own namespace
+spawn(fun() ->
+{ok, EnvA} = py_context:create_local_env(Ctx),
+ok = py_nif:context_exec(CtxRef, <<"x = 'from A'">>, EnvA),
+{ok, <<"from A">>} = py_nif:context_eval(CtxRef, <<"x">>, #{}, EnvA),
+    Self ! {done, a}
+end),
+%% Process B - separate namespace, same context
+spawn(fun() ->
+{ok, EnvB} = py_context:create_local_env(Ctx),
+ok = py_nif:context_exec(CtxRef, <<"x = 'from B'">>, EnvB),
+{ok, <<"from B">>} = py_nif:context_eval(CtxRef, <<"x">>, #{}, EnvB),
+    Self ! {done, b}
+end),
+    [receive {done, P} -> ok after 5000 -> ct:fail({not_done, P}) end || P <- [a, b]],
+    unlink(Ctx),
+    py_context:stop(Ctx).
+
+%% Two owngil contexts doing decimal and datetime arithmetic at the same time
+%% for several seconds (3.12's single-phase _decimal/_datetime corrupted
+%% memory in subinterpreters; design.md fact 10).
+parallel_decimal_datetime_stress(_Config) ->
+    {ok, C1} = py_context:start_link(stress1, owngil),
+    {ok, C2} = py_context:start_link(stress2, owngil),
+    Work = <<"
+import decimal, datetime, time
+def work(seconds):
+    end = time.monotonic() + seconds
+    n = 0
+    total = decimal.Decimal(0)
+    day = datetime.date(2000, 1, 1)
+    while time.monotonic() < end:
+        total += decimal.Decimal('0.1') * 3
+        day += datetime.timedelta(days=1)
+        n += 1
+    return n, str(total / n), day.year >= 2000
+">>,
+    [ok = py_nif:context_exec(py_context:get_nif_ref(C), Work) || C <- [C1, C2]],
+    Self = self(),
+    [spawn(fun() -> Self ! {C, py_nif:context_eval(py_context:get_nif_ref(C), <<"work(3)">>, #{})} end)
+     || C <- [C1, C2]],
+    Results = [receive {C, R} -> R after 20000 -> ct:fail(stuck) end || C <- [C1, C2]],
+    [{ok, {N1, <<"0.3">>, true}}, {ok, {N2, <<"0.3">>, true}}] = Results,
+    true = N1 > 1000 andalso N2 > 1000,
+    ct:pal("iterations in 3 s: ~b and ~b", [N1, N2]),
+    ok = py_context:stop(C1),
+    ok = py_context:stop(C2).
+
+%% 10,000 processes each make an env in one owngil context, use it, die.
+churn_10000_processes_memory_flat(_Config) ->
+    {ok, Ctx} = py_context:start_link(churn, owngil),
+    Churn = fun(N) ->
+                Self = self(),
+                lists:foreach(
+                  fun(_) ->
+                      Pids = [spawn(fun() ->
+                                        ok = py:exec(Ctx, <<"data = list(range(100))\nclass K: pass\nk = K()">>),
+                                        {ok, 100} = py:eval(Ctx, <<"len(data)">>),
+                                        Self ! {done, self()}
+                                    end) || _ <- lists:seq(1, 100)],
+                      [receive {done, P} -> ok end || P <- Pids]
+                  end, lists:seq(1, N div 100))
+            end,
+    Objects = fun() -> {ok, N} = py:eval(Ctx, <<"(__import__('gc').collect(), len(__import__('gc').get_objects()))[1]">>), N end,
+    Churn(2000),
+    settle(),
+    {Objs0, Rss0} = {Objects(), py_test_util:rss_kb()},
+    Churn(10000),
+    settle(),
+    {Objs1, Rss1} = {Objects(), py_test_util:rss_kb()},
+    ct:pal("10,000 processes on one owngil context: Python objects ~b -> ~b, RSS ~b -> ~b KiB",
+           [Objs0, Objs1, Rss0, Rss1]),
+    ?assert(Objs1 - Objs0 < 200),
+    ?assert(Rss1 - Rss0 < 20 * 1024),
+    ok = py_context:stop(Ctx).
+
+settle() ->
+    #{envs_alive := Envs} = py:info(),
+    py_test_util:wait_until(fun() -> py_test_util:drain_gc(), maps:get(envs_alive, py:info()) =< Envs end, 2000),
+    timer:sleep(100).
+
+%% 3.12 only: a C extension outside the standard library is refused in a
+%% subinterpreter with a clean ImportError (its PyInit could corrupt memory).
+non_stdlib_extension_refused_on_312(Config) ->
+    case py_nif:runtime_info() of
+        {ok, #{version_info := {3, 12, _}}} ->
+            Dir = ?config(priv_dir, Config),
+            {ok, Src} = py:eval(<<"__import__('_json').__file__">>),
+            {ok, _} = file:copy(Src, filename:join(Dir, filename:basename(Src))),
+            {ok, Ctx} = py_context:start_link(guard, owngil),
+            {error, {'ImportError', Msg}} =
+                py:exec(Ctx, iolist_to_binary(["import sys\nsys.path.insert(0, '", Dir, "')\nimport _json"])),
+            {match, _} = re:run(Msg, "outside the standard library"),
+            {ok, 1} = py:eval(Ctx, <<"1">>),
+            ok = py_context:stop(Ctx);
+        _ ->
+            {skip, "only Python 3.12 needs the guard"}
+    end.
