@@ -36,7 +36,71 @@ run() ->
                fun() -> {ok, none} = py:call(Ctx, '__main__', take, [Map]) end),
     sequential("1000-key map, Python -> Erlang", 10000,
                fun() -> {ok, #{}} = py:eval(Ctx, <<"big_map">>) end),
+    modes(),
     ok.
+
+%% Per mode: call latency, env creation, parallel speed-up, memory.
+modes() ->
+    {ok, Info} = py_nif:runtime_info(),
+    Modes = [M || M <- [worker, subinterp, owngil],
+                  M =:= worker orelse maps:get(list_to_atom(atom_to_list(M) ++ "_supported"), Info)],
+    io:format("~nModes (each its own fresh context): ~p~n", [Modes]),
+    io:format("~-52s ~12s ~14s~n", ["case", "us/call", "calls/s"]),
+    [begin
+         {ok, Ctx} = py_context:start_link(bench, Mode),
+         sequential(io_lib:format("~p: py:call(Ctx, math, sqrt, [16])", [Mode]), 100000,
+                    fun() -> {ok, 4.0} = py:call(Ctx, math, sqrt, [16]) end),
+         fresh_process(io_lib:format("~p: first call in a fresh process", [Mode]), 10000, Ctx),
+         ok = py_context:stop(Ctx)
+     end || Mode <- Modes],
+    case lists:member(owngil, Modes) of
+        true -> owngil_parallel(), owngil_memory();
+        false -> io:format("(owngil not available on this Python)~n")
+    end.
+
+%% Two owngil contexts each run a CPU-bound loop, one after the other, then
+%% at the same time. This machine's timings drift, so five rounds and the
+%% median speed-up.
+owngil_parallel() ->
+    Loop = <<"def spin(n):\n    s = 0\n    for i in range(n):\n        s += i * i\n    return s\n">>,
+    N = 10000000,
+    %% spin/1 goes in each context's shared namespace: the parallel run
+    %% calls it from other processes.
+    Ctxs = [begin
+                {ok, C} = py_context:start_link(P, owngil),
+                ok = py_nif:context_exec(py_context:get_nif_ref(C), Loop),
+                C
+            end || P <- [p1, p2]],
+    Run = fun(C) -> {ok, _} = py_nif:context_eval(py_context:get_nif_ref(C), <<"spin(n)">>, #{n => N}) end,
+    Parent = self(),
+    Rounds = [begin
+                  {Seq, _} = timer:tc(fun() -> [Run(C) || C <- Ctxs] end),
+                  {Par, _} = timer:tc(fun() ->
+                                          [spawn_link(fun() -> Run(C), Parent ! {done, C} end) || C <- Ctxs],
+                                          [receive {done, C} -> ok end || C <- Ctxs]
+                                      end),
+                  {Seq / Par, Seq, Par}
+              end || _ <- lists:seq(1, 5)],
+    {Speedup, Seq, Par} = lists:nth(3, lists:sort(Rounds)),
+    io:format("owngil: 2 contexts x spin(~b), median of 5: one after the other ~b ms, "
+              "in parallel ~b ms, speed-up ~.2fx (all: ~s)~n",
+              [N, Seq div 1000, Par div 1000, Speedup,
+               string:join([io_lib:format("~.2f", [S]) || {S, _, _} <- Rounds], " ")]),
+    [ok = py_context:stop(C) || C <- Ctxs].
+
+owngil_memory() ->
+    erlang:garbage_collect(),
+    Before = rss_kb(),
+    Ctxs = [begin {ok, C} = py_context:start_link(M, owngil), {ok, 1} = py:eval(C, <<"1">>), C end
+            || M <- lists:seq(1, 10)],
+    After = rss_kb(),
+    io:format("owngil: RSS per context (10 started, idle) ~b KiB~n", [(After - Before) div 10]),
+    [ok = py_context:stop(C) || C <- Ctxs].
+
+rss_kb() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+)", [{capture, all_but_first, binary}]),
+    binary_to_integer(Kb).
 
 sequential(Label, N, Fun) ->
     repeat(Fun, ?WARMUP),
@@ -56,9 +120,16 @@ concurrent(Label, Procs, PerProc, Fun) ->
     report(Label, Procs * PerProc, Us).
 
 fresh_process(Label, N) ->
+    fresh_process(Label, N, default).
+
+fresh_process(Label, N, Ctx) ->
     Parent = self(),
+    Call = case Ctx of
+               default -> fun() -> py:call(math, sqrt, [16]) end;
+               _ -> fun() -> py:call(Ctx, math, sqrt, [16]) end
+           end,
     One = fun() ->
-              spawn(fun() -> {ok, 4.0} = py:call(math, sqrt, [16]), Parent ! done end),
+              spawn(fun() -> {ok, 4.0} = Call(), Parent ! done end),
               receive done -> ok end
           end,
     repeat(One, ?WARMUP),
