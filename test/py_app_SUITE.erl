@@ -7,7 +7,7 @@
 
 all() ->
     [configured_pool_and_paths, imports_at_start, application_restart,
-     python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget].
+     python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget, pool_in_each_mode].
 
 init_per_suite(Config) ->
     Config.
@@ -100,3 +100,23 @@ atom_budget(_Config) ->
         peer:call(Peer, py, exec, [<<"class BrandNewError(Exception):\n    pass\nraise BrandNewError('x')">>]),
     {error, {'ValueError', _}} = peer:call(Peer, py, exec, [<<"raise ValueError('y')">>]),
     peer:stop(Peer).
+
+%% context_mode selects the pool's mode; a mode this Python lacks makes the
+%% application refuse to start, with the reason.
+pool_in_each_mode(_Config) ->
+    [begin
+         {Peer, _} = start_peer(["-erlang_python", "context_mode", atom_to_list(Mode),
+                                 "-erlang_python", "num_contexts", "2"]),
+         case peer:call(Peer, application, ensure_all_started, [erlang_python]) of
+             {ok, _} ->
+                 #{contexts := [#{mode := Mode}, #{mode := Mode}]} = peer:call(Peer, py, info, []),
+                 ok = peer:call(Peer, py, exec, [<<"import math, json, asyncio, decimal, sqlite3">>]),
+                 {ok, 4.0} = peer:call(Peer, py, call, [math, sqrt, [16]]),
+                 {ok, <<"0.3">>} = peer:call(Peer, py, eval, [<<"str(__import__('decimal').Decimal('0.1') * 3)">>]);
+             {error, {erlang_python, {{shutdown, {failed_to_start_child, py_context_pool, Why}}, _}}} ->
+                 {shutdown, {failed_to_start_child, {py_context, 1}, {Unsupported, _}}} = Why,
+                 true = lists:member(Unsupported, [subinterp_unsupported, owngil_unsupported])
+         end,
+         peer:stop(Peer)
+     end || Mode <- [worker, subinterp, owngil]],
+    ok.
