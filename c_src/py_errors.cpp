@@ -69,6 +69,15 @@ ERL_NIF_TERM traceback_term(ErlNifEnv* env, PyObject* exc) {
 
 }  // namespace
 
+std::string take_python_error_text() {
+    PyRef exc = take_exception();
+    PyRef text = PyRef::steal(exc ? PyObject_Str(exc.get()) : nullptr);
+    const char* utf8 = text ? PyUnicode_AsUTF8(text.get()) : nullptr;
+    std::string out = utf8 ? utf8 : "unknown error";
+    PyErr_Clear();
+    return out;
+}
+
 PythonError take_python_error(ErlNifEnv* env, PyObject* interrupted_type) {
     PyRef exc = take_exception();
     if (!exc) {

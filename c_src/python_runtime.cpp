@@ -13,6 +13,7 @@
 #include "context.h"
 #include "erlang_module.h"
 #include "native_thread.h"
+#include "py_errors.h"
 #include "py_ref.h"
 
 namespace ep {
@@ -66,22 +67,6 @@ std::string status_message(const char* what, const PyStatus& status) {
     if (status.func) msg += std::string(" (") + status.func + ")";
     if (status.err_msg) msg += std::string(": ") + status.err_msg;
     return msg;
-}
-
-// The pending exception as text, cleared. (Never PyErr_Print: on SystemExit
-// it would exit the whole VM.)
-std::string describe_exception() {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyRef text = PyRef::steal(value ? PyObject_Repr(value) : nullptr);
-    PyErr_Clear();
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    const char* utf8 = text ? PyUnicode_AsUTF8(text.get()) : nullptr;
-    std::string out = utf8 ? utf8 : "unknown error";
-    PyErr_Clear();
-    return out;
 }
 
 // Atoms for every built-in exception class exist from the start, so errors
@@ -156,7 +141,7 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
         ok = entry && sys_path && PyList_Insert(sys_path, 0, entry.get()) == 0;
     }
     if (!ok) {
-        *error = "Python started but erlang_python's set-up in it failed: " + describe_exception();
+        *error = "Python started but erlang_python's set-up in it failed: " + take_python_error_text();
         PyEval_SaveThread();
         return false;
     }

@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "py_errors.h"
 #include "py_ref.h"
 
 namespace ep {
@@ -59,37 +60,24 @@ bool block_single_phase_modules() {
 }
 #endif
 
-std::string pending_error() {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyRef text = PyRef::steal(value ? PyObject_Str(value) : nullptr);
-    PyErr_Clear();
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    const char* utf8 = text ? PyUnicode_AsUTF8(text.get()) : nullptr;
-    std::string out = utf8 ? utf8 : "unknown error";
-    PyErr_Clear();
-    return out;
-}
-
+#if PY_VERSION_HEX >= 0x030C0000
 // GIL of the new interpreter held.
 bool prepare(Interpreter& interp, const std::vector<std::string>& extra_path, std::string* error) {
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
     if (!block_single_phase_modules()) {
-        *error = "could not block single-phase modules: " + pending_error();
+        *error = "could not block single-phase modules: " + take_python_error_text();
         return false;
     }
 #endif
     if (!interp.load_erlang_module()) {
-        *error = "could not load the erlang module: " + pending_error();
+        *error = "could not load the erlang module: " + take_python_error_text();
         return false;
     }
     PyObject* sys_path = PySys_GetObject("path");  // borrowed
     for (auto it = extra_path.rbegin(); it != extra_path.rend(); ++it) {
         PyRef entry = PyRef::steal(PyUnicode_DecodeFSDefault(it->c_str()));
         if (!entry || !sys_path || PyList_Insert(sys_path, 0, entry.get()) < 0) {
-            *error = "could not extend sys.path: " + pending_error();
+            *error = "could not extend sys.path: " + take_python_error_text();
             return false;
         }
     }
@@ -115,7 +103,7 @@ void forget_dummy_thread() {
     }
     PyErr_Clear();
 }
-
+#endif
 }  // namespace
 
 bool owngil_supported() { return PY_VERSION_HEX >= 0x030C0000; }

@@ -246,18 +246,7 @@ start_context_errors(_Config) ->
 %% and RSS come back to where they were.
 churn_10000_processes_memory_flat(_Config) ->
     Ctx = py:context(1),
-    Churn = fun(N) ->
-                Self = self(),
-                lists:foreach(
-                  fun(Batch) ->
-                      Pids = [spawn(fun() ->
-                                        ok = py:exec(Ctx, <<"data = list(range(100))\nclass K: pass\nk = K()">>),
-                                        {ok, 100} = py:eval(Ctx, <<"len(data)">>),
-                                        Self ! {done, self()}
-                                    end) || _ <- lists:seq(1, 100)],
-                      [receive {done, P} -> ok end || P <- Pids]
-                  end, lists:seq(1, N div 100))
-            end,
+    Churn = fun(N) -> py_test_util:churn(Ctx, N) end,
     Churn(2000),  % warm up allocators and caches
     {ok, _} = py:eval(<<"1">>),  % this process's own env exists before counting
     settle(),

@@ -70,24 +70,16 @@ explicit_env_in_this_mode(Config) ->
     Ctx = ?config(ctx, Config),
     {ok, Env} = py_context:create_local_env(Ctx),
     CtxRef = py_context:get_nif_ref(Ctx),
-    ok = py_nif:context_exec(CtxRef, <<"
-class MyService:
-    def __init__(self):
-        self.counter = 0
-    def increment(self):
-        self.counter += 1
-        return self.counter
-service = MyService()
-">>, Env),
-    {ok, 1} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env),
-    {ok, 2} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env),
-    {ok, 12} = py_nif:context_eval(CtxRef, <<"service.counter + n">>, #{n => 10}, Env),
+    ok = py_nif:context_exec(CtxRef, <<"import itertools\ntickets = itertools.count(1)">>, Env),
+    {ok, 1} = py_nif:context_eval(CtxRef, <<"next(tickets)">>, #{}, Env),
+    {ok, 2} = py_nif:context_eval(CtxRef, <<"next(tickets)">>, #{}, Env),
+    {ok, 13} = py_nif:context_eval(CtxRef, <<"next(tickets) + n">>, #{n => 10}, Env),
     {error, {'NameError', _}} = py_nif:context_eval(CtxRef, <<"undefined_name">>, #{}, Env),
     {error, {badarg, code}} = py_nif:context_exec(CtxRef, not_code, Env),
     {error, {badarg, env}} = py_nif:context_exec(CtxRef, <<"1">>, make_ref()),
     {error, {badarg, context}} = py_nif:context_exec(make_ref(), <<"1">>, Env),
     {error, timeout} = py_nif:context_exec(CtxRef, <<"while True: pass">>, Env, #{timeout => 100}),
-    {ok, 3} = py_nif:context_eval(CtxRef, <<"service.increment()">>, #{}, Env).
+    {ok, 4} = py_nif:context_eval(CtxRef, <<"next(tickets)">>, #{}, Env).
 
 env_sent_to_another_process(Config) ->
     Ctx = ?config(ctx, Config),
@@ -290,18 +282,7 @@ def work(seconds):
 %% 10,000 processes each make an env in one owngil context, use it, die.
 churn_10000_processes_memory_flat(_Config) ->
     {ok, Ctx} = py_context:start_link(churn, owngil),
-    Churn = fun(N) ->
-                Self = self(),
-                lists:foreach(
-                  fun(_) ->
-                      Pids = [spawn(fun() ->
-                                        ok = py:exec(Ctx, <<"data = list(range(100))\nclass K: pass\nk = K()">>),
-                                        {ok, 100} = py:eval(Ctx, <<"len(data)">>),
-                                        Self ! {done, self()}
-                                    end) || _ <- lists:seq(1, 100)],
-                      [receive {done, P} -> ok end || P <- Pids]
-                  end, lists:seq(1, N div 100))
-            end,
+    Churn = fun(N) -> py_test_util:churn(Ctx, N) end,
     Objects = fun() -> {ok, N} = py:eval(Ctx, <<"(__import__('gc').collect(), len(__import__('gc').get_objects()))[1]">>), N end,
     Churn(2000),
     settle(),

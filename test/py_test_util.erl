@@ -1,7 +1,7 @@
 %% Helpers shared by the Common Test suites.
 -module(py_test_util).
 
--export([start/0, stop/0, rss_kb/0, wait_until/2, drain_gc/0, python_objects/0, flush/0]).
+-export([start/0, stop/0, churn/2, rss_kb/0, wait_until/2, drain_gc/0, python_objects/0, flush/0]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -41,3 +41,17 @@ python_objects() ->
 
 flush() ->
     receive _ -> flush() after 0 -> ok end.
+
+%% N short-lived processes (100 at a time) each make an env on Ctx, use it
+%% and exit.
+churn(Ctx, N) ->
+    Self = self(),
+    lists:foreach(
+      fun(_) ->
+          Pids = [spawn(fun() ->
+                            ok = py:exec(Ctx, <<"data = list(range(100))\nclass K: pass\nk = K()">>),
+                            {ok, 100} = py:eval(Ctx, <<"len(data)">>),
+                            Self ! {churned, self()}
+                        end) || _ <- lists:seq(1, 100)],
+          [receive {churned, P} -> ok end || P <- Pids]
+      end, lists:seq(1, N div 100)).
