@@ -13,6 +13,7 @@ groups() ->
      {owngil, [], cases()},
      {owngil_only, [], [spec_myservice_explicit_env, spec_sharing_context_isolating_state,
                         parallel_decimal_datetime_stress, churn_10000_processes_memory_flat,
+                        many_subinterpreters_import_extensions,
                         non_stdlib_extension_refused_on_312]}].
 
 cases() ->
@@ -278,6 +279,27 @@ def work(seconds):
     ct:pal("iterations in 3 s: ~b and ~b", [N1, N2]),
     ok = py_context:stop(C1),
     ok = py_context:stop(C2).
+
+%% design.md fact 10: on 3.12, importing sqlite3 (hence _datetime) in a
+%% second subinterpreter corrupted memory. Three rounds of four owngil
+%% contexts, made at once, each importing and using the usual suspects,
+%% then stopped.
+many_subinterpreters_import_extensions(_Config) ->
+    Self = self(),
+    [begin
+         Pids = [spawn(fun() ->
+                           {ok, Ctx} = py_context:start_link({round, Round, I}, owngil),
+                           R = py:eval(Ctx, <<"(__import__('sqlite3').connect(':memory:').execute('select 2').fetchone(),"
+                                              " str(__import__('decimal').Decimal('1.10') * 2),"
+                                              " __import__('datetime').date(2024, 1, 31).isoformat(),"
+                                              " __import__('json').dumps([1]))">>),
+                           ok = py_context:stop(Ctx),
+                           Self ! {imported, self(), R}
+                       end) || I <- lists:seq(1, 4)],
+         [receive {imported, P, R} -> {ok, {{2}, <<"2.20">>, <<"2024-01-31">>, <<"[1]">>}} = R
+          after 30000 -> ct:fail({stuck, P}) end || P <- Pids]
+     end || Round <- lists:seq(1, 3)],
+    {ok, 1} = py:eval(<<"1">>).
 
 %% 10,000 processes each make an env in one owngil context, use it, die.
 churn_10000_processes_memory_flat(_Config) ->
