@@ -58,7 +58,7 @@ std::uint64_t Context::submit(std::unique_ptr<Request> req) {
 Context::Queue::Cancel Context::cancel(std::uint64_t id) {
     std::unique_ptr<Request> dropped;
     Queue::Cancel outcome = queue_.cancel(id, &dropped);
-    if (outcome == Queue::Cancel::Running) request_interrupt(weak_from_this(), id);
+    if (outcome == Queue::Cancel::Running) interrupt(id, false);
     return outcome;
 }
 
@@ -81,8 +81,20 @@ bool Context::stop(ErlNifEnv* caller_env, Notify* done) {
     }
     if (!first) return true;
     for (auto& req : queue_.close()) req->reply(make_error(req->env.get(), atoms::context_stopped), caller_env);
-    if (std::uint64_t running = queue_.running_id()) request_interrupt(weak_from_this(), running, /*repeat=*/true);
+    if (std::uint64_t running = queue_.running_id()) interrupt(running, /*repeat=*/true);
     return true;
+}
+
+void Context::interrupt(std::uint64_t id, bool repeat) {
+    if (config_.mode == Mode::Worker) {
+        request_interrupt(weak_from_this(), id, repeat);
+        return;
+    }
+    std::weak_ptr<Context> weak = weak_from_this();
+    interrupter_.post([weak, id, repeat] {
+        auto self = weak.lock();
+        return self && self->deliver_interrupt(id) && repeat;
+    });
 }
 
 bool Context::deliver_interrupt(std::uint64_t id) {
@@ -114,11 +126,7 @@ void Context::thread_main(Notify ready) {
         State expected = State::Starting;
         if (state_.compare_exchange_strong(expected, State::Running)) {
             ready.send(atoms::ok);
-            try {
-                serve();
-            } catch (...) {
-                // Only allocation failures get here; the context ends as if stopped.
-            }
+            serve();
         } else {
             ready.send(make_error(ready.env.get(), atoms::context_stopped));
         }
@@ -152,6 +160,10 @@ bool Context::attach_lane(std::string* error) {
             return false;
         tstate_ = sub_.tstate;
         interp = sub_.interp;
+        if (!interrupter_.start(interp->state(), error)) {
+            end_subinterpreter(sub_);
+            return false;
+        }
         // Only this thread can release this interpreter's objects: wake it.
         std::weak_ptr<Context> weak = weak_from_this();
         interp->set_waker([weak] {
@@ -199,6 +211,7 @@ void Context::detach_lane() {
         PyThreadState_DeleteCurrent();
     } else {
         PyEval_SaveThread();
+        interrupter_.stop();  // its thread state must go before the interpreter ends
         end_subinterpreter(sub_);
     }
     tstate_ = nullptr;
@@ -206,23 +219,28 @@ void Context::detach_lane() {
 
 void Context::serve() {
     RequestRunner runner(interp_, weak_from_this(), config_.code_cache_size);
-    while (!queue_.closed()) {
-        queue_.wait(config_.spin);
-        GilHold gil(tstate_);
-        for (std::size_t n = 0; n < config_.max_batch; ++n) {
-            std::uint64_t id = 0;
-            std::unique_ptr<Request> req = queue_.start_next(&id);
-            if (!req) break;
-            handle(*req, id, runner);
-            // Drop the request (and maybe the last hold on its env) while the
-            // GIL is still ours; the env's dict then goes to the release queue.
-            req.reset();
-            served_.fetch_add(1, std::memory_order_relaxed);
+    try {
+        while (!queue_.closed()) {
+            queue_.wait(config_.spin);
+            GilHold gil(tstate_);
+            for (std::size_t n = 0; n < config_.max_batch; ++n) {
+                std::uint64_t id = 0;
+                std::unique_ptr<Request> req = queue_.start_next(&id);
+                if (!req) break;
+                handle(*req, id, runner);
+                // Drop the request (and maybe the last hold on its env) while
+                // the GIL is still ours; the env's dict then goes to the
+                // release queue.
+                req.reset();
+                served_.fetch_add(1, std::memory_order_relaxed);
+            }
+            if (interp_->has_pending_releases()) interp_->drain_releases();
         }
-        if (interp_->has_pending_releases()) interp_->drain_releases();
+    } catch (...) {
+        // Only allocation failures get here; the context ends as if stopped.
     }
     GilHold gil(tstate_);
-    runner.clear();  // cached code objects die under the GIL
+    runner.clear();  // cached code objects die under the GIL, whatever happened
 }
 
 void Context::handle(Request& req, std::uint64_t id, RequestRunner& runner) {

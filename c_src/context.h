@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "interpreter.h"
+#include "interrupter.h"
 #include "msg_env.h"
 #include "request.h"
 #include "request_queue.h"
@@ -105,6 +106,9 @@ private:
     void thread_main(Notify ready);
     bool attach_lane(std::string* error);  // makes the thread state (and interpreter)
     void detach_lane();
+    // Asks for erlang.Interrupted in request `id` (again every 100 ms while
+    // `repeat` and the context is stopping).
+    void interrupt(std::uint64_t id, bool repeat);
     void serve();
     void handle(Request& req, std::uint64_t id, RequestRunner& runner);
     void finish(Request& req, std::uint64_t id, RunResult& result, RequestRunner& runner);
@@ -123,7 +127,8 @@ private:
 
     // Owned by the context thread.
     PyThreadState* tstate_ = nullptr;
-    Subinterpreter sub_;  // subinterp and owngil modes
+    Subinterpreter sub_;       // subinterp and owngil modes
+    Interrupter interrupter_;  // subinterp and owngil modes
     unsigned long thread_ident_ = 0;
     // Guarded by the interpreter's GIL: the request an interrupt was raised in,
     // and whether that was because the context is stopping.

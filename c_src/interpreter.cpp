@@ -1,7 +1,5 @@
 #include "interpreter.h"
 
-#include <utility>
-
 #include "erlang_module.h"
 #include "gil_check.h"
 #include "py_ref.h"
@@ -73,28 +71,6 @@ void Interpreter::close() {
     items_.clear();
     pending_.store(0, std::memory_order_release);
     waker_.reset();
-}
-
-bool Interpreter::run_as_service(const std::function<void()>& fn) {
-    // Lock order: this mutex, then the GIL. The owner takes the mutex only
-    // while holding no GIL (close_service_thread_state), so a visit waiting
-    // for the GIL cannot deadlock with it.
-    std::lock_guard lock(service_mutex_);
-    if (service_closed_) return false;
-    if (service_tstate_ == nullptr) {
-        service_tstate_ = PyThreadState_New(state_);  // needs no GIL
-        if (service_tstate_ == nullptr) return false;
-    }
-    PyEval_RestoreThread(service_tstate_);
-    fn();
-    PyEval_SaveThread();
-    return true;
-}
-
-PyThreadState* Interpreter::close_service_thread_state() {
-    std::lock_guard lock(service_mutex_);
-    service_closed_ = true;
-    return std::exchange(service_tstate_, nullptr);
 }
 
 bool Interpreter::load_erlang_module() {

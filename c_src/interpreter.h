@@ -56,16 +56,6 @@ public:
     // The interpreter is being destroyed: drop queued and future releases.
     void close();
 
-    // Subinterpreters: runs `fn` on the calling thread (the interrupt
-    // service, attached to nothing) attached to the service's own thread
-    // state in this interpreter, made on first use. False, without running
-    // `fn`, once the interpreter is closing.
-    bool run_as_service(const std::function<void()>& fn);
-    // The owner, holding no GIL, before ending the interpreter: no more
-    // service visits; returns the service's thread state (or nullptr) for
-    // the owner to delete once it holds the GIL.
-    PyThreadState* close_service_thread_state();
-
     // Loads our `erlang` module into this interpreter. GIL held. False with a
     // Python exception set on failure.
     bool load_erlang_module();
@@ -87,10 +77,6 @@ private:
     std::int64_t id_;
     bool is_main_;
     ErlangTypes types_;
-
-    std::mutex service_mutex_;  // held by the service for a whole visit
-    PyThreadState* service_tstate_ = nullptr;
-    bool service_closed_ = false;
 
     std::mutex mutex_;
     std::vector<Item> items_;

@@ -218,32 +218,16 @@ void Service::loop() {
             // hold the GIL anyway; give them a moment before taking it.
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
-        // Main-interpreter work first, under the main GIL; then each
-        // subinterpreter's, attached to it alone (a thread may hold one GIL).
-        // Sorting needs no GIL, and the main GIL is taken only for main
-        // work: on 3.12 a thread waiting for it cannot preempt a shared-GIL
-        // subinterpreter, so waiting for it needlessly could stall here.
-        std::vector<Interrupt> on_main, on_subinterpreters;
-        for (auto& interrupt : interrupts) {
-            auto ctx = interrupt.context.lock();
-            auto interp = ctx ? ctx->interpreter() : nullptr;
-            if (interp) (interp->is_main() ? on_main : on_subinterpreters).push_back(std::move(interrupt));
-        }
-        if (!on_main.empty() || main->has_pending_releases()) {
+        // Subinterpreter contexts have their own interrupter threads (see
+        // interrupter.h); everything here is main-interpreter work.
+        if (!interrupts.empty() || main->has_pending_releases()) {
             PyEval_RestoreThread(tstate_);
-            for (auto& interrupt : on_main) {
+            for (auto& interrupt : interrupts) {
                 auto ctx = interrupt.context.lock();
                 if (ctx && ctx->deliver_interrupt(interrupt.id) && interrupt.repeat) repeats_.push_back(interrupt);
             }
             main->drain_releases();
             PyEval_SaveThread();
-        }
-        for (auto& interrupt : on_subinterpreters) {
-            auto ctx = interrupt.context.lock();
-            if (!ctx) continue;
-            bool again = false;
-            ctx->interpreter()->run_as_service([&] { again = ctx->deliver_interrupt(interrupt.id); });
-            if (again && interrupt.repeat) repeats_.push_back(interrupt);
         }
         if (!repeats_.empty()) next_repeat_ = Clock::now() + kRepeatEvery;
         lock.lock();

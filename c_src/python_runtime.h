@@ -38,8 +38,8 @@ const RuntimeInfo& runtime_info();
 const RuntimeOptions& runtime_options();
 
 // Any thread, never blocks: asks the service thread to raise
-// erlang.Interrupted in request `id` of `context` (it needs the GIL, which a
-// scheduler thread must never wait for). With `repeat`, the interrupt is
+// erlang.Interrupted in request `id` of worker context `context` (it needs
+// the GIL, which a scheduler thread must never wait for). With `repeat`, the interrupt is
 // raised again every 100 ms for as long as the context still wants it (a
 // stopping context whose code swallows the exception).
 void request_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat = false);

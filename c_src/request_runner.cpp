@@ -92,11 +92,14 @@ RunResult RequestRunner::run(Request& req) {
     case Op::Eval:
     case Op::Call: {
         if (req.ns->interpreter() != interp_) return failure(atoms::env_wrong_interpreter);
-        PyObject* globals = req.ns->namespace_dict();
-        if (globals == nullptr) return python_error(req);
-        if (req.op == Op::Exec) return exec(req, globals);
-        if (req.op == Op::Eval) return eval(req, globals);
-        return call(req, globals);
+        // Held for the whole request: a worker env can be used by another
+        // context than its own, and the owner stopping meanwhile empties and
+        // drops its namespace.
+        PyRef globals = PyRef::borrow(req.ns->namespace_dict());
+        if (!globals) return python_error(req);
+        if (req.op == Op::Exec) return exec(req, globals.get());
+        if (req.op == Op::Eval) return eval(req, globals.get());
+        return call(req, globals.get());
     }
     case Op::GetAttr: return get_attr(req);
     case Op::CallMethod: return call_method(req);

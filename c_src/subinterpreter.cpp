@@ -1,6 +1,9 @@
 #include "subinterpreter.h"
 
+#include <chrono>
+#include <cstdio>
 #include <mutex>
+#include <thread>
 
 #include "py_errors.h"
 #include "py_ref.h"
@@ -17,9 +20,11 @@ std::mutex lifecycle_mutex;
 // subinterpreter before refusing it, which corrupts memory (gh-117953;
 // design.md fact 10). A None in sys.modules makes the import fail cleanly
 // first; datetime and decimal then fall back to their pure-Python versions.
-constexpr const char* kSinglePhaseModules[] = {"_datetime", "pyexpat", "_elementtree", "_decimal",
-                                               "_ctypes",   "readline", "_curses",     "_curses_panel",
-                                               "_tkinter"};
+// (The _test* ones and ossaudiodev were found single-phase with nm.)
+constexpr const char* kSinglePhaseModules[] = {
+    "_datetime", "pyexpat",       "_elementtree", "_decimal",     "_ctypes",    "readline",
+    "_curses",   "_curses_panel", "_tkinter",     "ossaudiodev",  "_testcapi",  "_testbuffer",
+    "_testclinic", "_testimportmultiple", "_testsinglephase", "_xxtestfuzz"};
 
 // Extension modules outside the standard library may be single-phase too
 // (numpy is), and nothing tells without running their PyInit: on 3.12 they
@@ -28,23 +33,45 @@ constexpr const char* kExtensionGuard = R"py(
 import sys, os, sysconfig
 from importlib import machinery
 
-def install(dynload=sysconfig.get_config_var('DESTSHARED') or ''):
-    dynload = os.path.realpath(dynload)
+def install():
+    # The standard library's extension directory, as built and as it is now
+    # (a relocated Python keeps the build-time path in sysconfig).
+    stdlib = {os.path.realpath(sysconfig.get_config_var('DESTSHARED') or '')}
+    for probe in ('_struct', 'select', '_json', 'math'):
+        spec = machinery.PathFinder.find_spec(probe)
+        if spec is not None and isinstance(spec.loader, machinery.ExtensionFileLoader):
+            stdlib.add(os.path.dirname(os.path.realpath(spec.origin)))
+            break
+
+    class RefusingLoader:
+        def __init__(self, name):
+            self.name = name
+
+        def create_module(self, spec):
+            raise ImportError(
+                f"{self.name} is a C extension outside the standard library; on Python 3.12 "
+                "loading it in a subinterpreter can corrupt memory (CPython gh-117953): use a "
+                "worker context, or Python 3.13", name=self.name)
+
+        def exec_module(self, module):
+            pass
 
     class ExtensionGuard:
+        # Finds what PathFinder would, but hands out a loader that refuses;
+        # find_spec itself never raises, so probing (importlib.util.find_spec)
+        # still works.
         @staticmethod
         def find_spec(name, path=None, target=None):
             spec = machinery.PathFinder.find_spec(name, path, target)
             if spec is None or not isinstance(spec.loader, machinery.ExtensionFileLoader):
                 return None
-            if os.path.dirname(os.path.realpath(spec.origin)) == dynload:
+            if os.path.dirname(os.path.realpath(spec.origin)) in stdlib:
                 return None
-            raise ImportError(
-                f"{name} is a C extension outside the standard library; on Python 3.12 loading "
-                "it in a subinterpreter can corrupt memory (CPython gh-117953): use a worker "
-                "context, or Python 3.13", name=name)
+            return machinery.ModuleSpec(name, RefusingLoader(name), origin=spec.origin)
 
-    sys.meta_path.insert(0, ExtensionGuard)
+    # Before PathFinder, after the built-in and frozen importers.
+    at = next((i for i, f in enumerate(sys.meta_path) if f is machinery.PathFinder), len(sys.meta_path))
+    sys.meta_path.insert(at, ExtensionGuard)
 
 install()
 )py";
@@ -139,12 +166,13 @@ bool create_subinterpreter(bool own_gil, const std::vector<std::string>& extra_p
     PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
     if (PyStatus_Exception(status)) {
         *error = std::string("Py_NewInterpreterFromConfig: ") + (status.err_msg ? status.err_msg : "failed");
-        // 3.13 hands the temporary state back attached. 3.12 may not hold
-        // its GIL any more (gh-112723): leak it rather than touch it.
-#if PY_VERSION_HEX >= 0x030D0000
+        // The temporary state comes back attached with the main GIL, on 3.12
+        // too for failures once the new interpreter exists (a failing site
+        // import, say); it must go, or the main GIL stays held. (3.12's
+        // early failures leave it without the GIL, gh-112723, but only an
+        // invalid config or no memory cause those, and ours is valid.)
         PyThreadState_Clear(temp);
         PyThreadState_DeleteCurrent();
-#endif
         return false;
     }
     // Now attached to `sub`; `temp` is detached. Drop `temp` (attached
@@ -168,24 +196,58 @@ bool create_subinterpreter(bool own_gil, const std::vector<std::string>& extra_p
     return true;
 }
 
-void end_subinterpreter(Subinterpreter& sub) {
-    std::lock_guard lock(lifecycle_mutex);
-    // The interrupt service may hold (or wait for) this interpreter's GIL
-    // with its own thread state: take that state away first, holding no GIL,
-    // then delete it with the GIL. Py_EndInterpreter aborts the process if
-    // any thread state but the caller's is left.
-    PyThreadState* service = sub.interp->close_service_thread_state();
-    PyEval_RestoreThread(sub.tstate);
-    if (service != nullptr) {
-        PyThreadState_Clear(service);
-        PyThreadState_Delete(service);
+
+
+// Interrupts the interpreter's other Python threads (threading or _thread
+// ones) until none is left or `grace` runs out. Attached to `sub`; lets go of
+// the GIL while waiting so they can finish. True when only `sub` is left.
+bool wind_down_threads(Subinterpreter& sub, std::chrono::milliseconds grace) {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + grace;
+    auto next_interrupt = Clock::now();
+    for (;;) {
+        std::vector<unsigned long> others;
+        for (PyThreadState* t = PyInterpreterState_ThreadHead(sub.interp->state()); t != nullptr;
+             t = PyThreadState_Next(t))
+            if (t != sub.tstate) others.push_back(t->thread_id);
+        if (others.empty()) return true;
+        if (Clock::now() >= deadline) return false;
+        if (Clock::now() >= next_interrupt) {
+            for (unsigned long id : others) PyThreadState_SetAsyncExc(id, sub.interp->types().interrupted);
+            next_interrupt = Clock::now() + std::chrono::milliseconds(250);
+        }
+        PyEval_SaveThread();
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        PyEval_RestoreThread(sub.tstate);
     }
+}
+
+bool end_subinterpreter(Subinterpreter& sub) {
+    PyEval_RestoreThread(sub.tstate);
     forget_dummy_thread();
+    // Py_EndInterpreter aborts the process if another thread state is left
+    // ("not the last thread") and joins threading's threads forever: stop
+    // them first, and if they will not stop, leave the interpreter be.
+    bool alone = wind_down_threads(sub, std::chrono::milliseconds(2000));
     if (sub.interp->has_pending_releases()) sub.interp->drain_releases();
     sub.interp->clear_erlang_module();
     sub.interp->close();  // later releases are dropped: their objects end with it
-    Py_EndInterpreter(sub.tstate);  // leaves no thread state attached
+    if (!alone) {
+        std::fprintf(stderr,
+                     "erlang_python: a subinterpreter still runs Python threads that ignore interruption; "
+                     "it is left running instead of ended\n");
+        PyEval_SaveThread();
+        sub.tstate = nullptr;
+        return false;
+    }
+    PyEval_SaveThread();
+    {
+        std::lock_guard lock(lifecycle_mutex);
+        PyEval_RestoreThread(sub.tstate);
+        Py_EndInterpreter(sub.tstate);  // leaves no thread state attached
+    }
     sub.tstate = nullptr;
+    return true;
 }
 
 #else
@@ -195,7 +257,7 @@ bool create_subinterpreter(bool, const std::vector<std::string>&, Subinterpreter
     return false;
 }
 
-void end_subinterpreter(Subinterpreter&) {}
+bool end_subinterpreter(Subinterpreter&) { return true; }
 
 #endif
 

@@ -35,9 +35,11 @@ bool shared_gil_subinterpreters_supported();
 bool create_subinterpreter(bool own_gil, const std::vector<std::string>& extra_path, Subinterpreter* out,
                            std::string* error);
 
-// Called on the thread that created it, holding no GIL: lets go of every
-// object of ours in it, removes the interrupt service's thread state and
-// ends it. Everything that still points into it must already be closed.
-void end_subinterpreter(Subinterpreter& sub);
+// Called on the thread that created it, holding no GIL, after its
+// interrupter has stopped: interrupts the interpreter's other Python threads
+// and waits for them (2 s at most), lets go of every object of ours in it and
+// ends it. If threads are still running it leaves the interpreter alive
+// (leaked) rather than abort the process, and returns false.
+bool end_subinterpreter(Subinterpreter& sub);
 
 }  // namespace ep

@@ -11,7 +11,8 @@ all() ->
      timeout_default_for_contextless_calls_is_finite, late_interrupt_never_hits_next_request,
      caller_killed_mid_call, many_callers_killed_mid_call, stop_context_with_queued_calls,
      stop_context_under_load, stop_after_swallowed_interrupt, stop_idle_context,
-     context_process_killed, pool_context_restart_under_callers, envs_of_dead_contexts_dropped, start_context_errors,
+     context_process_killed, pool_context_restart_under_callers, envs_of_dead_contexts_dropped,
+     env_used_by_another_worker_while_its_context_stops, start_context_errors,
      churn_10000_processes_memory_flat].
 
 init_per_suite(Config) ->
@@ -200,6 +201,27 @@ envs_of_dead_contexts_dropped(_Config) ->
     {ok, 1} = py:eval(Other, <<"1">>),
     false = maps:is_key(Ctx, get(py_local_env)),
     ok = py_context:stop(Other).
+
+%% A worker env may be used through another worker context; its own context
+%% stopping meanwhile empties it, and the running call keeps a live dict.
+env_used_by_another_worker_while_its_context_stops(_Config) ->
+    {ok, C1} = py_context:start_link(env_home, worker),
+    {ok, C2} = py_context:start_link(env_guest, worker),
+    {ok, Env} = py_context:create_local_env(C1),
+    Ref2 = py_context:get_nif_ref(C2),
+    ok = py_nif:context_exec(Ref2, <<"import time">>, Env),
+    Self = self(),
+    spawn(fun() -> Self ! {guest, py_nif:context_eval(Ref2, <<"time.sleep(0.3) or x">>, #{x => 7}, Env)} end),
+    timer:sleep(100),
+    ok = py_context:stop(C1),
+    receive
+        {guest, R} ->
+            %% the namespace was emptied under it: a clean error or the value
+            true = R =:= {ok, 7} orelse element(1, element(2, R)) =:= 'NameError'
+    after 5000 -> ct:fail(guest_stuck)
+    end,
+    {ok, 3} = py_nif:context_eval(Ref2, <<"1 + 2">>, #{}, Env),
+    ok = py_context:stop(C2).
 
 stop_idle_context(_Config) ->
     {ok, Ctx} = py_context:start_link(idle, worker),
