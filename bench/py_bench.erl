@@ -37,7 +37,46 @@ run() ->
     sequential("1000-key map, Python -> Erlang", 10000,
                fun() -> {ok, #{}} = py:eval(Ctx, <<"big_map">>) end),
     modes(),
+    callbacks(),
     ok.
+
+%% Python calling Erlang: a Python loop calling a registered function, and
+%% erlang.send.
+callbacks() ->
+    io:format("~nPython -> Erlang~n"),
+    ok = py:register_function(bench_add, fun([A, B]) -> A + B end),
+    Ctx = py:context(1),
+    ok = py:exec(Ctx, <<"
+import erlang, time
+def callback_loop(n):
+    add = erlang.bench_add
+    t = time.perf_counter()
+    for i in range(n):
+        add(i, 1)
+    return time.perf_counter() - t
+def send_loop(pid, n):
+    send = erlang.send
+    t = time.perf_counter()
+    for i in range(n):
+        send(pid, i)
+    return time.perf_counter() - t
+">>),
+    N = 20000,
+    {ok, _} = py:call(Ctx, '__main__', callback_loop, [1000]),
+    {ok, Secs} = py:call(Ctx, '__main__', callback_loop, [N]),
+    io:format("~-52s ~12.2f ~14b~n", ["erlang.bench_add(i, 1) in a Python loop", Secs * 1.0e6 / N,
+                                       round(N / Secs)]),
+    Self = self(),
+    M = 200000,
+    Sink = spawn(fun() -> sink(M, M, Self) end),
+    {ok, SendSecs} = py:call(Ctx, '__main__', send_loop, [Sink, M]),
+    receive {sunk, M} -> ok end,
+    io:format("~-52s ~12.2f ~14b~n", ["erlang.send(pid, i) in a Python loop", SendSecs * 1.0e6 / M,
+                                       round(M / SendSecs)]),
+    ok = py:unregister_function(bench_add).
+
+sink(Total, 0, Parent) -> Parent ! {sunk, Total};
+sink(Total, N, Parent) -> receive _ -> sink(Total, N - 1, Parent) end.
 
 %% Per mode: call latency, env creation, parallel speed-up, memory.
 modes() ->

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "atoms.h"
+#include "callbacks.h"
+#include "current_call.h"
 #include "env.h"
 #include "erl_terms.h"
 #include "gil.h"
@@ -58,7 +60,10 @@ std::uint64_t Context::submit(std::unique_ptr<Request> req) {
 Context::Queue::Cancel Context::cancel(std::uint64_t id) {
     std::unique_ptr<Request> dropped;
     Queue::Cancel outcome = queue_.cancel(id, &dropped);
-    if (outcome == Queue::Cancel::Running) interrupt(id, false);
+    if (outcome == Queue::Cancel::Running) {
+        interrupt(id, false);
+        queue_.poke();  // a request waiting for an Erlang callback checks for this
+    }
     return outcome;
 }
 
@@ -219,32 +224,65 @@ void Context::detach_lane() {
 
 void Context::serve() {
     RequestRunner runner(interp_, weak_from_this(), config_.code_cache_size);
+    runner_ = &runner;
+    current_call().context = this;
     try {
         while (!queue_.closed()) {
             queue_.wait(config_.spin);
             GilHold gil(tstate_);
-            for (std::size_t n = 0; n < config_.max_batch; ++n) {
-                std::uint64_t id = 0;
-                std::unique_ptr<Request> req = queue_.start_next(&id);
-                if (!req) break;
-                handle(*req, id, runner);
-                // Drop the request (and maybe the last hold on its env) while
-                // the GIL is still ours; the env's dict then goes to the
-                // release queue.
-                req.reset();
-                served_.fetch_add(1, std::memory_order_relaxed);
-            }
-            if (interp_->has_pending_releases()) interp_->drain_releases();
+            run_batch(runner);
         }
     } catch (...) {
         // Only allocation failures get here; the context ends as if stopped.
     }
+    current_call().context = nullptr;
+    runner_ = nullptr;
     GilHold gil(tstate_);
     runner.clear();  // cached code objects die under the GIL, whatever happened
 }
 
+void Context::run_batch(RequestRunner& runner) {
+    for (std::size_t n = 0; n < config_.max_batch; ++n) {
+        std::uint64_t id = 0;
+        std::unique_ptr<Request> req = queue_.start_next(&id);
+        if (!req) break;
+        handle(*req, id, runner);
+        // Drop the request (and maybe the last hold on its env) while the
+        // GIL is still ours; the env's dict then goes to the release queue.
+        req.reset();
+        served_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (interp_->has_pending_releases()) interp_->drain_releases();
+}
+
+bool Context::wait_for_callback(CallbackWaiter& waiter) {
+    // The reply, a cancel and a stop all poke the queue.
+    std::weak_ptr<Context> weak = weak_from_this();
+    waiter.on_complete([weak] {
+        if (auto self = weak.lock()) self->queue_.poke();
+    });
+    const std::uint64_t mine = queue_.running_id();
+    // Checked right before nested requests run, never after: an interrupt
+    // raised for this request while we waited must not fire in one of them.
+    auto give_up = [&] {
+        return queue_.closed() || (mine != 0 && (queue_.is_cancelled(mine) || interrupted_id_ == mine));
+    };
+    while (!waiter.done()) {
+        if (give_up()) return false;
+        {
+            GilRelease release;
+            queue_.wait(config_.spin);
+        }
+        if (waiter.done()) break;
+        if (give_up()) return false;
+        if (runner_ != nullptr) run_batch(*runner_);
+    }
+    return true;
+}
+
 void Context::handle(Request& req, std::uint64_t id, RequestRunner& runner) {
     RunResult result;
+    RequestScope scope(&req);  // erlang.self() and erlang.call see it
     try {
         result = runner.run(req);
     } catch (...) {
@@ -268,7 +306,7 @@ void Context::finish(Request& req, std::uint64_t id, RunResult& result, RequestR
     finishing_id_ = 0;
     if (!send) return;  // its caller timed out and has gone on
     ErlNifEnv* env = req.env.get();
-    if (result.interrupted && stopping) {
+    if (result.interrupted && (stopping || state_.load(std::memory_order_acquire) == State::Stopping)) {
         req.reply(make_error(env, atoms::context_stopped));
     } else if (result.kind == RunResult::PythonError) {
         req.reply_python_error(result.value, result.traceback);

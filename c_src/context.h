@@ -23,6 +23,7 @@
 
 namespace ep {
 
+class CallbackWaiter;
 class Env;
 class RequestRunner;
 struct RunResult;
@@ -77,6 +78,12 @@ public:
     // the NIF or resource callback calling, or nullptr on a non-VM thread.
     bool stop(ErlNifEnv* caller_env, Notify* done = nullptr);
 
+    // This context's thread, GIL held, inside erlang.call: serves the queue
+    // (nested requests) until `waiter` is done. False when the request that
+    // called must give up instead (its caller timed out, or the context is
+    // stopping).
+    bool wait_for_callback(CallbackWaiter& waiter);
+
     // Any thread: an env made for this context; its namespace is released
     // when the context stops, not when its process next happens to call.
     void register_env(const std::shared_ptr<Env>& env);
@@ -110,6 +117,8 @@ private:
     // `repeat` and the context is stopping).
     void interrupt(std::uint64_t id, bool repeat);
     void serve();
+    // GIL held: runs up to max_batch queued requests.
+    void run_batch(RequestRunner& runner);
     void handle(Request& req, std::uint64_t id, RequestRunner& runner);
     void finish(Request& req, std::uint64_t id, RunResult& result, RequestRunner& runner);
 
@@ -127,6 +136,7 @@ private:
 
     // Owned by the context thread.
     PyThreadState* tstate_ = nullptr;
+    RequestRunner* runner_ = nullptr;  // serve()'s, for nested requests
     Subinterpreter sub_;       // subinterp and owngil modes
     Interrupter interrupter_;  // subinterp and owngil modes
     unsigned long thread_ident_ = 0;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "erlang_functions.h"
+
 namespace ep {
 namespace {
 
@@ -90,7 +92,14 @@ int erlang_exec(PyObject* module) {
         "A BaseException, so `except Exception` does not swallow it.",
         PyExc_BaseException, nullptr);
     if (st->interrupted == nullptr) return -1;
-    return PyModule_AddObjectRef(module, "Interrupted", st->interrupted);
+    if (PyModule_AddObjectRef(module, "Interrupted", st->interrupted) < 0) return -1;
+    st->error = PyErr_NewExceptionWithDoc(
+        "erlang.Error",
+        "A registered Erlang function failed. str() is the formatted Erlang reason; .kind is "
+        "'error', 'exit' or 'throw'; .reason the reason itself (None if it has no Python form).",
+        PyExc_Exception, nullptr);
+    if (st->error == nullptr) return -1;
+    return PyModule_AddObjectRef(module, "Error", st->error);
 }
 
 int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
@@ -99,6 +108,7 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->ref_type);
     Py_VISIT(st->atom_type);
     Py_VISIT(st->interrupted);
+    Py_VISIT(st->error);
     return 0;
 }
 
@@ -108,6 +118,7 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->ref_type);
     Py_CLEAR(st->atom_type);
     Py_CLEAR(st->interrupted);
+    Py_CLEAR(st->error);
     return 0;
 }
 
@@ -126,7 +137,7 @@ PyModuleDef module_def = {
     "erlang",
     "Erlang terms and the Erlang VM, seen from Python (erlang_python).",
     sizeof(ErlangModuleState),
-    nullptr,
+    erlang_module_functions,
     module_slots,
     erlang_traverse,
     erlang_clear,

@@ -13,6 +13,7 @@ struct ErlangModuleState {
     PyTypeObject* ref_type;
     PyTypeObject* atom_type;
     PyObject* interrupted;
+    PyObject* error;  // erlang.Error: a registered Erlang function failed
 };
 
 // Registers the module as built-in; call before Py_InitializeFromConfig.

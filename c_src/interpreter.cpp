@@ -1,10 +1,29 @@
 #include "interpreter.h"
 
+#include <unordered_map>
+
 #include "erlang_module.h"
 #include "gil_check.h"
 #include "py_ref.h"
 
 namespace ep {
+
+namespace {
+std::mutex enlisted_mutex;
+std::unordered_map<PyInterpreterState*, std::weak_ptr<Interpreter>> enlisted;
+}  // namespace
+
+void Interpreter::enlist(const std::shared_ptr<Interpreter>& interp) {
+    std::lock_guard lock(enlisted_mutex);
+    enlisted[interp->state()] = interp;
+}
+
+std::shared_ptr<Interpreter> Interpreter::current() {
+    PyInterpreterState* state = PyInterpreterState_Get();
+    std::lock_guard lock(enlisted_mutex);
+    auto it = enlisted.find(state);
+    return it == enlisted.end() ? nullptr : it->second.lock();
+}
 
 Interpreter::Interpreter(PyInterpreterState* state, bool is_main)
     : state_(state), id_(PyInterpreterState_GetID(state)), is_main_(is_main) {}
@@ -66,6 +85,11 @@ void Interpreter::set_waker(std::function<void()> waker) {
 }
 
 void Interpreter::close() {
+    {
+        std::lock_guard lock(enlisted_mutex);
+        auto it = enlisted.find(state_);
+        if (it != enlisted.end() && it->second.lock().get() == this) enlisted.erase(it);
+    }
     std::lock_guard lock(mutex_);
     closed_ = true;
     items_.clear();

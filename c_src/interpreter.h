@@ -36,6 +36,12 @@ public:
     Interpreter(const Interpreter&) = delete;
     Interpreter& operator=(const Interpreter&) = delete;
 
+    // Makes `interp` findable through current(); once, by whoever made it.
+    static void enlist(const std::shared_ptr<Interpreter>& interp);
+    // GIL held: the Interpreter of the calling thread's interpreter, or
+    // nullptr if it is not one of ours (or has been closed).
+    static std::shared_ptr<Interpreter> current();
+
     PyInterpreterState* state() const { return state_; }
     std::int64_t id() const { return id_; }
     bool is_main() const { return is_main_; }

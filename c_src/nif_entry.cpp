@@ -5,6 +5,7 @@
 #include <string>
 
 #include "atoms.h"
+#include "callbacks.h"
 #include "context.h"
 #include "context_nifs.h"
 #include "env.h"
@@ -133,9 +134,27 @@ ERL_NIF_TERM sized_request(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) 
 
 ERL_NIF_TERM nif_map_marker(ErlNifEnv* env, int, const ERL_NIF_TERM[]) { return map_marker(env); }
 
+// callback_reply(Id, Result): the answer of a registered Erlang function.
+ERL_NIF_TERM nif_callback_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    ErlNifUInt64 id;
+    if (!enif_get_uint64(env, argv[0], &id)) return make_error(env, atoms::badarg, enif_make_atom(env, "id"));
+    return deliver_callback_reply(id, argv[1]) ? atoms::ok : enif_make_atom(env, "nobody_waiting");
+}
+
+// callback_name(Name, Registered): what erlang.<Name> resolves to in Python.
+ERL_NIF_TERM nif_callback_name(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    ErlNifBinary bin;
+    if (!enif_inspect_binary(env, argv[0], &bin) || (argv[1] != atoms::true_ && argv[1] != atoms::false_))
+        return make_error(env, atoms::badarg, atoms::name);
+    set_callback_name(std::string(reinterpret_cast<const char*>(bin.data), bin.size), argv[1] == atoms::true_);
+    return atoms::ok;
+}
+
 ErlNifFunc functions[] = {
     {"runtime_info", 0, runtime_info, 0},
     {"map_marker", 0, nif_map_marker, 0},
+    {"callback_reply", 2, guarded<nif_callback_reply>, 0},
+    {"callback_name", 2, guarded<nif_callback_name>, 0},
     {"context_new", 3, guarded<nif_context_new>, 0},
     {"context_stop", 2, guarded<nif_context_stop>, 0},
     {"context_info", 1, guarded<nif_context_info>, 0},

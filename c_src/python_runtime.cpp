@@ -134,6 +134,7 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
     }
     // Now initialised, holding the GIL with this thread's state.
     main = std::make_shared<Interpreter>(PyInterpreterState_Main(), true);
+    Interpreter::enlist(main);
     bool ok = main->load_erlang_module();
     PyObject* sys_path = PySys_GetObject("path");  // borrowed
     for (auto it = options.extra_path.rbegin(); ok && it != options.extra_path.rend(); ++it) {

@@ -10,12 +10,15 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace ep {
 
-// Many producers, one consumer. Besides FIFO order it tracks which item is
+// Many producers, one consumer. Besides FIFO order it tracks which items are
 // running, so a caller that timed out can cancel its request whether it is
 // still queued or already running, and knows whether a reply will still come.
+// Running items form a stack: while a request waits for an Erlang callback
+// the consumer serves further requests, nested inside it.
 //
 // The consumer spins briefly before sleeping: a round trip that finds the
 // thread awake costs a few hundred nanoseconds, one that has to wake it with a
@@ -78,25 +81,25 @@ public:
         if (wake) cv_.notify_one();
     }
 
-    // Takes the oldest item and records it as the running one.
+    // Takes the oldest item and records it as running (on top of any
+    // running already).
     std::unique_ptr<T> start_next(std::uint64_t* id) {
         std::lock_guard lock(mutex_);
         if (items_.empty()) return nullptr;
         Entry entry = std::move(items_.front());
         items_.pop_front();
         size_.store(items_.size(), std::memory_order_release);
-        running_id_ = entry.id;
-        running_cancelled_ = false;
+        running_.push_back(Running{entry.id, false});
         *id = entry.id;
         return std::move(entry.item);
     }
 
-    // Ends the running item. True when its reply must be sent.
+    // Ends the innermost running item. True when its reply must be sent.
     bool finish_running() {
         std::lock_guard lock(mutex_);
-        bool send = !running_cancelled_;
-        running_id_ = 0;
-        running_cancelled_ = false;
+        if (running_.empty()) return false;
+        bool send = !running_.back().cancelled;
+        running_.pop_back();
         return send;
     }
 
@@ -104,9 +107,11 @@ public:
     // the caller destroys it outside the lock.
     Cancel cancel(std::uint64_t id, std::unique_ptr<T>* removed) {
         std::lock_guard lock(mutex_);
-        if (id != 0 && id == running_id_) {
-            running_cancelled_ = true;
-            return Cancel::Running;
+        for (Running& r : running_) {
+            if (id != 0 && r.id == id) {
+                r.cancelled = true;
+                return Cancel::Running;
+            }
         }
         for (auto it = items_.begin(); it != items_.end(); ++it) {
             if (it->id == id) {
@@ -119,15 +124,24 @@ public:
         return Cancel::NotFound;
     }
 
-    // The running item's id if it has been cancelled, else 0.
+    // The innermost running item's id if it has been cancelled, else 0.
     std::uint64_t cancelled_running_id() const {
         std::lock_guard lock(mutex_);
-        return running_cancelled_ ? running_id_ : 0;
+        return !running_.empty() && running_.back().cancelled ? running_.back().id : 0;
     }
 
+    // The innermost running item's id, or 0.
     std::uint64_t running_id() const {
         std::lock_guard lock(mutex_);
-        return running_id_;
+        return running_.empty() ? 0 : running_.back().id;
+    }
+
+    // True when running item `id` (innermost or not) has been cancelled.
+    bool is_cancelled(std::uint64_t id) const {
+        std::lock_guard lock(mutex_);
+        for (const Running& r : running_)
+            if (r.id == id) return r.cancelled;
+        return false;
     }
 
     // Refuses further pushes and returns everything still queued, oldest
@@ -154,13 +168,16 @@ private:
         std::uint64_t id;
         std::unique_ptr<T> item;
     };
+    struct Running {
+        std::uint64_t id;
+        bool cancelled;
+    };
 
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<Entry> items_;
     std::uint64_t last_id_ = 0;
-    std::uint64_t running_id_ = 0;
-    bool running_cancelled_ = false;
+    std::vector<Running> running_;  // innermost last
     bool sleeping_ = false;
     bool closed_ = false;
     std::atomic<bool> closed_flag_{false};

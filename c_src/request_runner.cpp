@@ -126,9 +126,10 @@ RunResult RequestRunner::result_of(Request& req, PyObject* value) {
 RunResult RequestRunner::exec(Request& req, PyObject* globals) {
     std::string_view source;
     if (!source_of(req.env.get(), req.args[0], &source)) return failure(enif_make_tuple2(req.env.get(), atoms::badarg, atoms::code));
-    PyObject* code = code_.get(source, Py_file_input);
-    if (code == nullptr) return python_error(req);
-    PyRef result = PyRef::steal(PyEval_EvalCode(code, globals, globals));
+    // Held: a nested request (during an Erlang callback) may evict it.
+    PyRef code = PyRef::borrow(code_.get(source, Py_file_input));
+    if (!code) return python_error(req);
+    PyRef result = PyRef::steal(PyEval_EvalCode(code.get(), globals, globals));
     if (!result) return python_error(req);
     return success(atoms::ok);
 }
@@ -138,17 +139,17 @@ RunResult RequestRunner::eval(Request& req, PyObject* globals) {
     std::string_view source;
     if (!source_of(env, req.args[0], &source)) return failure(enif_make_tuple2(env, atoms::badarg, atoms::expr));
     if (!enif_is_map(env, req.args[1])) return failure(enif_make_tuple2(env, atoms::badarg, atoms::locals));
-    PyObject* code = code_.get(source, Py_eval_input);
-    if (code == nullptr) return python_error(req);
+    PyRef code = PyRef::borrow(code_.get(source, Py_eval_input));  // held, as in exec
+    if (!code) return python_error(req);
     size_t nlocals = 0;
     enif_get_map_size(env, req.args[1], &nlocals);
-    if (nlocals == 0) return result_of(req, PyEval_EvalCode(code, globals, globals));
+    if (nlocals == 0) return result_of(req, PyEval_EvalCode(code.get(), globals, globals));
     ERL_NIF_TERM reason;
     PyRef locals = term_to_py(env, req.args[1], scope_, &reason);
     if (!locals) return failure(reason);
     ScopedBindings bindings(globals, locals.get());
     if (!bindings.ok()) return python_error(req);
-    PyObject* value = PyEval_EvalCode(code, globals, globals);
+    PyObject* value = PyEval_EvalCode(code.get(), globals, globals);
     bindings.restore();
     return result_of(req, value);
 }

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 
+#include "callbacks.h"
 #include "py_errors.h"
 #include "py_ref.h"
 
@@ -184,6 +185,7 @@ bool create_subinterpreter(bool own_gil, const std::vector<std::string>& extra_p
     PyEval_RestoreThread(sub);
 
     auto interp = std::make_shared<Interpreter>(PyThreadState_GetInterpreter(sub), false);
+    Interpreter::enlist(interp);
     if (!prepare(*interp, extra_path, error)) {
         interp->clear_erlang_module();
         interp->close();
@@ -223,6 +225,8 @@ bool wind_down_threads(Subinterpreter& sub, std::chrono::milliseconds grace) {
 }
 
 bool end_subinterpreter(Subinterpreter& sub) {
+    // Python threads waiting for an Erlang function's reply are told to give up.
+    abort_callbacks(sub.interp->state());
     PyEval_RestoreThread(sub.tstate);
     forget_dummy_thread();
     // Py_EndInterpreter aborts the process if another thread state is left

@@ -29,6 +29,7 @@
          getattr/2, getattr/3, call_method/3, call_method/4, call_method/5,
          to_term/1, to_term/2, is_handle/1,
          context/0, context/1,
+         register_function/2, register_function/3, unregister_function/1,
          last_traceback/0, version/0, info/0, memory_stats/0]).
 
 -export_type([code/0, result/0, error/0, handle/0, options/0]).
@@ -214,6 +215,31 @@ bind_context([Slot | Rest]) ->
         error ->
             bind_context(Rest)
     end.
+
+%% ---------------------------------------------------------------------------
+%% Erlang functions for Python
+
+%% @doc Lets Python call `Fun(Args)' as `erlang.Name(*Args)',
+%% `erlang.call(Name, *Args)' or `from erlang import Name'. The call runs in
+%% a process of its own and may call Python again, even the same context.
+%% An exception it raises reaches Python as `erlang.Error'.
+-spec register_function(atom() | binary(), fun((list()) -> term())) -> ok | {error, term()}.
+register_function(Name, Fun) when is_function(Fun, 1) ->
+    py_callbacks:register(Name, Fun);
+register_function(_Name, _Fun) ->
+    {error, {badarg, function}}.
+
+%% @doc As {@link register_function/2}, calling `Module:Function(Args)'.
+-spec register_function(atom() | binary(), module(), atom()) -> ok | {error, term()}.
+register_function(Name, Module, Function) when is_atom(Module), is_atom(Function) ->
+    py_callbacks:register(Name, {Module, Function});
+register_function(_Name, _Module, _Function) ->
+    {error, {badarg, function}}.
+
+%% @doc `erlang.Name' no longer exists in Python (calls raise `erlang.Error').
+-spec unregister_function(atom() | binary()) -> ok | {error, term()}.
+unregister_function(Name) ->
+    py_callbacks:unregister(Name).
 
 %% ---------------------------------------------------------------------------
 %% Introspection

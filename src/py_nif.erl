@@ -6,7 +6,7 @@
 
 -export([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
          exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
-         ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1]).
+         ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2]).
 
 %% Explicit envs (spec §3): these wait for the reply, in `receive'.
 -export([context_exec/2, context_exec/3, context_exec/4,
@@ -14,7 +14,7 @@
 
 -nifs([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
        exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
-       ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1]).
+       ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2]).
 
 -on_load(load/0).
 
@@ -143,3 +143,13 @@ cancel(_Res, _Id) -> ?NOT_LOADED.
 
 -spec is_handle(term()) -> boolean().
 is_handle(_Term) -> ?NOT_LOADED.
+
+%% @doc Answers call `Id' of Python's `erlang.call': `{ok, Value}' or
+%% `{error, Class, Reason, Formatted}'.
+-spec callback_reply(pos_integer(), {ok, term()} | {error, atom(), term(), binary()}) ->
+          ok | nobody_waiting | {error, term()}.
+callback_reply(_Id, _Result) -> ?NOT_LOADED.
+
+%% @doc Makes `erlang.<Name>' exist (or not) in Python.
+-spec callback_name(binary(), boolean()) -> ok | {error, term()}.
+callback_name(_Name, _Registered) -> ?NOT_LOADED.

@@ -98,3 +98,23 @@ TEST(RequestQueue, PokeWakesAWaitWithoutAnItem) {
     q.poke();
     q.wait(1ms);  // a poke before the wait counts too
 }
+
+TEST(RequestQueue, NestedRunningItemsFormAStack) {
+    Queue q;
+    auto outer = q.push(std::make_unique<int>(1));
+    auto inner = q.push(std::make_unique<int>(2));
+    std::uint64_t id = 0;
+    q.start_next(&id);  // outer runs, then waits for a callback...
+    q.start_next(&id);  // ...and serves inner meanwhile
+    EXPECT_EQ(q.running_id(), inner);
+    std::unique_ptr<int> removed;
+    EXPECT_EQ(q.cancel(outer, &removed), Queue::Cancel::Running);
+    EXPECT_TRUE(q.is_cancelled(outer));
+    EXPECT_FALSE(q.is_cancelled(inner));
+    EXPECT_EQ(q.cancelled_running_id(), 0u);  // the innermost is not the cancelled one
+    EXPECT_TRUE(q.finish_running());           // inner replies
+    EXPECT_EQ(q.running_id(), outer);
+    EXPECT_EQ(q.cancelled_running_id(), outer);
+    EXPECT_FALSE(q.finish_running());          // outer's reply is suppressed
+    EXPECT_EQ(q.running_id(), 0u);
+}

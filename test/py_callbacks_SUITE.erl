@@ -1,0 +1,250 @@
+%% Python calling Erlang: the erlang module's call/send/self, registered
+%% functions, re-entrant exactly-once callbacks, in every mode there is.
+-module(py_callbacks_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-compile([export_all, nowarn_export_all]).
+
+all() ->
+    [{group, worker}, {group, subinterp}, {group, owngil}, {group, once}].
+
+groups() ->
+    Cases = [call_syntaxes, unregistered_names_are_attribute_errors, nesting_exactly_once,
+             errors_both_ways, results_convert, concurrent_callers, send_terms, send_to_dead_pid,
+             self_is_the_caller, unregistering, callback_bounded_by_caller_timeout,
+             calls_from_python_threads, big_maps_cross_both_ways, stop_while_callback_outstanding],
+    [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
+     {once, [], [register_function_arguments, mfa_registration]}].
+
+init_per_suite(Config) ->
+    ok = py_test_util:start(),
+    ok = py:register_function(add, fun([A, B]) -> A + B end),
+    ok = py:register_function(echo, fun(Args) -> Args end),
+    Config.
+
+end_per_suite(_Config) ->
+    py:unregister_function(add),
+    py:unregister_function(echo),
+    py_test_util:stop().
+
+init_per_group(once, Config) ->
+    Config;
+init_per_group(Mode, Config) ->
+    case py_context:start_link({callbacks, Mode}, Mode) of
+        {ok, Ctx} ->
+            unlink(Ctx),
+            ok = py:exec(Ctx, <<"import erlang">>),
+            [{ctx, Ctx}, {mode, Mode} | Config];
+        {error, {_, Why}} ->
+            {skip, Why}
+    end.
+
+end_per_group(_Group, Config) ->
+    case ?config(ctx, Config) of
+        undefined -> ok;
+        Ctx -> py_context:stop(Ctx)
+    end.
+
+init_per_testcase(_Case, Config) ->
+    %% each test case runs in a new process: give it the erlang module too
+    case ?config(ctx, Config) of
+        undefined -> ok;
+        Ctx -> ok = py:exec(Ctx, <<"import erlang">>)
+    end,
+    Config.
+
+end_per_testcase(_Case, _Config) ->
+    ok.
+
+call_syntaxes(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, 3} = py:eval(Ctx, <<"erlang.call('add', 1, 2)">>),
+    {ok, 7} = py:eval(Ctx, <<"erlang.add(3, 4)">>),
+    ok = py:exec(Ctx, <<"from erlang import add">>),
+    {ok, 11} = py:eval(Ctx, <<"add(5, 6)">>),
+    {ok, true} = py:eval(Ctx, <<"callable(erlang.add)">>).
+
+unregistered_names_are_attribute_errors(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, false} = py:eval(Ctx, <<"hasattr(erlang, 'no_such_function')">>),
+    {ok, none} = py:eval(Ctx, <<"getattr(erlang, '__version__', None)">>),
+    {error, {'AttributeError', _}} = py:eval(Ctx, <<"erlang.no_such_function(1)">>),
+    {error, {'ImportError', _}} = py:exec(Ctx, <<"from erlang import no_such_function">>),
+    {error, {'Error', Msg}} = py:eval(Ctx, <<"erlang.call('no_such_function')">>),
+    {match, _} = re:run(Msg, "no Erlang function is registered").
+
+%% Python -> Erlang -> Python ... 12 levels deep, on the same context. The
+%% counters prove that each level's Python code before and after the
+%% callback ran exactly once (no replay).
+nesting_exactly_once(Config) ->
+    Ctx = ?config(ctx, Config),
+    CtxRef = py_context:get_nif_ref(Ctx),
+    %% level/1 lives in the context's shared namespace: the callbacks run in
+    %% processes of their own, which call it from there
+    ok = py_nif:context_exec(CtxRef, <<"
+import sys, types, erlang
+counts = sys.modules.setdefault('_ep_counts', types.ModuleType('_ep_counts'))
+counts.before = 0
+counts.after = 0
+def level(n):
+    counts.before += 1
+    result = erlang.deeper(n - 1) + 1
+    counts.after += 1
+    return result
+">>),
+    ok = py:register_function(deeper,
+                              fun([0]) -> 0;
+                                 ([N]) -> {ok, V} = py_nif:context_eval(CtxRef, <<"level(n)">>, #{n => N}), V
+                              end),
+    {ok, 12} = py_nif:context_eval(CtxRef, <<"level(12)">>, #{}),
+    {ok, {12, 12}} = py_nif:context_eval(CtxRef, <<"(counts.before, counts.after)">>, #{}),
+    py:unregister_function(deeper).
+
+errors_both_ways(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(boom, fun(_) -> erlang:error({bad, thing}) end),
+    ok = py:register_function(toss, fun(_) -> throw(ball) end),
+    ok = py:exec(Ctx, <<"
+def catch(name):
+    try:
+        getattr(erlang, name)()
+    except erlang.Error as e:
+        return [e.kind, e.reason, str(e)]
+">>),
+    {ok, [<<"error">>, {<<"bad">>, <<"thing">>}, <<"{bad,thing}">>]} = py:eval(Ctx, <<"catch('boom')">>),
+    {ok, [<<"throw">>, <<"ball">>, <<"ball">>]} = py:eval(Ctx, <<"catch('toss')">>),
+    %% a Python error inside the nested Python call is an {error, _} in the
+    %% Erlang function, which can pass it on
+    ok = py:register_function(relay, fun(_) -> py:eval(Ctx, <<"1/0">>) end),
+    {ok, {<<"error">>, {<<"ZeroDivisionError">>, <<"division by zero">>}}} =
+        py:eval(Ctx, <<"erlang.relay()">>),
+    {error, {'Error', <<"{bad,thing}">>}} = py:eval(Ctx, <<"erlang.boom()">>),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    [py:unregister_function(N) || N <- [boom, toss, relay]].
+
+results_convert(Config) ->
+    Ctx = ?config(ctx, Config),
+    Self = self(),
+    Ref = make_ref(),
+    ok = py:register_function(terms, fun(_) -> {1, 2.5, <<"text">>, [true, none], #{k => v}, Self, Ref, 1 bsl 80} end),
+    {ok, [<<"int">>, <<"float">>, <<"str">>, <<"list">>, <<"dict">>, <<"Pid">>, <<"Ref">>, <<"int">>]} =
+        py:eval(Ctx, <<"[type(x).__name__ for x in erlang.terms()]">>),
+    {ok, {1, 2.5, <<"text">>, [true, none], #{<<"k">> := <<"v">>}, Self, Ref, 1208925819614629174706176}} =
+        py:eval(Ctx, <<"erlang.terms()">>),
+    {ok, [1, <<"a">>, {2}]} = py:eval(Ctx, <<"erlang.echo(1, 'a', (2,))">>),
+    py:unregister_function(terms).
+
+concurrent_callers(Config) ->
+    Ctx = ?config(ctx, Config),
+    Self = self(),
+    Pids = [spawn(fun() ->
+                      R = [py:eval(Ctx, <<"__import__('erlang').add(i, i)">>, #{i => I}) || I <- lists:seq(1, 20)],
+                      Self ! {done, self(), R}
+                  end) || _ <- lists:seq(1, 50)],
+    Expected = [{ok, 2 * I} || I <- lists:seq(1, 20)],
+    [receive {done, P, R} -> Expected = R after 30000 -> ct:fail(stuck) end || P <- Pids].
+
+send_terms(Config) ->
+    Ctx = ?config(ctx, Config),
+    Self = self(),
+    Ref = make_ref(),
+    Other = spawn(fun() -> receive M -> Self ! {relayed, M} end end),
+    {ok, none} = py:eval(Ctx, <<"erlang.send(me, ('to self', r, [1, {'deep': (me,)}]))">>, #{me => Self, r => Ref}),
+    receive {<<"to self">>, Ref, [1, #{<<"deep">> := {Self}}]} -> ok after 5000 -> ct:fail(no_message) end,
+    {ok, none} = py:eval(Ctx, <<"erlang.send(other, erlang.Atom('hello'))">>, #{other => Other}),
+    receive {relayed, hello} -> ok after 5000 -> ct:fail(not_relayed) end,
+    %% the caller's own pid, from Python
+    {ok, none} = py:eval(Ctx, <<"erlang.send(erlang.self(), 'ping')">>),
+    receive <<"ping">> -> ok after 5000 -> ct:fail(no_ping) end,
+    {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.send('not a pid', 1)">>).
+
+send_to_dead_pid(Config) ->
+    Ctx = ?config(ctx, Config),
+    Dead = spawn(fun() -> ok end),
+    MRef = monitor(process, Dead),
+    receive {'DOWN', MRef, _, _, _} -> ok end,
+    {error, {'ProcessLookupError', _}} = py:eval(Ctx, <<"erlang.send(p, 1)">>, #{p => Dead}).
+
+self_is_the_caller(Config) ->
+    Ctx = ?config(ctx, Config),
+    Self = self(),
+    {ok, Self} = py:eval(Ctx, <<"erlang.self()">>),
+    spawn(fun() -> Self ! {theirs, self(), py:eval(Ctx, <<"__import__('erlang').self()">>)} end),
+    receive {theirs, P, R} -> {ok, P} = R end.
+
+unregistering(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(<<"temporary">>, fun(_) -> here end),
+    {ok, <<"here">>} = py:eval(Ctx, <<"erlang.temporary()">>),
+    ok = py:unregister_function(temporary),
+    {ok, false} = py:eval(Ctx, <<"hasattr(erlang, 'temporary')">>),
+    {error, {'Error', _}} = py:eval(Ctx, <<"erlang.call('temporary')">>).
+
+%% An Erlang function that never answers: the Python caller's own timeout
+%% ends the wait, and the context goes on.
+callback_bounded_by_caller_timeout(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(hang, fun(_) -> receive never -> ok end end),
+    {error, timeout} = py:eval(Ctx, <<"erlang.hang()">>, #{}, #{timeout => 200}),
+    {ok, 5} = py:eval(Ctx, <<"erlang.add(2, 3)">>, #{}, #{timeout => 5000}),
+    py:unregister_function(hang).
+
+calls_from_python_threads(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:exec(Ctx, <<"
+import threading, concurrent.futures
+results = []
+def work(i):
+    results.append(erlang.add(i, 100))
+ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    via_pool = list(pool.map(lambda i: erlang.add(i, 1000), range(3)))
+def self_in_thread():
+    out = []
+    def f():
+        try:
+            erlang.self()
+        except RuntimeError as e:
+            out.append('RuntimeError')
+    t = threading.Thread(target=f); t.start(); t.join()
+    return out
+">>),
+    {ok, [100, 101, 102, 103]} = py:eval(Ctx, <<"sorted(results)">>),
+    {ok, [1000, 1001, 1002]} = py:eval(Ctx, <<"via_pool">>),
+    {ok, [<<"RuntimeError">>]} = py:eval(Ctx, <<"self_in_thread()">>).
+
+%% Dicts past 128 keys, which context threads cannot build as maps, arrive
+%% as maps in the Erlang function and in a sent message.
+big_maps_cross_both_ways(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(size_of, fun([M]) -> map_size(M) end),
+    {ok, 500} = py:eval(Ctx, <<"erlang.size_of({i: i for i in range(500)})">>),
+    {ok, none} = py:eval(Ctx, <<"erlang.send(erlang.self(), {str(i): i for i in range(300)})">>),
+    receive M when is_map(M) -> 300 = map_size(M) after 5000 -> ct:fail(no_map) end,
+    py:unregister_function(size_of).
+
+stop_while_callback_outstanding(Config) ->
+    {ok, Ctx} = py_context:start_link(cb_stop, ?config(mode, Config)),
+    unlink(Ctx),
+    ok = py:register_function(slow, fun(_) -> timer:sleep(300), done end),
+    Self = self(),
+    spawn(fun() -> Self ! {waiting, py:eval(Ctx, <<"__import__('erlang').slow()">>)} end),
+    true = py_test_util:wait_until(fun() -> {ok, #{busy := B}} = py_context:info(Ctx), B end, 5000),
+    ok = py_context:stop(Ctx),
+    receive {waiting, R} -> {error, context_stopped} = R after 5000 -> ct:fail(stuck) end,
+    timer:sleep(400),  % the late reply finds nobody waiting
+    {ok, 1} = py:eval(<<"1">>),
+    py:unregister_function(slow).
+
+register_function_arguments(_Config) ->
+    {error, {badarg, function}} = py:register_function(x, not_a_fun),
+    {error, {badarg, function}} = py:register_function(x, fun(A, B) -> {A, B} end),
+    {error, {badarg, name}} = py:register_function(42, fun(A) -> A end),
+    {error, {badarg, function}} = py:register_function(x, "m", f).
+
+mfa_registration(_Config) ->
+    ok = py:register_function(mfa_len, erlang, length),
+    {ok, 3} = py:eval(<<"__import__('erlang').mfa_len(1, 2, 3)">>),
+    ok = py:unregister_function(mfa_len).
