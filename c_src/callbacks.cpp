@@ -20,6 +20,11 @@ CurrentCall& current_call() {
     return call;
 }
 
+std::weak_ptr<Context> default_context_for(Interpreter& interp) {
+    if (current_call().context != nullptr) return current_call().context->weak_from_this();
+    return interp.default_context();
+}
+
 namespace {
 
 std::mutex registry_mutex;
@@ -29,9 +34,25 @@ std::atomic<std::uint64_t> last_id{0};
 std::mutex names_mutex;
 std::set<std::string, std::less<>> names;
 
+// Processes running Erlang functions: pid term (a local pid is an
+// immediate, the same in every env) to call id, and back.
+std::mutex runners_mutex;
+std::unordered_map<ERL_NIF_TERM, std::uint64_t> runner_of;
+std::unordered_map<std::uint64_t, ERL_NIF_TERM> runner_by_id;
+std::atomic<std::size_t> runners{0};
+
 void forget(std::uint64_t id) {
     std::lock_guard lock(registry_mutex);
     waiting.erase(id);
+}
+
+void forget_runner(std::uint64_t id) {
+    std::lock_guard lock(runners_mutex);
+    auto it = runner_by_id.find(id);
+    if (it == runner_by_id.end()) return;
+    runner_of.erase(it->second);
+    runner_by_id.erase(it);
+    runners.store(runner_by_id.size(), std::memory_order_release);
 }
 
 // A conversion failure (reason term) as a Python TypeError.
@@ -106,15 +127,19 @@ std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "erlang.call: the function name must be a str");
         return nullptr;
     }
+    if (current_call().no_callbacks) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "erlang.call: not possible here (a __del__ run while releasing objects, or a context "
+                        "that is stopping)");
+        return nullptr;
+    }
     std::shared_ptr<Interpreter> interp = Interpreter::current();
-    if (!interp) {
-        PyErr_SetString(PyExc_RuntimeError, "erlang.call: this interpreter is not erlang_python's");
+    if (!interp || interp->closing()) {
+        PyErr_SetString(PyExc_RuntimeError, "erlang.call: this interpreter is ending");
         return nullptr;
     }
     MsgEnv env;
-    std::weak_ptr<Context> ctx;
-    if (current_call().context != nullptr) ctx = current_call().context->weak_from_this();
-    ConvertScope scope{interp, ctx, nullptr};
+    ConvertScope scope{interp, default_context_for(*interp), nullptr};
     ERL_NIF_TERM args_term;
     bool deferred = false;
     PyRef list = PyRef::steal(PySequence_List(args));
@@ -144,7 +169,36 @@ std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
     return waiter;
 }
 
+void callback_started(std::uint64_t id, const ErlNifPid& runner) {
+    std::lock_guard lock(runners_mutex);
+    runner_of[runner.pid] = id;
+    runner_by_id[id] = runner.pid;
+    runners.store(runner_by_id.size(), std::memory_order_release);
+}
+
+std::uint64_t callback_run_by(const ErlNifPid& pid) {
+    if (runners.load(std::memory_order_acquire) == 0) return 0;  // the common case: no lock
+    std::lock_guard lock(runners_mutex);
+    auto it = runner_of.find(pid.pid);
+    return it == runner_of.end() ? 0 : it->second;
+}
+
+void abandon_callback(std::uint64_t id) {
+    forget(id);
+    forget_runner(id);
+    ErlNifPid dispatcher;
+    MsgEnv env;
+    if (enif_whereis_pid(nullptr, atoms::py_callbacks, &dispatcher))
+        env.send(dispatcher, enif_make_tuple2(env.get(), atoms::py_callback_cancel_tag, enif_make_uint64(env.get(), id)));
+}
+
+void reset_callback_names() {
+    std::lock_guard lock(names_mutex);
+    names.clear();
+}
+
 bool deliver_callback_reply(std::uint64_t id, ERL_NIF_TERM result) {
+    forget_runner(id);
     std::shared_ptr<CallbackWaiter> waiter;
     {
         std::lock_guard lock(registry_mutex);

@@ -67,6 +67,19 @@ std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args);
 // From py_nif:callback_reply/2. False when nobody waits for `id` any more.
 bool deliver_callback_reply(std::uint64_t id, ERL_NIF_TERM result);
 
+// The process running the Erlang function of call `id` (py_nif:callback_begin/1),
+// until the call is answered. Requests it makes run nested in the waiting context.
+void callback_started(std::uint64_t id, const ErlNifPid& runner);
+// The call `pid` is running an Erlang function for, or 0.
+std::uint64_t callback_run_by(const ErlNifPid& pid);
+
+// The calling Python gave up on `id` (timeout, stop): forget it and ask
+// py_callbacks to stop the process running it. GIL not needed.
+void abandon_callback(std::uint64_t id);
+
+// Forgets every registered name (py_callbacks starting afresh).
+void reset_callback_names();
+
 // Wakes every call waiting in `interp` with an abort (the interpreter ends).
 void abort_callbacks(PyInterpreterState* interp);
 

@@ -178,6 +178,7 @@ bool Context::attach_lane(std::string* error) {
     PyEval_RestoreThread(tstate_);
     thread_ident_ = PyThread_get_thread_ident();
     PyEval_SaveThread();
+    interp->offer_default_context(weak_from_this());
     auto shared = std::make_shared<Env>(interp, weak_from_this());
     std::lock_guard lock(mutex_);
     interp_ = std::move(interp);
@@ -201,6 +202,7 @@ void Context::register_env(const std::shared_ptr<Env>& env) {
 }
 
 void Context::detach_lane() {
+    current_call().no_callbacks = true;  // a __del__ here must not wait on Erlang
     PyEval_RestoreThread(tstate_);
     std::vector<std::weak_ptr<Env>> envs;
     {
@@ -220,6 +222,7 @@ void Context::detach_lane() {
         end_subinterpreter(sub_);
     }
     tstate_ = nullptr;
+    current_call().no_callbacks = false;
 }
 
 void Context::serve() {
@@ -241,10 +244,12 @@ void Context::serve() {
     runner.clear();  // cached code objects die under the GIL, whatever happened
 }
 
-void Context::run_batch(RequestRunner& runner) {
+void Context::run_batch(RequestRunner& runner, std::uint64_t parent) {
     for (std::size_t n = 0; n < config_.max_batch; ++n) {
         std::uint64_t id = 0;
-        std::unique_ptr<Request> req = queue_.start_next(&id);
+        std::unique_ptr<Request> req =
+            parent == 0 ? queue_.start_next(&id)
+                        : queue_.start_next_if([parent](const Request& r) { return r.callback_parent == parent; }, &id);
         if (!req) break;
         handle(*req, id, runner);
         // Drop the request (and maybe the last hold on its env) while the
@@ -262,22 +267,35 @@ bool Context::wait_for_callback(CallbackWaiter& waiter) {
         if (auto self = weak.lock()) self->queue_.poke();
     });
     const std::uint64_t mine = queue_.running_id();
+    const std::uint64_t call = waiter.id();
     // Checked right before nested requests run, never after: an interrupt
     // raised for this request while we waited must not fire in one of them.
     auto give_up = [&] {
         return queue_.closed() || (mine != 0 && (queue_.is_cancelled(mine) || interrupted_id_ == mine));
     };
+    // Only requests of this call's own chain run nested: unrelated ones keep
+    // their place in the queue (running them here would nest as deep as the
+    // queue is long, and starve the outer request).
+    auto ours = [call](const Request& r) { return r.callback_parent == call; };
     while (!waiter.done()) {
         if (give_up()) return false;
         {
             GilRelease release;
-            queue_.wait(config_.spin);
+            queue_.wait_for(ours);
         }
         if (waiter.done()) break;
         if (give_up()) return false;
-        if (runner_ != nullptr) run_batch(*runner_);
+        if (runner_ != nullptr) run_batch(*runner_, call);
     }
-    return true;
+    return !give_up();
+}
+
+void Context::flush_pending_interrupt() {
+    std::uint64_t top = queue_.running_id();
+    if (top != 0 && interrupted_id_ == top && runner_ != nullptr) {
+        runner_->flush_pending_interrupt();
+        interrupted_id_ = 0;
+    }
 }
 
 void Context::handle(Request& req, std::uint64_t id, RequestRunner& runner) {
@@ -304,6 +322,13 @@ void Context::finish(Request& req, std::uint64_t id, RunResult& result, RequestR
     bool stopping = std::exchange(stopping_interrupt_, false);
     bool send = queue_.finish_running();
     finishing_id_ = 0;
+    // The request this one ran nested in may have been cancelled, or the
+    // context told to stop, while this one ran: only the innermost request
+    // takes interrupts, so it is its turn now.
+    if (std::uint64_t outer = queue_.running_id()) {
+        bool closing = state_.load(std::memory_order_acquire) == State::Stopping;
+        if (closing || queue_.cancelled_running_id() == outer) interrupt(outer, closing);
+    }
     if (!send) return;  // its caller timed out and has gone on
     ErlNifEnv* env = req.env.get();
     if (result.interrupted && (stopping || state_.load(std::memory_order_acquire) == State::Stopping)) {

@@ -84,6 +84,10 @@ public:
     // stopping).
     bool wait_for_callback(CallbackWaiter& waiter);
 
+    // This context's thread, GIL held: drops an interrupt raised into the
+    // innermost request that has not fired yet.
+    void flush_pending_interrupt();
+
     // Any thread: an env made for this context; its namespace is released
     // when the context stops, not when its process next happens to call.
     void register_env(const std::shared_ptr<Env>& env);
@@ -117,8 +121,9 @@ private:
     // `repeat` and the context is stopping).
     void interrupt(std::uint64_t id, bool repeat);
     void serve();
-    // GIL held: runs up to max_batch queued requests.
-    void run_batch(RequestRunner& runner);
+    // GIL held: runs up to max_batch queued requests; with `parent`, only
+    // those made by the process running Erlang call number `parent`.
+    void run_batch(RequestRunner& runner, std::uint64_t parent = 0);
     void handle(Request& req, std::uint64_t id, RequestRunner& runner);
     void finish(Request& req, std::uint64_t id, RunResult& result, RequestRunner& runner);
 

@@ -3,14 +3,20 @@
 // calling into the erlang module reads this (erlang.self(), erlang.call).
 #pragma once
 
+#include <memory>
+
 namespace ep {
 
 class Context;
+class Interpreter;
 struct Request;
 
 struct CurrentCall {
-    Context* context = nullptr;       // set on context threads only
+    Context* context = nullptr;        // set on context threads only
     const Request* request = nullptr;  // the innermost request being run
+    // erlang.call must not wait here: the service thread (a __del__ while
+    // releasing objects would stall every interrupt) and a stopping context.
+    bool no_callbacks = false;
 };
 
 // Thread-local; plain pointers, valid while the frames that set them run.
@@ -27,5 +33,10 @@ public:
 private:
     const Request* saved_;
 };
+
+// The context that handles (opaque objects) made on this thread should run
+// on: this thread's context, else the interpreter's default (its only
+// context for a subinterpreter, a running worker for the main one).
+std::weak_ptr<Context> default_context_for(Interpreter& interp);
 
 }  // namespace ep

@@ -39,7 +39,7 @@ PyObject* erlang_self(PyObject* module, PyObject*) {
 
 // erlang.send(pid, term): sends the converted term; a dead local process
 // raises ProcessLookupError.
-PyObject* erlang_send(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* erlang_send_impl(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
     const ErlangModuleState* st = state_or_raise(module);
     if (st == nullptr) return nullptr;
     if (nargs != 2) {
@@ -56,9 +56,7 @@ PyObject* erlang_send(PyObject* module, PyObject* const* args, Py_ssize_t nargs)
         return nullptr;
     }
     MsgEnv env;
-    std::weak_ptr<Context> ctx;
-    if (current_call().context != nullptr) ctx = current_call().context->weak_from_this();
-    ConvertScope scope{interp, ctx, nullptr};
+    ConvertScope scope{interp, default_context_for(*interp), nullptr};
     ERL_NIF_TERM term;
     bool deferred = false;
     if (!py_to_term(args[1], env.get(), scope, &term, &deferred)) {
@@ -87,6 +85,14 @@ PyObject* erlang_send(PyObject* module, PyObject* const* args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyObject* erlang_send(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+    try {
+        return erlang_send_impl(module, args, nargs);
+    } catch (...) {
+        return PyErr_NoMemory();
+    }
+}
+
 // Turns the reply of a callback into a return value or an exception.
 PyObject* callback_result(const ErlangModuleState* st, CallbackWaiter& waiter) {
     ErlNifEnv* env = waiter.env();
@@ -97,9 +103,11 @@ PyObject* callback_result(const ErlangModuleState* st, CallbackWaiter& waiter) {
         return nullptr;
     }
     std::shared_ptr<Interpreter> interp = Interpreter::current();
-    std::weak_ptr<Context> ctx;
-    if (current_call().context != nullptr) ctx = current_call().context->weak_from_this();
-    ConvertScope scope{interp, ctx, nullptr};
+    if (!interp) {
+        PyErr_SetString(PyExc_RuntimeError, "erlang.call: this interpreter is ending");
+        return nullptr;
+    }
+    ConvertScope scope{interp, default_context_for(*interp), nullptr};
     ERL_NIF_TERM reason;
     if (arity == 2 && items[0] == atoms::ok) {
         PyRef value = term_to_py(env, items[1], scope, &reason);
@@ -132,7 +140,7 @@ PyObject* callback_result(const ErlangModuleState* st, CallbackWaiter& waiter) {
 }
 
 // erlang.call(name, *args)
-PyObject* erlang_call(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* erlang_call_impl(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
     const ErlangModuleState* st = state_or_raise(module);
     if (st == nullptr) return nullptr;
     if (nargs < 1) {
@@ -144,30 +152,45 @@ PyObject* erlang_call(PyObject* module, PyObject* const* args, Py_ssize_t nargs)
     for (Py_ssize_t i = 1; i < nargs; ++i) PyTuple_SET_ITEM(rest.get(), i - 1, Py_NewRef(args[i]));
     std::shared_ptr<CallbackWaiter> waiter = send_callback(args[0], rest.get());
     if (!waiter) return nullptr;
-    bool interrupted = false;
+    bool gave_up = false;
     Context* ctx = current_call().context;
     if (ctx != nullptr) {
         // The context thread: keep serving our own queue while we wait.
-        interrupted = !ctx->wait_for_callback(*waiter);
+        gave_up = !ctx->wait_for_callback(*waiter);
     } else {
         Py_BEGIN_ALLOW_THREADS
         waiter->wait();
         Py_END_ALLOW_THREADS
     }
-    if (interrupted || waiter->aborted()) {
+    if (gave_up || waiter->aborted()) {
+        abandon_callback(waiter->id());  // no one waits: stop the Erlang side too
+        if (ctx != nullptr) ctx->flush_pending_interrupt();  // ours is the one to raise
         if (!PyErr_Occurred()) PyErr_SetNone(st->interrupted);
         return nullptr;
     }
     return callback_result(st, *waiter);
 }
 
+// No C++ exception may unwind through CPython's frames.
+PyObject* erlang_call(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+    try {
+        return erlang_call_impl(module, args, nargs);
+    } catch (...) {
+        return PyErr_NoMemory();
+    }
+}
+
 // The callable erlang.<name>: self is (module, name).
 PyObject* call_named(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    PyObject* module = PyTuple_GET_ITEM(self, 0);
-    std::vector<PyObject*> all(static_cast<size_t>(nargs) + 1);
-    all[0] = PyTuple_GET_ITEM(self, 1);
-    for (Py_ssize_t i = 0; i < nargs; ++i) all[static_cast<size_t>(i) + 1] = args[i];
-    return erlang_call(module, all.data(), nargs + 1);
+    try {
+        PyObject* module = PyTuple_GET_ITEM(self, 0);
+        std::vector<PyObject*> all(static_cast<size_t>(nargs) + 1);
+        all[0] = PyTuple_GET_ITEM(self, 1);
+        for (Py_ssize_t i = 0; i < nargs; ++i) all[static_cast<size_t>(i) + 1] = args[i];
+        return erlang_call_impl(module, all.data(), nargs + 1);
+    } catch (...) {
+        return PyErr_NoMemory();
+    }
 }
 
 PyMethodDef call_named_def = {"registered_function", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(call_named)),

@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "context.h"
 #include "erlang_module.h"
 #include "gil_check.h"
 #include "py_ref.h"
@@ -95,6 +96,17 @@ void Interpreter::close() {
     items_.clear();
     pending_.store(0, std::memory_order_release);
     waker_.reset();
+}
+
+void Interpreter::offer_default_context(const std::weak_ptr<Context>& ctx) {
+    std::lock_guard lock(default_mutex_);
+    auto current = default_context_.lock();
+    if (!current || !current->running()) default_context_ = ctx;
+}
+
+std::weak_ptr<Context> Interpreter::default_context() const {
+    std::lock_guard lock(default_mutex_);
+    return default_context_;
 }
 
 bool Interpreter::load_erlang_module() {

@@ -14,6 +14,8 @@
 
 namespace ep {
 
+class Context;
+
 // Types from the `erlang` module as created in one interpreter. Borrowed
 // pointers kept alive by `module`; only read while holding that
 // interpreter's GIL.
@@ -62,6 +64,16 @@ public:
     // The interpreter is being destroyed: drop queued and future releases.
     void close();
 
+    // The context for objects made on threads that are not a context's own
+    // (Python threads): a subinterpreter's only context, or for the main
+    // interpreter a running worker context.
+    void offer_default_context(const std::weak_ptr<Context>& ctx);
+    std::weak_ptr<Context> default_context() const;
+
+    // Set when the interpreter starts ending: no new Erlang calls from it.
+    void set_closing() { closing_.store(true, std::memory_order_release); }
+    bool closing() const { return closing_.load(std::memory_order_acquire); }
+
     // Loads our `erlang` module into this interpreter. GIL held. False with a
     // Python exception set on failure.
     bool load_erlang_module();
@@ -83,6 +95,10 @@ private:
     std::int64_t id_;
     bool is_main_;
     ErlangTypes types_;
+
+    mutable std::mutex default_mutex_;
+    std::weak_ptr<Context> default_context_;
+    std::atomic<bool> closing_{false};
 
     std::mutex mutex_;
     std::vector<Item> items_;

@@ -141,6 +141,22 @@ ERL_NIF_TERM nif_callback_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) 
     return deliver_callback_reply(id, argv[1]) ? atoms::ok : enif_make_atom(env, "nobody_waiting");
 }
 
+// callback_begin(Id): the calling process runs the Erlang function of call Id.
+ERL_NIF_TERM nif_callback_begin(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    ErlNifUInt64 id;
+    ErlNifPid self;
+    if (!enif_get_uint64(env, argv[0], &id) || !enif_self(env, &self))
+        return make_error(env, atoms::badarg, enif_make_atom(env, "id"));
+    callback_started(id, self);
+    return atoms::ok;
+}
+
+// callback_names_reset(): py_callbacks starts with an empty registry.
+ERL_NIF_TERM nif_callback_names_reset(ErlNifEnv*, int, const ERL_NIF_TERM[]) {
+    reset_callback_names();
+    return atoms::ok;
+}
+
 // callback_name(Name, Registered): what erlang.<Name> resolves to in Python.
 ERL_NIF_TERM nif_callback_name(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     ErlNifBinary bin;
@@ -153,7 +169,9 @@ ERL_NIF_TERM nif_callback_name(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ErlNifFunc functions[] = {
     {"runtime_info", 0, runtime_info, 0},
     {"map_marker", 0, nif_map_marker, 0},
-    {"callback_reply", 2, guarded<nif_callback_reply>, 0},
+    {"callback_reply", 2, sized_request<nif_callback_reply>, 0},
+    {"callback_begin", 1, guarded<nif_callback_begin>, 0},
+    {"callback_names_reset", 0, guarded<nif_callback_names_reset>, 0},
     {"callback_name", 2, guarded<nif_callback_name>, 0},
     {"context_new", 3, guarded<nif_context_new>, 0},
     {"context_stop", 2, guarded<nif_context_stop>, 0},

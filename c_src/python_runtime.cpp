@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "context.h"
+#include "current_call.h"
 #include "erlang_module.h"
 #include "native_thread.h"
 #include "py_errors.h"
@@ -201,6 +202,9 @@ void Service::add_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bo
 }
 
 void Service::loop() {
+    // A __del__ run here while releasing objects must not wait for Erlang:
+    // every interrupt would wait with it.
+    current_call().no_callbacks = true;
     std::unique_lock lock(mutex_);
     for (;;) {
         auto work = [this] { return releases_pending_ || !interrupts_.empty(); };

@@ -1,6 +1,7 @@
 #include "request.h"
 
 #include "atoms.h"
+#include "callbacks.h"
 #include "env.h"
 #include "erl_terms.h"
 #include "handle.h"
@@ -12,6 +13,7 @@ std::unique_ptr<Request> Request::make(ErlNifEnv* from, Op op, ERL_NIF_TERM tag,
     if (!req->env) return nullptr;
     req->op = op;
     enif_self(from, &req->caller);
+    req->callback_parent = callback_run_by(req->caller);
     req->tag = req->env.copy(tag);
     for (int i = 0; i < argc && i < static_cast<int>(req->args.size()); ++i) req->args[static_cast<size_t>(i)] = req->env.copy(argv[i]);
     return req;

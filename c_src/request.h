@@ -36,6 +36,9 @@ struct Request {
     std::array<ERL_NIF_TERM, 4> args{};
     std::shared_ptr<Env> ns;         // the namespace, for Exec/Eval/Call
     std::shared_ptr<Handle> target;  // the object, for handle operations
+    // Set when the caller is running an Erlang function for erlang.call
+    // number N: a context waiting for that call runs this request nested.
+    std::uint64_t callback_parent = 0;
 
     // Copies the tag and `argv` from `from` (the caller's env) and records
     // the calling process. False if the environment cannot be allocated.

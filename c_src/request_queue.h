@@ -81,6 +81,39 @@ public:
         if (wake) cv_.notify_one();
     }
 
+    // Blocks until an item satisfying `pred` is queued, the queue is poked
+    // or closed (no spinning: the consumer is nested inside a running item).
+    template <class Pred>
+    void wait_for(Pred pred) {
+        std::unique_lock lock(mutex_);
+        sleeping_ = true;
+        cv_.wait(lock, [&] {
+            if (closed_ || poked_.load(std::memory_order_relaxed)) return true;
+            for (const Entry& entry : items_)
+                if (pred(*entry.item)) return true;
+            return false;
+        });
+        sleeping_ = false;
+        poked_.store(false, std::memory_order_relaxed);
+    }
+
+    // As start_next, for the oldest item satisfying `pred`; the others keep
+    // their places.
+    template <class Pred>
+    std::unique_ptr<T> start_next_if(Pred pred, std::uint64_t* id) {
+        std::lock_guard lock(mutex_);
+        for (auto it = items_.begin(); it != items_.end(); ++it) {
+            if (!pred(*it->item)) continue;
+            Entry entry = std::move(*it);
+            items_.erase(it);
+            size_.store(items_.size(), std::memory_order_release);
+            running_.push_back(Running{entry.id, false});
+            *id = entry.id;
+            return std::move(entry.item);
+        }
+        return nullptr;
+    }
+
     // Takes the oldest item and records it as running (on top of any
     // running already).
     std::unique_ptr<T> start_next(std::uint64_t* id) {

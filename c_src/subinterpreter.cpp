@@ -215,6 +215,7 @@ bool wind_down_threads(Subinterpreter& sub, std::chrono::milliseconds grace) {
         if (others.empty()) return true;
         if (Clock::now() >= deadline) return false;
         if (Clock::now() >= next_interrupt) {
+            abort_callbacks(sub.interp->state());
             for (unsigned long id : others) PyThreadState_SetAsyncExc(id, sub.interp->types().interrupted);
             next_interrupt = Clock::now() + std::chrono::milliseconds(250);
         }
@@ -225,7 +226,9 @@ bool wind_down_threads(Subinterpreter& sub, std::chrono::milliseconds grace) {
 }
 
 bool end_subinterpreter(Subinterpreter& sub) {
-    // Python threads waiting for an Erlang function's reply are told to give up.
+    // No new Erlang calls from it; threads waiting for one give up (again on
+    // every round of the wind-down below).
+    sub.interp->set_closing();
     abort_callbacks(sub.interp->state());
     PyEval_RestoreThread(sub.tstate);
     forget_dummy_thread();

@@ -15,12 +15,13 @@ init([]) ->
         #{id => py_context_registry,
           start => {py_context_registry, start_link, []},
           type => worker},
-        #{id => py_callbacks,
-          start => {py_callbacks, start_link, []},
-          type => worker},
         #{id => py_context_pool,
           start => {py_context_pool, start_link, []},
           type => supervisor,
-          shutdown => infinity}
+          shutdown => infinity},
+        %% Last: with rest_for_one, its restart touches nothing else.
+        #{id => py_callbacks,
+          start => {py_callbacks, start_link, []},
+          type => worker}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

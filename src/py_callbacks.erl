@@ -51,6 +51,8 @@ call(Request) ->
 -spec init([]) -> {ok, #{}}.
 init([]) ->
     _ = ets:new(?TABLE, [named_table, protected, set, {read_concurrency, true}]),
+    %% A restart starts from an empty registry: Python must see that too.
+    ok = py_nif:callback_names_reset(),
     {ok, #{}}.
 
 %% @private
@@ -70,10 +72,32 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
+%% State: call id => runner pid, and monitor ref => call id.
 -spec handle_info(term(), map()) -> {noreply, map()}.
 handle_info({'$py_callback', Id, Name, Args, Deferred}, State) ->
-    _ = spawn(fun() -> py_nif:callback_reply(Id, run(Name, finish(Args, Deferred))) end),
+    {Pid, MRef} = spawn_monitor(fun() ->
+                                    ok = py_nif:callback_begin(Id),
+                                    py_nif:callback_reply(Id, run(Name, finish(Args, Deferred)))
+                                end),
+    {noreply, State#{Id => Pid, MRef => Id}};
+handle_info({'$py_callback_cancel', Id}, State) ->
+    %% Python gave up waiting (timeout, stop): the function need not go on.
+    case State of
+        #{Id := Pid} -> exit(Pid, kill);
+        _ -> ok
+    end,
     {noreply, State};
+handle_info({'DOWN', MRef, process, _Pid, Reason}, State) ->
+    case maps:take(MRef, State) of
+        {Id, Rest} ->
+            %% Answered already if it ended normally; otherwise Python hears
+            %% why it died instead of waiting for ever.
+            _ = Reason =:= normal orelse
+                    py_nif:callback_reply(Id, {error, exit, Reason, format(Reason)}),
+            {noreply, maps:remove(Id, Rest)};
+        error ->
+            {noreply, State}
+    end;
 handle_info({'$py_send', To, Term}, State) ->
     %% a remote pid, or a term with maps only a scheduler may build
     To ! finish(Term, true),
@@ -91,7 +115,7 @@ run(Name, Args) ->
                 Value -> {ok, Value}
             catch
                 Class:Reason ->
-                    {error, Class, Reason, iolist_to_binary(io_lib:format("~0p", [Reason]))}
+                    {error, Class, Reason, format(Reason)}
             end;
         [] ->
             {error, error, undef, <<"no Erlang function is registered as ", Name/binary>>}
@@ -99,3 +123,12 @@ run(Name, Args) ->
 
 apply_target({Module, Function}, Args) -> Module:Function(Args);
 apply_target(Fun, Args) -> Fun(Args).
+
+%% The reason as Python will read it: bounded, since a reason may carry
+%% whole (or nested) error messages.
+format(Reason) ->
+    Text = iolist_to_binary(io_lib:format("~0P", [Reason, 20])),
+    case byte_size(Text) > 2000 of
+        true -> <<(binary:part(Text, 0, 2000))/binary, "...">>;
+        false -> Text
+    end.

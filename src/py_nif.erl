@@ -6,7 +6,8 @@
 
 -export([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
          exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
-         ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2]).
+         ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
+         callback_begin/1, callback_names_reset/0]).
 
 %% Explicit envs (spec §3): these wait for the reply, in `receive'.
 -export([context_exec/2, context_exec/3, context_exec/4,
@@ -14,7 +15,8 @@
 
 -nifs([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
        exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
-       ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2]).
+       ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
+       callback_begin/1, callback_names_reset/0]).
 
 -on_load(load/0).
 
@@ -149,6 +151,15 @@ is_handle(_Term) -> ?NOT_LOADED.
 -spec callback_reply(pos_integer(), {ok, term()} | {error, atom(), term(), binary()}) ->
           ok | nobody_waiting | {error, term()}.
 callback_reply(_Id, _Result) -> ?NOT_LOADED.
+
+%% @doc The calling process runs the Erlang function of call `Id': requests
+%% it makes run nested in the context waiting for that call.
+-spec callback_begin(pos_integer()) -> ok | {error, term()}.
+callback_begin(_Id) -> ?NOT_LOADED.
+
+%% @doc Forgets every registered name (py_callbacks starting afresh).
+-spec callback_names_reset() -> ok.
+callback_names_reset() -> ?NOT_LOADED.
 
 %% @doc Makes `erlang.<Name>' exist (or not) in Python.
 -spec callback_name(binary(), boolean()) -> ok | {error, term()}.

@@ -7,7 +7,8 @@
 
 all() ->
     [configured_pool_and_paths, imports_at_start, application_restart,
-     python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget, pool_in_each_mode].
+     python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget, pool_in_each_mode,
+     callback_registry_restart].
 
 init_per_suite(Config) ->
     Config.
@@ -120,3 +121,21 @@ pool_in_each_mode(_Config) ->
          peer:stop(Peer)
      end || Mode <- [worker, subinterp, owngil]],
     ok.
+
+%% py_callbacks restarting starts an empty registry, and Python sees the
+%% same; the pool is untouched.
+callback_registry_restart(_Config) ->
+    {Peer, _} = start_peer([]),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    Ctx = peer:call(Peer, py, context, [1]),
+    ok = peer:call(Peer, py, register_function, [twice, erlang, length]),
+    {ok, true} = peer:call(Peer, py, eval, [<<"hasattr(__import__('erlang'), 'twice')">>]),
+    Old = peer:call(Peer, erlang, whereis, [py_callbacks]),
+    true = peer:call(Peer, erlang, exit, [Old, kill]),
+    true = py_test_util:wait_until(fun() ->
+                                       New = peer:call(Peer, erlang, whereis, [py_callbacks]),
+                                       is_pid(New) andalso New =/= Old
+                                   end, 5000),
+    {ok, false} = peer:call(Peer, py, eval, [<<"hasattr(__import__('erlang'), 'twice')">>]),
+    Ctx = peer:call(Peer, py, context, [1]),
+    peer:stop(Peer).

@@ -12,7 +12,9 @@ groups() ->
     Cases = [call_syntaxes, unregistered_names_are_attribute_errors, nesting_exactly_once,
              errors_both_ways, results_convert, concurrent_callers, send_terms, send_to_dead_pid,
              self_is_the_caller, unregistering, callback_bounded_by_caller_timeout,
-             calls_from_python_threads, big_maps_cross_both_ways, stop_while_callback_outstanding],
+             calls_from_python_threads, big_maps_cross_both_ways, stop_while_callback_outstanding,
+             unrelated_requests_wait_their_turn, outer_timeout_after_nested_call, dead_runner_is_an_error,
+             cancelled_call_stops_its_runner, handles_from_python_threads, callbacks_refused_while_stopping],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
      {once, [], [register_function_arguments, mfa_registration]}].
 
@@ -118,6 +120,13 @@ def catch(name):
     ok = py:register_function(relay, fun(_) -> py:eval(Ctx, <<"1/0">>) end),
     {ok, {<<"error">>, {<<"ZeroDivisionError">>, <<"division by zero">>}}} =
         py:eval(Ctx, <<"erlang.relay()">>),
+    %% error texts stay bounded however deep the failing chain
+    ok = py:register_function(deep_fail, fun([0]) -> error({deep, lists:duplicate(50, x)});
+                                            ([N]) -> {error, R} = py:eval(Ctx, <<"__import__('erlang').deep_fail(n - 1)">>, #{n => N}),
+                                                     error(R) end),
+    {error, {'Error', Text}} = py:eval(Ctx, <<"erlang.deep_fail(10)">>),
+    true = byte_size(Text) < 2100,
+    py:unregister_function(deep_fail),
     {error, {'Error', <<"{bad,thing}">>}} = py:eval(Ctx, <<"erlang.boom()">>),
     {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
     [py:unregister_function(N) || N <- [boom, toss, relay]].
@@ -237,6 +246,71 @@ stop_while_callback_outstanding(Config) ->
     timer:sleep(400),  % the late reply finds nobody waiting
     {ok, 1} = py:eval(<<"1">>),
     py:unregister_function(slow).
+
+%% While one request waits for its callback, other callers' requests keep
+%% their place in the queue: only the callback's own requests run nested.
+unrelated_requests_wait_their_turn(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(slowadd, fun([A, B]) -> timer:sleep(2), A + B end),
+    Self = self(),
+    Pids = [spawn(fun() -> Self ! {done, self(), py:eval(Ctx, <<"__import__('erlang').slowadd(i, 1)">>, #{i => I})} end)
+            || I <- lists:seq(1, 300)],
+    Results = [receive {done, P, R} -> R after 60000 -> ct:fail(stuck) end || P <- Pids],
+    [] = [R || R <- Results, element(1, R) =/= ok],
+    py:unregister_function(slowadd).
+
+%% The outer request times out while a request of its callback runs nested:
+%% once that one is done, the outer one is interrupted.
+outer_timeout_after_nested_call(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(nest, fun(_) -> {ok, V} = py:eval(Ctx, <<"__import__('time').sleep(0.3) or 5">>), V end),
+    {error, timeout} = py:eval(Ctx, <<"erlang.nest() and exec('while True: pass')">>, #{}, #{timeout => 100}),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>, #{}, #{timeout => 5000}),
+    py:unregister_function(nest).
+
+dead_runner_is_an_error(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(suicide, fun(_) -> exit(self(), kill) end),
+    {error, {'Error', <<"killed">>}} = py:eval(Ctx, <<"erlang.suicide()">>, #{}, #{timeout => 5000}),
+    py:unregister_function(suicide).
+
+cancelled_call_stops_its_runner(Config) ->
+    Ctx = ?config(ctx, Config),
+    Name = list_to_atom("runner_" ++ atom_to_list(?config(mode, Config))),
+    ok = py:register_function(hang_named, fun(_) -> register(Name, self()), receive never -> ok end end),
+    {error, timeout} = py:eval(Ctx, <<"erlang.hang_named()">>, #{}, #{timeout => 200}),
+    true = py_test_util:wait_until(fun() -> whereis(Name) =:= undefined end, 5000),
+    py:unregister_function(hang_named).
+
+handles_from_python_threads(Config) ->
+    Ctx = ?config(ctx, Config),
+    Self = self(),
+    ok = py:register_function(keep, fun([H]) -> Self ! {kept, H}, ok end),
+    ok = py:exec(Ctx, <<"import threading
+"
+                        "t = threading.Thread(target=lambda: erlang.keep(__import__('fractions').Fraction(1, 2)))
+"
+                        "t.start(); t.join()">>),
+    H = receive {kept, Handle} -> Handle after 5000 -> ct:fail(not_kept) end,
+    {ok, 2} = py:getattr(H, denominator),
+    py:unregister_function(keep).
+
+%% A __del__ that calls Erlang while its context stops gets an error at
+%% once instead of holding the stop up.
+callbacks_refused_while_stopping(Config) ->
+    {ok, Ctx} = py_context:start_link(del_cb, ?config(mode, Config)),
+    unlink(Ctx),
+    ok = py:exec(Ctx, <<"
+import erlang
+class CallsOnDel:
+    def __del__(self):
+        erlang.add(1, 2)
+keep = CallsOnDel()
+">>),
+    Tag = make_ref(),
+    ok = py_nif:context_stop(py_context:get_nif_ref(Ctx), Tag),
+    receive {Tag, stopped} -> ok after 4000 -> ct:fail(stop_held_up) end,
+    exit(Ctx, kill).
 
 register_function_arguments(_Config) ->
     {error, {badarg, function}} = py:register_function(x, not_a_fun),

@@ -118,3 +118,32 @@ TEST(RequestQueue, NestedRunningItemsFormAStack) {
     EXPECT_FALSE(q.finish_running());          // outer's reply is suppressed
     EXPECT_EQ(q.running_id(), 0u);
 }
+
+TEST(RequestQueue, StartNextIfSkipsOthersAndKeepsTheirOrder) {
+    Queue q;
+    q.push(std::make_unique<int>(1));
+    auto wanted = q.push(std::make_unique<int>(2));
+    q.push(std::make_unique<int>(3));
+    std::uint64_t id = 0;
+    auto even = q.start_next_if([](const int& v) { return v % 2 == 0; }, &id);
+    ASSERT_NE(even, nullptr);
+    EXPECT_EQ(*even, 2);
+    EXPECT_EQ(id, wanted);
+    EXPECT_EQ(q.start_next_if([](const int& v) { return v > 10; }, &id), nullptr);
+    q.finish_running();
+    EXPECT_EQ(*q.start_next(&id), 1);
+    q.finish_running();
+    EXPECT_EQ(*q.start_next(&id), 3);
+}
+
+TEST(RequestQueue, WaitForIgnoresItemsThatDoNotMatch) {
+    Queue q;
+    q.push(std::make_unique<int>(1));
+    std::thread producer([&] {
+        std::this_thread::sleep_for(20ms);
+        q.push(std::make_unique<int>(2));
+    });
+    q.wait_for([](const int& v) { return v == 2; });  // 1 is there all along; waits for 2
+    producer.join();
+    EXPECT_EQ(q.size(), 2u);
+}
