@@ -281,7 +281,7 @@ bool Context::wait_for_callback(CallbackWaiter& waiter) {
         if (give_up()) return false;
         {
             GilRelease release;
-            queue_.wait_for(ours);
+            queue_.wait_for(ours, config_.spin);
         }
         if (waiter.done()) break;
         if (give_up()) return false;

@@ -82,9 +82,19 @@ public:
     }
 
     // Blocks until an item satisfying `pred` is queued, the queue is poked
-    // or closed (no spinning: the consumer is nested inside a running item).
+    // or closed. Spins on pokes (how replies arrive) for up to `spin` first.
     template <class Pred>
-    void wait_for(Pred pred) {
+    void wait_for(Pred pred, std::chrono::nanoseconds spin) {
+        if (spin.count() > 0) {
+            auto deadline = std::chrono::steady_clock::now() + spin;
+            for (unsigned i = 1;; ++i) {
+                if (poked_.load(std::memory_order_acquire) || closed_flag_.load(std::memory_order_acquire)) break;
+                if ((i & 63) == 0) {
+                    if (std::chrono::steady_clock::now() >= deadline) break;
+                    std::this_thread::yield();
+                }
+            }
+        }
         std::unique_lock lock(mutex_);
         sleeping_ = true;
         cv_.wait(lock, [&] {

@@ -143,7 +143,7 @@ TEST(RequestQueue, WaitForIgnoresItemsThatDoNotMatch) {
         std::this_thread::sleep_for(20ms);
         q.push(std::make_unique<int>(2));
     });
-    q.wait_for([](const int& v) { return v == 2; });  // 1 is there all along; waits for 2
+    q.wait_for([](const int& v) { return v == 2; }, 0ns);  // 1 is there all along; waits for 2
     producer.join();
     EXPECT_EQ(q.size(), 2u);
 }
