@@ -55,13 +55,6 @@ void forget_runner(std::uint64_t id) {
     runners.store(runner_by_id.size(), std::memory_order_release);
 }
 
-// A conversion failure (reason term) as a Python TypeError.
-void raise_unconvertible(const char* what, ERL_NIF_TERM reason) {
-    char text[256];
-    enif_snprintf(text, sizeof text, "%T", reason);
-    PyErr_Format(PyExc_TypeError, "%s: cannot be sent to Erlang: %s", what, text);
-}
-
 }  // namespace
 
 void CallbackWaiter::complete(ERL_NIF_TERM result) {
@@ -120,6 +113,22 @@ bool callback_name_registered(std::string_view name) {
     return names.find(name) != names.end();
 }
 
+bool python_to_message(PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out, bool* deferred_maps, const char* what) {
+    std::shared_ptr<Interpreter> interp = Interpreter::current();
+    if (!interp || interp->closing()) {
+        PyErr_Format(PyExc_RuntimeError, "%s: this interpreter is ending", what);
+        return false;
+    }
+    ConvertScope scope{interp, default_context_for(*interp), nullptr};
+    if (py_to_term(obj, env, scope, out, deferred_maps)) return true;
+    if (!PyErr_Occurred()) {
+        char text[256];
+        enif_snprintf(text, sizeof text, "%T", *out);
+        PyErr_Format(PyExc_TypeError, "%s: cannot be sent to Erlang: %s", what, text);
+    }
+    return false;
+}
+
 std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
     Py_ssize_t size = 0;
     const char* utf8 = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &size) : nullptr;
@@ -133,27 +142,17 @@ std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
                         "that is stopping)");
         return nullptr;
     }
-    std::shared_ptr<Interpreter> interp = Interpreter::current();
-    if (!interp || interp->closing()) {
-        PyErr_SetString(PyExc_RuntimeError, "erlang.call: this interpreter is ending");
-        return nullptr;
-    }
     MsgEnv env;
-    ConvertScope scope{interp, default_context_for(*interp), nullptr};
     ERL_NIF_TERM args_term;
     bool deferred = false;
     PyRef list = PyRef::steal(PySequence_List(args));
-    if (!list) return nullptr;
-    if (!py_to_term(list.get(), env.get(), scope, &args_term, &deferred)) {
-        raise_unconvertible("erlang.call arguments", args_term);
-        return nullptr;
-    }
+    if (!list || !python_to_message(list.get(), env.get(), &args_term, &deferred, "erlang.call")) return nullptr;
     ErlNifPid dispatcher;
     if (!enif_whereis_pid(nullptr, atoms::py_callbacks, &dispatcher)) {
         PyErr_SetString(PyExc_RuntimeError, "erlang.call: the erlang_python application is not running");
         return nullptr;
     }
-    auto waiter = std::make_shared<CallbackWaiter>(last_id.fetch_add(1) + 1, interp->state());
+    auto waiter = std::make_shared<CallbackWaiter>(last_id.fetch_add(1) + 1, PyInterpreterState_Get());
     {
         std::lock_guard lock(registry_mutex);
         waiting.emplace(waiter->id(), waiter);

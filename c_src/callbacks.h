@@ -60,6 +60,10 @@ private:
 void set_callback_name(std::string name, bool registered);
 bool callback_name_registered(std::string_view name);
 
+// GIL held. Converts `obj` for a message into `env`, in the calling
+// interpreter; false with a Python exception set (`what` names the caller).
+bool python_to_message(PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out, bool* deferred_maps, const char* what);
+
 // GIL held (of the calling interpreter). Sends the call; nullptr with a
 // Python exception set when it cannot be sent.
 std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args);

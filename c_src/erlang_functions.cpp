@@ -50,21 +50,10 @@ PyObject* erlang_send_impl(PyObject* module, PyObject* const* args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "erlang.send: the first argument must be an erlang.Pid");
         return nullptr;
     }
-    std::shared_ptr<Interpreter> interp = Interpreter::current();
-    if (!interp) {
-        PyErr_SetString(PyExc_RuntimeError, "erlang.send: this interpreter is not erlang_python's");
-        return nullptr;
-    }
     MsgEnv env;
-    ConvertScope scope{interp, default_context_for(*interp), nullptr};
     ERL_NIF_TERM term;
     bool deferred = false;
-    if (!py_to_term(args[1], env.get(), scope, &term, &deferred)) {
-        char text[256];
-        enif_snprintf(text, sizeof text, "%T", term);
-        PyErr_Format(PyExc_TypeError, "erlang.send: cannot be sent to Erlang: %s", text);
-        return nullptr;
-    }
+    if (!python_to_message(args[1], env.get(), &term, &deferred, "erlang.send")) return nullptr;
     ERL_NIF_TERM pid_term = term_object_value(args[0], env.get());
     ErlNifPid to;
     if (!deferred && enif_get_local_pid(env.get(), pid_term, &to)) {
