@@ -91,30 +91,26 @@ bool Context::stop(ErlNifEnv* caller_env, Notify* done) {
 }
 
 void Context::interrupt(std::uint64_t id, bool repeat) {
-    if (config_.mode == Mode::Worker) {
-        request_interrupt(weak_from_this(), id, repeat);
-        return;
-    }
+    Interrupter& interrupter = config_.mode == Mode::Worker ? main_interrupter() : interrupter_;
     std::weak_ptr<Context> weak = weak_from_this();
-    interrupter_.post([weak, id, repeat] {
+    interrupter.post([weak, id, repeat] {
         auto self = weak.lock();
         return self && self->deliver_interrupt(id) && repeat;
     });
 }
 
 bool Context::deliver_interrupt(std::uint64_t id) {
-    // The interrupt service holds our interpreter's GIL, and the running id
-    // only changes under that GIL, so this check cannot race the request's
+    // The interrupter holds our interpreter's GIL, and the running id only
+    // changes under that GIL, so this check cannot race the request's
     // end; a request already being finished takes no new interrupt.
     if (id == 0 || queue_.running_id() != id || finishing_id_ == id) return false;
     bool stopping = state_.load(std::memory_order_acquire) == State::Stopping;
     if (queue_.cancelled_running_id() != id && !stopping) return false;
-    // A timeout interrupts once; a stop keeps interrupting (every call from
-    // the service's repeat list), in case the code swallows the exception.
+    // A timeout interrupts once; a stop keeps interrupting (the interrupter
+    // repeats the job), in case the code swallows the exception.
     if (interrupted_id_ != id || stopping) {
         PyThreadState_SetAsyncExc(thread_ident_, interp_->types().interrupted);
         interrupted_id_ = id;
-        stopping_interrupt_ = stopping_interrupt_ || stopping;
     }
     return stopping;
 }
@@ -308,30 +304,26 @@ void Context::handle(Request& req, std::uint64_t id, RequestRunner& runner) {
         if (PyErr_Occurred()) PyErr_Clear();
         result = RunResult{RunResult::Failure, atoms::internal_error};
     }
-    finish(req, id, result, runner);
+    finish(req, id, result);
 }
 
-void Context::finish(Request& req, std::uint64_t id, RunResult& result, RequestRunner& runner) {
+void Context::finish(Request& req, std::uint64_t id, RunResult& result) {
     finishing_id_ = id;
-    if (interrupted_id_ == id) {
-        // An interrupt raised into this request may not have fired yet; let
-        // it fire now, harmlessly, so it cannot hit the next request.
-        runner.flush_pending_interrupt();
-        interrupted_id_ = 0;
-    }
-    bool stopping = std::exchange(stopping_interrupt_, false);
+    // An interrupt raised into this request may not have fired yet; let it
+    // fire now, harmlessly, so it cannot hit the next request.
+    flush_pending_interrupt();
     bool send = queue_.finish_running();
     finishing_id_ = 0;
+    const bool stopping = state_.load(std::memory_order_acquire) == State::Stopping;
     // The request this one ran nested in may have been cancelled, or the
     // context told to stop, while this one ran: only the innermost request
     // takes interrupts, so it is its turn now.
     if (std::uint64_t outer = queue_.running_id()) {
-        bool closing = state_.load(std::memory_order_acquire) == State::Stopping;
-        if (closing || queue_.cancelled_running_id() == outer) interrupt(outer, closing);
+        if (stopping || queue_.cancelled_running_id() == outer) interrupt(outer, stopping);
     }
     if (!send) return;  // its caller timed out and has gone on
     ErlNifEnv* env = req.env.get();
-    if (result.interrupted && (stopping || state_.load(std::memory_order_acquire) == State::Stopping)) {
+    if (result.interrupted && stopping) {
         req.reply(make_error(env, atoms::context_stopped));
     } else if (result.kind == RunResult::PythonError) {
         req.reply_python_error(result.value, result.traceback);

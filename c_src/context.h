@@ -92,10 +92,10 @@ public:
     // when the context stops, not when its process next happens to call.
     void register_env(const std::shared_ptr<Env>& env);
 
-    // Called by the interrupt service with this context's interpreter's GIL
+    // Called by an interrupter with this context's interpreter's GIL
     // held: raises erlang.Interrupted in request `id` if it is still running
     // and was cancelled, or the context is stopping. True while a stopping
-    // context still runs that request (the service then raises again later).
+    // context still runs that request (the interrupter then raises again later).
     bool deliver_interrupt(std::uint64_t id);
 
     Mode mode() const { return config_.mode; }
@@ -125,7 +125,7 @@ private:
     // those made by the process running Erlang call number `parent`.
     void run_batch(RequestRunner& runner, std::uint64_t parent = 0);
     void handle(Request& req, std::uint64_t id, RequestRunner& runner);
-    void finish(Request& req, std::uint64_t id, RunResult& result, RequestRunner& runner);
+    void finish(Request& req, std::uint64_t id, RunResult& result);
 
     ContextConfig config_;
     Queue queue_;
@@ -145,10 +145,8 @@ private:
     Subinterpreter sub_;       // subinterp and owngil modes
     Interrupter interrupter_;  // subinterp and owngil modes
     unsigned long thread_ident_ = 0;
-    // Guarded by the interpreter's GIL: the request an interrupt was raised in,
-    // and whether that was because the context is stopping.
+    // Guarded by the interpreter's GIL: the request an interrupt was raised in.
     std::uint64_t interrupted_id_ = 0;
-    bool stopping_interrupt_ = false;
     std::uint64_t finishing_id_ = 0;  // the request being finished takes no new interrupt
 
     static std::atomic<std::size_t> alive_;

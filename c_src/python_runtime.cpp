@@ -10,9 +10,9 @@
 #include <mutex>
 #include <thread>
 
-#include "context.h"
 #include "current_call.h"
 #include "erlang_module.h"
+#include "interrupter.h"
 #include "native_thread.h"
 #include "py_errors.h"
 #include "py_ref.h"
@@ -22,18 +22,19 @@ namespace {
 
 // The service thread is the thread that initialised Python (so Python sees
 // it as the main thread). After start-up it idles without the GIL and wakes
-// for two chores: releasing objects queued for the main interpreter when no
-// worker context happens to do it, and delivering interrupts.
+// to release objects queued for the main interpreter when no worker context
+// happens to do it. Interrupts for worker contexts go through `interrupter`,
+// a thread of its own, as for every subinterpreter context.
 class Service {
 public:
     void run(const RuntimeOptions& options);
     bool wait_started(std::string* error);
     void wake_for_releases();
-    void add_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat);
 
     std::shared_ptr<Interpreter> main;
     RuntimeInfo info;
     RuntimeOptions options;
+    Interrupter interrupter;
 
 private:
     bool init(const RuntimeOptions& options, std::string* error);
@@ -43,18 +44,7 @@ private:
     std::condition_variable cv_;
     bool started_ = false;
     std::string start_error_;
-    struct Interrupt {
-        std::weak_ptr<Context> context;
-        std::uint64_t id;
-        bool repeat;
-    };
-    using Clock = std::chrono::steady_clock;
-    static constexpr auto kRepeatEvery = std::chrono::milliseconds(100);
-
     bool releases_pending_ = false;
-    std::vector<Interrupt> interrupts_;  // guarded by mutex_
-    std::vector<Interrupt> repeats_;     // service thread only
-    Clock::time_point next_repeat_{};
     PyThreadState* tstate_ = nullptr;
 };
 
@@ -162,7 +152,7 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
     info.micro = PY_MICRO_VERSION;
     main->set_waker([this] { wake_for_releases(); });
     tstate_ = PyEval_SaveThread();
-    return true;
+    return interrupter.start(main->state(), error);
 }
 
 void Service::run(const RuntimeOptions& opts) {
@@ -193,53 +183,25 @@ void Service::wake_for_releases() {
     cv_.notify_all();
 }
 
-void Service::add_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat) {
-    {
-        std::lock_guard lock(mutex_);
-        interrupts_.push_back(Interrupt{std::move(context), id, repeat});
-    }
-    cv_.notify_all();
-}
-
 void Service::loop() {
-    // A __del__ run here while releasing objects must not wait for Erlang:
-    // every interrupt would wait with it.
+    // A __del__ run here while releasing objects must not wait for Erlang.
     current_call().no_callbacks = true;
     std::unique_lock lock(mutex_);
     for (;;) {
-        auto work = [this] { return releases_pending_ || !interrupts_.empty(); };
-        if (repeats_.empty()) cv_.wait(lock, work);
-        else cv_.wait_until(lock, next_repeat_, work);
-        std::vector<Interrupt> interrupts;
-        interrupts.swap(interrupts_);
-        bool releases = std::exchange(releases_pending_, false);
+        cv_.wait(lock, [this] { return releases_pending_; });
+        releases_pending_ = false;
         lock.unlock();
-        if (!repeats_.empty() && Clock::now() >= next_repeat_) {
-            interrupts.insert(interrupts.end(), repeats_.begin(), repeats_.end());
-            repeats_.clear();
-        }
-        if (releases && interrupts.empty()) {
-            // Worker contexts drain the main queue between batches while they
-            // hold the GIL anyway; give them a moment before taking it.
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-        // Subinterpreter contexts have their own interrupter threads (see
-        // interrupter.h); everything here is main-interpreter work.
-        if (!interrupts.empty() || main->has_pending_releases()) {
+        // Worker contexts drain the main queue between batches while they
+        // hold the GIL anyway; give them a moment before taking it.
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        if (main->has_pending_releases()) {
             PyEval_RestoreThread(tstate_);
-            for (auto& interrupt : interrupts) {
-                auto ctx = interrupt.context.lock();
-                if (ctx && ctx->deliver_interrupt(interrupt.id) && interrupt.repeat) repeats_.push_back(interrupt);
-            }
             main->drain_releases();
             PyEval_SaveThread();
         }
-        if (!repeats_.empty()) next_repeat_ = Clock::now() + kRepeatEvery;
         lock.lock();
     }
 }
-
-}  // namespace
 
 // ERTS leaves SIGCHLD ignored, which makes the kernel reap children by
 // itself: Python's subprocess then cannot wait for its children and reports
@@ -257,6 +219,8 @@ void restore_sigchld() {
     }
 }
 
+}  // namespace
+
 bool start_python(const RuntimeOptions& options, std::string* error) {
     std::call_once(start_once, [&] {
         restore_sigchld();
@@ -273,8 +237,6 @@ const std::shared_ptr<Interpreter>& main_interpreter() { return service->main; }
 const RuntimeInfo& runtime_info() { return service->info; }
 const RuntimeOptions& runtime_options() { return service->options; }
 
-void request_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat) {
-    service->add_interrupt(std::move(context), id, repeat);
-}
+Interrupter& main_interrupter() { return service->interrupter; }
 
 }  // namespace ep

@@ -12,7 +12,7 @@
 
 namespace ep {
 
-class Context;
+class Interrupter;
 
 struct RuntimeOptions {
     std::string home;        // PyConfig.home: where the stdlib lives (design.md fact 2)
@@ -37,11 +37,8 @@ const std::shared_ptr<Interpreter>& main_interpreter();
 const RuntimeInfo& runtime_info();
 const RuntimeOptions& runtime_options();
 
-// Any thread, never blocks: asks the service thread to raise
-// erlang.Interrupted in request `id` of worker context `context` (it needs
-// the GIL, which a scheduler thread must never wait for). With `repeat`, the interrupt is
-// raised again every 100 ms for as long as the context still wants it (a
-// stopping context whose code swallows the exception).
-void request_interrupt(std::weak_ptr<Context> context, std::uint64_t id, bool repeat = false);
+// The thread that raises interrupts in worker contexts' code (it needs the
+// main GIL, which a scheduler thread must never wait for).
+Interrupter& main_interrupter();
 
 }  // namespace ep

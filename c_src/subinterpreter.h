@@ -23,7 +23,7 @@ bool owngil_supported();
 // True when this Python can run subinterp contexts (3.13+). On 3.12 a thread
 // of another interpreter waiting for the shared GIL cannot preempt a
 // subinterpreter that runs Python (measured here: a worker call waited the
-// whole 2.8 s of a busy subinterpreter, and the interrupt service would wait
+// whole 2.8 s of a busy subinterpreter, and its interrupts would wait
 // as long), so shared-GIL subinterpreters are refused there.
 bool shared_gil_subinterpreters_supported();
 

@@ -372,8 +372,5 @@ run(Ctx, Timeout, Submit) ->
     end.
 
 run_on_handle(Handle, Opts, Submit) ->
-    case py_call:timeout(Opts, ?DEFAULT_TIMEOUT) of
-        {ok, Timeout} -> py_call:submit_and_wait(Handle, Timeout, Submit);
-        {error, _} = Error -> Error
-    end.
+    py_call:submit_and_wait(Handle, Opts, ?DEFAULT_TIMEOUT, Submit).
 

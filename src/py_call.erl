@@ -7,7 +7,7 @@
 %% reply is left in its mailbox.
 -module(py_call).
 
--export([submit_and_wait/3, timeout/2]).
+-export([submit_and_wait/3, submit_and_wait/4, timeout/2]).
 
 %% @doc Calls `Submit(Res, Tag)' and waits up to `Timeout' for the reply.
 %% `Res' is what the request was queued through (an env, a handle or a
@@ -28,6 +28,15 @@ submit_and_wait(Res, Timeout, Submit) ->
             end;
         {error, _} = Error ->
             Error
+    end.
+
+%% @doc As {@link submit_and_wait/3}, with the timeout taken from `Opts'
+%% (`Default' when absent), which are checked before anything is queued.
+-spec submit_and_wait(reference(), term(), timeout(), fun((reference(), reference()) -> term())) -> term().
+submit_and_wait(Res, Opts, Default, Submit) ->
+    case timeout(Opts, Default) of
+        {ok, Timeout} -> submit_and_wait(Res, Timeout, Submit);
+        {error, _} = Error -> Error
     end.
 
 %% @doc The timeout in `Opts' (`Default' when absent), validated.

@@ -81,10 +81,7 @@ context_eval(CtxRef, Expr, Locals, Env, Opts) ->
     on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_eval(Ref, Tag, Expr, Locals, Env) end).
 
 on_context(CtxRef, Opts, Submit) ->
-    case py_call:timeout(Opts, infinity) of
-        {ok, Timeout} -> py_call:submit_and_wait(CtxRef, Timeout, Submit);
-        {error, _} = Error -> Error
-    end.
+    py_call:submit_and_wait(CtxRef, Opts, infinity, Submit).
 
 %% ---------------------------------------------------------------------------
 %% NIFs
