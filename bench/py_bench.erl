@@ -1,6 +1,6 @@
 %% `make bench`: per-call cost of the core paths. Prints µs/call and calls/s.
 -module(py_bench).
--export([main/0, run/0]).
+-export([main/0, run/0, event_loop/0]).
 
 -define(WARMUP, 2000).
 
@@ -38,6 +38,61 @@ run() ->
                fun() -> {ok, #{}} = py:eval(Ctx, <<"big_map">>) end),
     modes(),
     callbacks(),
+    event_loop(),
+    ok.
+
+%% The asyncio event loop: round trips of a coroutine, and tasks started in
+%% bulk then awaited.
+event_loop() ->
+    io:format("~nasyncio event loop~n"),
+    {ok, Loop} = py_event_loop:get_loop(),
+    %% In the real __main__, so every process finds them.
+    ok = py_nif:event_loop_exec(py_event_loop:get_nif_ref(Loop), <<"
+import __main__, asyncio
+async def ep_bench_triv(x):
+    return x
+async def ep_bench_yield(x):
+    await asyncio.sleep(0)
+    return x
+async def ep_bench_nap(x):
+    await asyncio.sleep(0.1)
+    return x
+__main__.ep_bench_triv = ep_bench_triv
+__main__.ep_bench_yield = ep_bench_yield
+__main__.ep_bench_nap = ep_bench_nap
+">>),
+    sequential("run/3 of a trivial coroutine, 1 process", 100000,
+               fun() -> {ok, 1} = py_event_loop:run('__main__', ep_bench_triv, [1]) end),
+    concurrent("run/3 of a trivial coroutine, 100 processes", 100, 1000,
+               fun() -> {ok, 1} = py_event_loop:run('__main__', ep_bench_triv, [1]) end),
+    sequential("run/3 of a coroutine that suspends once", 50000,
+               fun() -> {ok, 1} = py_event_loop:run('__main__', ep_bench_yield, [1]) end),
+    Burst = fun(N) ->
+                    Refs = [py_event_loop:create_task('__main__', ep_bench_triv, [I]) || I <- lists:seq(1, N)],
+                    [{ok, _} = py_event_loop:await(R) || R <- Refs],
+                    ok
+            end,
+    Burst(10000),
+    report_per_task("10,000 create_task, then await all; 1 process", 10 * 10000,
+                    fun() -> repeat(fun() -> Burst(10000) end, 10) end),
+    report_per_task("100 processes x 100 create_task, then await all", 100 * 10 * 100,
+                    fun() -> run_concurrently(100, fun() -> repeat(fun() -> Burst(100) end, 10) end) end),
+    {NapUs, ok} = timer:tc(fun() ->
+                                   Refs = [py_event_loop:create_task('__main__', ep_bench_nap, [I])
+                                           || I <- lists:seq(1, 1000)],
+                                   [{ok, _} = py_event_loop:await(R) || R <- Refs],
+                                   ok
+                           end),
+    io:format("~-52s ~12.1f ms~n", ["1000 tasks each sleeping 100 ms, all done in", NapUs / 1000]).
+
+report_per_task(Label, Tasks, Fun) ->
+    {Us, _} = timer:tc(Fun),
+    report(Label, Tasks, Us).
+
+run_concurrently(Procs, Fun) ->
+    Parent = self(),
+    Pids = [spawn_link(fun() -> Fun(), Parent ! {done, self()} end) || _ <- lists:seq(1, Procs)],
+    [receive {done, P} -> ok end || P <- Pids],
     ok.
 
 %% Python calling Erlang: a Python loop calling a registered function, and

@@ -5,6 +5,7 @@
 #include "atoms.h"
 #include "context.h"
 #include "env.h"
+#include "event_loop.h"
 #include "erl_terms.h"
 #include "handle.h"
 #include "python_runtime.h"
@@ -188,10 +189,12 @@ ERL_NIF_TERM nif_context_eval(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return enqueue_on_context(env, Op::Eval, argv, 2, argv[4]);
 }
 
-// cancel(EnvRef | Handle | CtxRef, Id) -> cancelled | finished
+// cancel(EnvRef | Handle | CtxRef | LoopRef, Id) -> cancelled | finished
 ERL_NIF_TERM nif_cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     ErlNifUInt64 id;
     if (!enif_get_uint64(env, argv[1], &id)) return badarg(env, enif_make_atom(env, "id"));
+    if (auto loop = get_event_loop(env, argv[0]))
+        return loop->cancel(id) == EventLoop::Cancel::Finished ? atoms::finished : atoms::cancelled;
     std::shared_ptr<Context> ctx;
     if (auto ns = get_env(env, argv[0])) ctx = ns->context();
     else if (auto handle = get_handle(env, argv[0])) ctx = handle->context();

@@ -30,4 +30,10 @@ inline ERL_NIF_TERM make_error(ErlNifEnv* env, ERL_NIF_TERM tag, std::string_vie
     return make_error(env, tag, make_binary(env, text));
 }
 
+// enif_make_pid is a macro whose const cast trips -Wignored-qualifiers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-qualifiers"
+inline ERL_NIF_TERM make_pid(ErlNifEnv* env, const ErlNifPid& pid) { return enif_make_pid(env, &pid); }
+#pragma GCC diagnostic pop
+
 }  // namespace ep

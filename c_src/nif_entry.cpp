@@ -9,6 +9,8 @@
 #include "context.h"
 #include "context_nifs.h"
 #include "env.h"
+#include "event_loop.h"
+#include "event_loop_nifs.h"
 #include "gil_check.h"
 #include "erl_terms.h"
 #include "handle.h"
@@ -187,6 +189,12 @@ ErlNifFunc functions[] = {
     {"ctx_eval", 5, sized_request<nif_context_eval>, 0},
     {"cancel", 2, guarded<nif_cancel>, 0},
     {"is_handle", 1, nif_is_handle, 0},
+    {"event_loop_new", 1, guarded<nif_event_loop_new>, 0},
+    {"event_loop_stop", 1, guarded<nif_event_loop_stop>, 0},
+    {"event_loop_info", 1, guarded<nif_event_loop_info>, 0},
+    {"event_loop_env_new", 0, guarded<nif_event_loop_env_new>, 0},
+    {"event_loop_submit", 8, sized_request<nif_event_loop_submit>, 0},
+    {"event_loop_code", 6, sized_request<nif_event_loop_code>, 0},
 };
 
 }  // namespace

@@ -158,7 +158,10 @@ private:
     }
 
     bool handle(PyObject* obj, ERL_NIF_TERM* out) {
-        auto h = std::make_shared<Handle>(Py_NewRef(obj), scope_.interp, scope_.context);
+        // Code run outside any context (the event loop) hands its handles
+        // to one of the interpreter's contexts.
+        std::weak_ptr<Context> owner = scope_.context.expired() ? scope_.interp->default_context() : scope_.context;
+        auto h = std::make_shared<Handle>(Py_NewRef(obj), scope_.interp, std::move(owner));
         return set(out, make_handle_term(env_, std::move(h)));
     }
 

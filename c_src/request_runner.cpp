@@ -154,7 +154,7 @@ RunResult RequestRunner::eval(Request& req, PyObject* globals) {
     return result_of(req, value);
 }
 
-PyRef RequestRunner::resolve(Request& req, PyObject* globals, RunResult* error) {
+PyRef RequestRunner::resolve(Request& req, std::span<PyObject* const> lookup, RunResult* error) {
     ErlNifEnv* env = req.env.get();
     ERL_NIF_TERM reason;
     PyRef fname = name_to_py(env, req.args[1], scope_, &reason);
@@ -176,8 +176,11 @@ PyRef RequestRunner::resolve(Request& req, PyObject* globals, RunResult* error) 
     }
     PyRef target;
     if (req.args[0] == atoms::main_module) {
-        // The caller's namespace first, then the real __main__, then builtins.
-        target = PyRef::borrow(PyDict_GetItemWithError(globals, first));
+        // The caller's namespaces first, then the real __main__, then builtins.
+        for (PyObject* ns : lookup) {
+            target = PyRef::borrow(PyDict_GetItemWithError(ns, first));
+            if (target || PyErr_Occurred()) break;
+        }
         if (!target && !PyErr_Occurred()) {
             PyObject* main = PyImport_AddModule("__main__");
             target = main ? PyRef::steal(PyObject_GetAttr(main, first)) : PyRef();
@@ -239,13 +242,21 @@ bool RequestRunner::call_args(Request& req, ERL_NIF_TERM args, ERL_NIF_TERM kwar
     return true;
 }
 
+PyRef RequestRunner::call_function(Request& req, PyObject* fn, RunResult* error) {
+    PyRef args, kwargs;
+    if (!call_args(req, req.args[2], req.args[3], &args, &kwargs, error)) return PyRef();
+    PyRef value = PyRef::steal(PyObject_Call(fn, args.get(), kwargs.get()));
+    if (!value) *error = python_error(req);
+    return value;
+}
+
 RunResult RequestRunner::call(Request& req, PyObject* globals) {
     RunResult error;
-    PyRef fn = resolve(req, globals, &error);
+    PyRef fn = resolve(req, std::span<PyObject* const>(&globals, 1), &error);
     if (!fn) return error;
-    PyRef args, kwargs;
-    if (!call_args(req, req.args[2], req.args[3], &args, &kwargs, &error)) return error;
-    return result_of(req, PyObject_Call(fn.get(), args.get(), kwargs.get()));
+    PyRef value = call_function(req, fn.get(), &error);
+    if (!value) return error;
+    return result_of(req, value.release());
 }
 
 RunResult RequestRunner::get_attr(Request& req) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 
 #include "code_cache.h"
 #include "convert.h"
@@ -30,6 +31,18 @@ public:
     // exception still pending for this thread, and it is discarded.
     void flush_pending_interrupt();
 
+    // The callable Module:Function (req.args[0..1]); '__main__' names are
+    // looked up in the `lookup` dicts in order, then the real __main__, then
+    // builtins. Empty, with *error set, on failure.
+    PyRef resolve(Request& req, std::span<PyObject* const> lookup, RunResult* error);
+    // fn(*Args, **Kwargs) (req.args[2..3]), unconverted; empty, with *error
+    // set, on failure.
+    PyRef call_function(Request& req, PyObject* fn, RunResult* error);
+    // {ok, Term} for `value` (a new reference, taken over), or the error.
+    RunResult result_of(Request& req, PyObject* value);
+    // The pending Python exception as the request's error.
+    RunResult python_error(Request& req);
+
 private:
     RunResult exec(Request& req, PyObject* globals);
     RunResult eval(Request& req, PyObject* globals);
@@ -38,12 +51,8 @@ private:
     RunResult call_method(Request& req);
     RunResult to_term(Request& req);
 
-    RunResult python_error(Request& req);
     static RunResult failure(ERL_NIF_TERM reason) { return RunResult{RunResult::Failure, reason}; }
     static RunResult success(ERL_NIF_TERM value) { return RunResult{RunResult::Ok, value}; }
-    RunResult result_of(Request& req, PyObject* value);  // {ok, Term} for a new reference
-    // Callable for (Module, Function): __main__ means the caller's namespace.
-    PyRef resolve(Request& req, PyObject* globals, RunResult* error);
     // Positional args (a list) and keyword args (a map) of a call.
     bool call_args(Request& req, ERL_NIF_TERM args, ERL_NIF_TERM kwargs, PyRef* tuple, PyRef* dict, RunResult* error);
 

@@ -4,6 +4,7 @@
 
 #include "context.h"
 #include "env.h"
+#include "event_loop.h"
 #include "handle.h"
 
 namespace ep {
@@ -17,6 +18,7 @@ struct Holder {
 ErlNifResourceType* context_type = nullptr;
 ErlNifResourceType* env_type = nullptr;
 ErlNifResourceType* handle_type = nullptr;
+ErlNifResourceType* loop_type = nullptr;
 
 template <class T>
 void holder_dtor(ErlNifEnv*, void* obj) {
@@ -33,14 +35,24 @@ void stop_quietly(ErlNifEnv* env, Context& ctx) noexcept {
     }
 }
 
-void context_dtor(ErlNifEnv* env, void* obj) {
-    auto* holder = static_cast<Holder<Context>*>(obj);
-    if (holder->ptr) stop_quietly(env, *holder->ptr);
-    holder->~Holder<Context>();
+void stop_quietly(ErlNifEnv* env, EventLoop& loop) noexcept {
+    try {
+        loop.stop(env);
+    } catch (...) {
+    }
 }
 
-void context_owner_down(ErlNifEnv* env, void* obj, ErlNifPid*, ErlNifMonitor*) {
-    auto* holder = static_cast<Holder<Context>*>(obj);
+// Contexts and loops stop when their Erlang side is gone or its owner dies.
+template <class T>
+void stopping_dtor(ErlNifEnv* env, void* obj) {
+    auto* holder = static_cast<Holder<T>*>(obj);
+    if (holder->ptr) stop_quietly(env, *holder->ptr);
+    holder->~Holder<T>();
+}
+
+template <class T>
+void owner_down(ErlNifEnv* env, void* obj, ErlNifPid*, ErlNifMonitor*) {
+    auto* holder = static_cast<Holder<T>*>(obj);
     if (holder->ptr) stop_quietly(env, *holder->ptr);
 }
 
@@ -73,30 +85,43 @@ ERL_NIF_TERM make(ErlNifEnv* env, ErlNifResourceType* type, std::shared_ptr<T> p
 }  // namespace
 
 bool open_resource_types(ErlNifEnv* env) {
-    context_type = open_type(env, "py_context", context_dtor, context_owner_down);
+    context_type = open_type(env, "py_context", stopping_dtor<Context>, owner_down<Context>);
     env_type = open_type(env, "py_env", holder_dtor<Env>);
     handle_type = open_type(env, "py_object", holder_dtor<Handle>);
-    return context_type && env_type && handle_type;
+    loop_type = open_type(env, "py_event_loop", stopping_dtor<EventLoop>, owner_down<EventLoop>);
+    return context_type && env_type && handle_type && loop_type;
 }
 
 std::shared_ptr<Context> get_context(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Context>(env, term, context_type); }
 std::shared_ptr<Env> get_env(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Env>(env, term, env_type); }
 std::shared_ptr<Handle> get_handle(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Handle>(env, term, handle_type); }
+std::shared_ptr<EventLoop> get_event_loop(ErlNifEnv* env, ERL_NIF_TERM term) {
+    return get<EventLoop>(env, term, loop_type);
+}
 
 bool is_handle(ErlNifEnv* env, ERL_NIF_TERM term) {
     void* obj = nullptr;
     return enif_get_resource(env, term, handle_type, &obj) != 0;
 }
 
-ERL_NIF_TERM make_context_term(ErlNifEnv* env, std::shared_ptr<Context> context, const ErlNifPid& owner) {
+template <class T>
+ERL_NIF_TERM make_owned(ErlNifEnv* env, ErlNifResourceType* type, std::shared_ptr<T> ptr, const ErlNifPid& owner) {
     void* raw = nullptr;
-    ERL_NIF_TERM term = make(env, context_type, std::move(context), &raw);
+    ERL_NIF_TERM term = make(env, type, std::move(ptr), &raw);
     ErlNifPid pid = owner;
     if (enif_monitor_process(env, raw, &pid, nullptr) > 0) {
-        // The owner is already dead: the context has nobody to serve.
-        stop_quietly(env, *static_cast<Holder<Context>*>(raw)->ptr);
+        // The owner is already dead: there is nobody to serve.
+        stop_quietly(env, *static_cast<Holder<T>*>(raw)->ptr);
     }
     return term;
+}
+
+ERL_NIF_TERM make_context_term(ErlNifEnv* env, std::shared_ptr<Context> context, const ErlNifPid& owner) {
+    return make_owned(env, context_type, std::move(context), owner);
+}
+
+ERL_NIF_TERM make_event_loop_term(ErlNifEnv* env, std::shared_ptr<EventLoop> loop, const ErlNifPid& owner) {
+    return make_owned(env, loop_type, std::move(loop), owner);
 }
 
 ERL_NIF_TERM make_env_term(ErlNifEnv* env, std::shared_ptr<Env> ns) { return make(env, env_type, std::move(ns)); }

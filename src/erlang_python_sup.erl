@@ -1,5 +1,6 @@
 %% @doc Top supervisor: the context registry first (contexts register with
-%% it), then the pool of contexts.
+%% it), then the pool of contexts, the Erlang-function registry and the
+%% asyncio event loop.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -19,9 +20,12 @@ init([]) ->
           start => {py_context_pool, start_link, []},
           type => supervisor,
           shutdown => infinity},
-        %% Last: with rest_for_one, its restart touches nothing else.
+        %% Last: with rest_for_one, their restarts touch nothing else.
         #{id => py_callbacks,
           start => {py_callbacks, start_link, []},
+          type => worker},
+        #{id => py_event_loop,
+          start => {py_event_loop, start_link, []},
           type => worker}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

@@ -7,7 +7,7 @@
 %% reply is left in its mailbox.
 -module(py_call).
 
--export([submit_and_wait/3, submit_and_wait/4, timeout/2]).
+-export([submit_and_wait/3, submit_and_wait/4, timeout/2, wait_reply/2]).
 
 %% @doc Calls `Submit(Res, Tag)' and waits up to `Timeout' for the reply.
 %% `Res' is what the request was queued through (an env, a handle or a
@@ -56,11 +56,19 @@ cancel(Res, Tag, Id) ->
         cancelled ->
             {error, timeout};
         finished ->
-            receive
-                {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
-                {Tag, Result} -> Result;
-                {Tag, Error, Traceback} -> python_error(Error, Traceback)
-            end
+            wait_reply(Tag, infinity)
+    end.
+
+%% @doc The reply to the request tagged `Tag', or `timeout'. A Python
+%% exception's traceback is kept for `py:last_traceback/0'.
+-spec wait_reply(reference(), timeout()) -> term() | timeout.
+wait_reply(Tag, Timeout) ->
+    receive
+        {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
+        {Tag, Result} -> Result;
+        {Tag, Error, Traceback} -> python_error(Error, Traceback)
+    after Timeout ->
+        timeout
     end.
 
 python_error(Error, Traceback) ->

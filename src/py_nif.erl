@@ -7,7 +7,12 @@
 -export([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
          exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
          ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
-         callback_begin/1, callback_names_reset/0]).
+         callback_begin/1, callback_names_reset/0,
+         event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
+         event_loop_submit/8, event_loop_code/6]).
+
+%% The event loop's per-process namespace (spec §6): these wait for the reply.
+-export([event_loop_exec/2, event_loop_eval/2]).
 
 %% Explicit envs (spec §3): these wait for the reply, in `receive'.
 -export([context_exec/2, context_exec/3, context_exec/4,
@@ -16,16 +21,19 @@
 -nifs([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
        exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
        ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
-       callback_begin/1, callback_names_reset/0]).
+       callback_begin/1, callback_names_reset/0,
+       event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
+       event_loop_submit/8, event_loop_code/6]).
 
 -on_load(load/0).
 
 -type ctx_ref() :: reference().
+-type loop_ref() :: reference().
 -type env_ref() :: reference().
 -type handle() :: reference().
 -type request_id() :: pos_integer().
 -type submitted() :: request_id() | {error, term()}.
--export_type([ctx_ref/0, env_ref/0, handle/0]).
+-export_type([ctx_ref/0, loop_ref/0, env_ref/0, handle/0]).
 
 load() ->
     Path = filename:join(priv_dir(), "erlang_python_nif"),
@@ -84,6 +92,38 @@ on_context(CtxRef, Opts, Submit) ->
     py_call:submit_and_wait(CtxRef, Opts, infinity, Submit).
 
 %% ---------------------------------------------------------------------------
+%% Event-loop namespaces
+
+%% @doc Runs `Code' on the event loop `LoopRef' (from
+%% {@link py_event_loop:get_nif_ref/1}) in the calling process's event-loop
+%% namespace, made on first use and released when the process exits. Names
+%% defined here are found by {@link py_event_loop:create_task/4} and friends
+%% under `'__main__''. The code runs on the loop's thread: it should not block.
+-spec event_loop_exec(loop_ref(), binary()) -> ok | {error, term()}.
+event_loop_exec(LoopRef, Code) ->
+    on_loop(LoopRef, fun(Ref, Tag) -> event_loop_code(Ref, Tag, loop_env(), exec, Code, #{}) end).
+
+%% @doc Evaluates `Expr' in the calling process's event-loop namespace.
+-spec event_loop_eval(loop_ref(), binary()) -> {ok, term()} | {error, term()}.
+event_loop_eval(LoopRef, Expr) ->
+    on_loop(LoopRef, fun(Ref, Tag) -> event_loop_code(Ref, Tag, loop_env(), eval, Expr, #{}) end).
+
+on_loop(LoopRef, Submit) ->
+    py_call:submit_and_wait(LoopRef, infinity, Submit).
+
+%% The calling process's event-loop namespace: a resource in its process
+%% dictionary, so it goes when the process does.
+loop_env() ->
+    case get(py_event_loop_env) of
+        undefined ->
+            Env = event_loop_env_new(),
+            put(py_event_loop_env, Env),
+            Env;
+        Env ->
+            Env
+    end.
+
+%% ---------------------------------------------------------------------------
 %% NIFs
 
 %% @doc Which Python runs, and counts of live native objects.
@@ -137,7 +177,7 @@ ctx_eval(_CtxRef, _Tag, _Expr, _Locals, _Env) -> ?NOT_LOADED.
 
 %% @doc Cancels request `Id' after a timeout. `cancelled': no reply will
 %% come; `finished': the reply is in the mailbox or on its way.
--spec cancel(env_ref() | handle() | ctx_ref(), request_id()) -> cancelled | finished | {error, term()}.
+-spec cancel(env_ref() | handle() | ctx_ref() | loop_ref(), request_id()) -> cancelled | finished | {error, term()}.
 cancel(_Res, _Id) -> ?NOT_LOADED.
 
 -spec is_handle(term()) -> boolean().
@@ -161,3 +201,33 @@ callback_names_reset() -> ?NOT_LOADED.
 %% @doc Makes `erlang.<Name>' exist (or not) in Python.
 -spec callback_name(binary(), boolean()) -> ok | {error, term()}.
 callback_name(_Name, _Registered) -> ?NOT_LOADED.
+
+%% @doc Starts an asyncio event loop on a thread of its own; it sends
+%% `{Tag, ok | {error, Reason}}' to the caller when ready. The caller owns
+%% the loop: failed spawned tasks are reported to it, and the loop stops when
+%% it dies.
+-spec event_loop_new(reference()) -> {ok, loop_ref()} | {error, term()}.
+event_loop_new(_Tag) -> ?NOT_LOADED.
+
+%% @doc Stops a loop: queued jobs are answered `{error, event_loop_stopped}',
+%% running tasks are cancelled.
+-spec event_loop_stop(loop_ref()) -> ok | already_stopped | {error, term()}.
+event_loop_stop(_LoopRef) -> ?NOT_LOADED.
+
+-spec event_loop_info(loop_ref()) -> map() | {error, term()}.
+event_loop_info(_LoopRef) -> ?NOT_LOADED.
+
+%% @doc A new namespace in the main interpreter, for event-loop code.
+-spec event_loop_env_new() -> env_ref().
+event_loop_env_new() -> ?NOT_LOADED.
+
+%% @doc Queues `Module:Function(*Args, **Kwargs)' on the loop (`task': the
+%% caller is answered `{Tag, Result}'; `spawn': nobody is). `Lookup': the
+%% envs where `'__main__'' names are looked up first, in order.
+-spec event_loop_submit(loop_ref(), reference(), task | spawn, [env_ref()], atom() | binary(),
+                        atom() | binary(), list(), map()) -> submitted().
+event_loop_submit(_LoopRef, _Tag, _Op, _Lookup, _Module, _Function, _Args, _Kwargs) -> ?NOT_LOADED.
+
+%% @doc Queues code to run (`exec') or evaluate (`eval') in `Env' on the loop.
+-spec event_loop_code(loop_ref(), reference(), env_ref(), exec | eval, binary(), map()) -> submitted().
+event_loop_code(_LoopRef, _Tag, _Env, _Op, _Code, _Locals) -> ?NOT_LOADED.

@@ -1,0 +1,79 @@
+// The Python side of the event loop: the asyncio loop object, jobs started
+// on it, and finished tasks turned into replies. Lives on the loop thread;
+// every method runs with the main interpreter's GIL held.
+#pragma once
+
+#include <Python.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "event_loop.h"
+#include "py_ref.h"
+#include "request_runner.h"
+
+namespace ep {
+
+class LoopDriver {
+public:
+    // Makes a new asyncio loop that watches `wake_fd`. nullptr, with a
+    // reason, if Python refuses.
+    static std::unique_ptr<LoopDriver> create(EventLoop& loop, int wake_fd, std::string* error);
+    LoopDriver(const LoopDriver&) = delete;
+    LoopDriver& operator=(const LoopDriver&) = delete;
+    ~LoopDriver();
+
+    // Runs the asyncio loop until the EventLoop stops. Exceptions that
+    // escape it (SystemExit or KeyboardInterrupt raised in a task, a stray
+    // loop.stop()) are reported to the owner and the loop goes on.
+    void run();
+    // Ends run() at the end of the loop's current iteration.
+    void request_stop();
+    // After run(): cancels what still runs, gives it a moment to finish,
+    // answers the rest {error, event_loop_stopped}, and closes the loop.
+    void shutdown();
+
+    void start(std::unique_ptr<LoopJob> job);
+    // Cancels the asyncio task of Task job `id`, if it is one.
+    void cancel(std::uint64_t id);
+
+private:
+    explicit LoopDriver(EventLoop& loop);
+    bool init(int wake_fd, std::string* error);
+
+    void start_call(std::unique_ptr<LoopJob> job);
+    // An awaitable came back: run it as a task; false with a Python error set.
+    bool start_task(std::unique_ptr<LoopJob>& job, PyObject* awaitable);
+    void task_done(PyObject* task);
+    void complete(LoopJob& job, PyObject* task);
+    void finish(LoopJob& job, RunResult& result);
+    void report_spawn_failure(LoopJob& job, const RunResult& result);
+    // A Python error that escaped the loop, to the owner's log.
+    void report_loop_error();
+
+    static PyObject* wake_entry(PyObject* self, PyObject* unused);
+    static PyObject* done_entry(PyObject* self, PyObject* task);
+
+    struct Live {
+        PyRef task;
+        std::unique_ptr<LoopJob> job;
+    };
+
+    EventLoop& loop_;
+    RequestRunner runner_;
+    int wake_fd_ = -1;
+    PyRef loop_obj_;      // the asyncio loop
+    PyRef wake_fn_;       // watches the wake fd
+    PyRef done_fn_;       // every task's done callback
+    PyRef task_type_;     // asyncio.Task, for eager tasks (3.12+)
+    PyRef eager_kwargs_;  // {"loop": loop, "eager_start": True}
+    PyRef ensure_future_;
+    PyRef shutdown_fn_;
+    // Running task -> job id; a multimap, as two jobs may return one Future.
+    std::unordered_multimap<PyObject*, std::uint64_t> ids_;
+    std::unordered_map<std::uint64_t, Live> live_;      // job id -> its task and job
+};
+
+}  // namespace ep

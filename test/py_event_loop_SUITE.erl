@@ -1,0 +1,605 @@
+%% The asyncio event loop driven from Erlang (spec §6): every event-loop
+%% snippet of process-bound-envs.md as written, name resolution, errors,
+%% timeouts, cancellation, full asyncio, load, killed callers, a loop that
+%% misbehaves, and stopping under load.
+-module(py_event_loop_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-compile([export_all, nowarn_export_all]).
+
+%% logger handler used by spawn_task_failures_are_logged
+-export([log/2]).
+
+all() ->
+    [spec_defining_functions, spec_evaluating_expressions, spec_process_isolation,
+     namespace_removed_on_exit, spec_env_reuse, lookup_order, plain_functions_and_awaitables,
+     errors_in_coroutines, code_errors, kwargs, await_timeout_keeps_task, run_timeout_cancels_task,
+     bad_arguments, stdlib_imports, full_asyncio, tasks_interleave, many_tasks_many_processes,
+     killed_caller_tasks_finish, python_calls_erlang_from_tasks, results_convert,
+     system_exit_in_task, stray_loop_stop, spawn_task_failures_are_logged, idle_loop_sleeps,
+     subinterpreter_env_refused, restart_under_load].
+
+init_per_suite(Config) ->
+    ok = py_test_util:start(),
+    Config.
+
+end_per_suite(_Config) ->
+    py_test_util:stop().
+
+init_per_testcase(_Case, Config) ->
+    Config.
+
+end_per_testcase(_Case, _Config) ->
+    py_test_util:flush(),
+    ok.
+
+%% Runs Fun in a fresh process (fresh namespaces) and returns its result.
+in_process(Fun) ->
+    {Pid, MRef} = spawn_monitor(fun() -> exit({done, Fun()}) end),
+    receive
+        {'DOWN', MRef, process, Pid, {done, Result}} -> Result;
+        {'DOWN', MRef, process, Pid, Other} -> error({process_failed, Other})
+    end.
+
+loop_ref() ->
+    {ok, Loop} = py_event_loop:get_loop(),
+    py_event_loop:get_nif_ref(Loop).
+
+%% ---------------------------------------------------------------------------
+%% The snippets of process-bound-envs.md, as written
+
+spec_defining_functions(_Config) ->
+    %% Get the event loop reference
+    {ok, Loop} = py_event_loop:get_loop(),
+    LoopRef = py_event_loop:get_nif_ref(Loop),
+    %% Define a function in this process's namespace
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+async def my_async_function(x):
+    await asyncio.sleep(0.1)
+    return x * 2
+counter = 0
+async def increment_and_get():
+    global counter
+    counter += 1
+    return counter
+">>),
+    %% Call the function via create_task - uses __main__ module
+    {ok, Ref} = py_event_loop:create_task(Loop, '__main__', my_async_function, [21]),
+    {ok, 42} = py_event_loop:await(Ref),
+    %% State persists across calls
+    {ok, Ref1} = py_event_loop:create_task(Loop, '__main__', increment_and_get, []),
+    {ok, 1} = py_event_loop:await(Ref1),
+    {ok, Ref2} = py_event_loop:create_task(Loop, '__main__', increment_and_get, []),
+    {ok, 2} = py_event_loop:await(Ref2).
+
+spec_evaluating_expressions(_Config) ->
+    LoopRef = loop_ref(),
+    %% Evaluate expressions in the process's namespace
+    {ok, 42} = py_nif:event_loop_eval(LoopRef, <<"21 * 2">>),
+    %% Access variables defined via exec
+    ok = py_nif:event_loop_exec(LoopRef, <<"result = 'computed'">>),
+    {ok, <<"computed">>} = py_nif:event_loop_eval(LoopRef, <<"result">>).
+
+spec_process_isolation(_Config) ->
+    {ok, Loop} = py_event_loop:get_loop(),
+    LoopRef = py_event_loop:get_nif_ref(Loop),
+    Self = self(),
+    %% Process A defines x
+    spawn(fun() ->
+        ok = py_nif:event_loop_exec(LoopRef, <<"x = 'A'">>),
+        {ok, <<"A">>} = py_nif:event_loop_eval(LoopRef, <<"x">>),
+        Self ! {a, py_nif:event_loop_eval(LoopRef, <<"x">>)}
+    end),
+    %% Process B has its own x
+    spawn(fun() ->
+        ok = py_nif:event_loop_exec(LoopRef, <<"x = 'B'">>),
+        {ok, <<"B">>} = py_nif:event_loop_eval(LoopRef, <<"x">>),
+        Self ! {b, py_nif:event_loop_eval(LoopRef, <<"x">>)}
+    end),
+    {ok, <<"A">>} = receive {a, A} -> A after 5000 -> error(a_timeout) end,
+    {ok, <<"B">>} = receive {b, B} -> B after 5000 -> error(b_timeout) end,
+    %% ... and the test process has none
+    {error, {'NameError', _}} = py_nif:event_loop_eval(LoopRef, <<"x">>).
+
+namespace_removed_on_exit(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py:exec(<<"import sys\nsys._ep_loop_deleted = []">>),
+    {ok, #{envs_alive := Before}} = py_nif:runtime_info(),
+    in_process(fun() ->
+        ok = py_nif:event_loop_exec(LoopRef, <<"
+import sys
+class Tracked:
+    def __del__(self):
+        sys._ep_loop_deleted.append('gone')
+tracked = Tracked()
+">>)
+    end),
+    py_test_util:drain_gc(),
+    %% __del__ ran on the owner thread, with its globals still there
+    true = py_test_util:wait_until(
+             fun() -> {ok, [<<"gone">>]} =:= py:eval(<<"__import__('sys')._ep_loop_deleted">>) end, 5000),
+    true = py_test_util:wait_until(
+             fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< Before end, 5000).
+
+spec_env_reuse(_Config) ->
+    Self = self(),
+    ok = in_process(fun() ->
+        %% Create a context and define an async function
+        Ctx = py:context(1),
+        ok = py:exec(Ctx, <<"
+import asyncio
+async def process_data(items):
+    results = []
+    for item in items:
+        await asyncio.sleep(0.001)
+        results.append(item * 2)
+    return results
+">>),
+        %% Call it directly - env is reused automatically
+        {ok, [2,4,6]} = py_event_loop:run('__main__', process_data, [[1,2,3]]),
+        %% Also works with create_task and spawn_task
+        Ref = py_event_loop:create_task('__main__', process_data, [[4,5,6]]),
+        {ok, [8,10,12]} = py_event_loop:await(Ref),
+        %% Fire-and-forget
+        ok = py_event_loop:spawn_task('__main__', process_data, [[7,8,9]]),
+        %% The spawned task really runs: one that reports back
+        ok = py:exec(Ctx, <<"
+import erlang
+async def report(pid, items):
+    erlang.send(pid, ('processed', await process_data(items)))
+">>),
+        ok = py_event_loop:spawn_task('__main__', report, [Self, [7,8,9]])
+    end),
+    receive {<<"processed">>, [14,16,18]} -> ok after 5000 -> error(spawned_task_did_not_run) end.
+
+lookup_order(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py:exec(<<"import __main__\n__main__.ep_where = lambda: 'real __main__'">>),
+    in_process(fun() ->
+        {ok, <<"real __main__">>} = py_event_loop:run('__main__', ep_where, []),
+        ok = py_nif:event_loop_exec(LoopRef, <<"def ep_where(): return 'loop namespace'">>),
+        {ok, <<"loop namespace">>} = py_event_loop:run('__main__', ep_where, []),
+        ok = py:exec(py:context(1), <<"def ep_where(): return 'py:exec env'">>),
+        {ok, <<"py:exec env">>} = py_event_loop:run('__main__', ep_where, []),
+        %% builtins come last
+        {ok, 3} = py_event_loop:run('__main__', len, [[1, 2, 3]]),
+        %% modules and dotted names
+        {ok, <<"a/b">>} = py_event_loop:run(os, 'path.join', [<<"a">>, <<"b">>]),
+        ok
+    end),
+    ok = py:exec(<<"import __main__\ndel __main__.ep_where">>).
+
+plain_functions_and_awaitables(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+def plain(x):
+    return x + 1
+async def suspends(x):
+    await asyncio.sleep(0.01)
+    return x + 2
+def future(x):
+    fut = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.01, fut.set_result, x + 3)
+    return fut
+def coroutine_object(x):
+    return suspends(x)
+async def current_task_is_set():
+    return asyncio.current_task() is not None
+">>),
+    {ok, 2} = py_event_loop:run('__main__', plain, [1]),
+    {ok, 3} = py_event_loop:run('__main__', suspends, [1]),
+    {ok, 4} = py_event_loop:run('__main__', future, [1]),
+    {ok, 3} = py_event_loop:run('__main__', coroutine_object, [1]),
+    {ok, true} = py_event_loop:run('__main__', current_task_is_set, []).
+
+errors_in_coroutines(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+async def fails_later(msg):
+    await asyncio.sleep(0.01)
+    raise ValueError(msg)
+async def fails_at_once():
+    raise KeyError('k')
+def plain_fails():
+    return 1 / 0
+async def cancelled_inside():
+    raise asyncio.CancelledError()
+">>),
+    {error, {'ValueError', <<"boom">>}} = py_event_loop:run('__main__', fails_later, [<<"boom">>]),
+    {match, _} = re:run(py:last_traceback(), <<"fails_later">>),
+    {ok, Ref} = py_event_loop:create_task(loop(), '__main__', fails_at_once, []),
+    {error, {'KeyError', <<"'k'">>}} = py_event_loop:await(Ref),
+    {error, {'ZeroDivisionError', _}} = py_event_loop:run('__main__', plain_fails, []),
+    {error, {'CancelledError', _}} = py_event_loop:run('__main__', cancelled_inside, []),
+    {error, {'NameError', _}} = py_event_loop:run('__main__', not_defined_anywhere, []),
+    {error, {'ModuleNotFoundError', _}} = py_event_loop:run(no_such_module_xyz, f, []),
+    {error, {'TypeError', _}} = py_event_loop:run('__main__', plain_fails, [1, 2]).
+
+loop() ->
+    {ok, Loop} = py_event_loop:get_loop(),
+    Loop.
+
+code_errors(_Config) ->
+    LoopRef = loop_ref(),
+    {error, {'SyntaxError', _}} = py_nif:event_loop_exec(LoopRef, <<"def (">>),
+    {error, {'NameError', _}} = py_nif:event_loop_eval(LoopRef, <<"undefined_name_here">>),
+    {error, {'SyntaxError', _}} = py_nif:event_loop_eval(LoopRef, <<"x = 1">>),
+    {error, {badarg, code}} = py_nif:event_loop_exec(LoopRef, "not a binary"),
+    {error, {badarg, loop}} = py_nif:event_loop_exec(make_ref(), <<"x = 1">>),
+    %% the namespace still works
+    ok = py_nif:event_loop_exec(LoopRef, <<"y = 5">>),
+    {ok, 5} = py_nif:event_loop_eval(LoopRef, <<"y">>).
+
+kwargs(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+async def greet(name, greeting='hello', punct='!'):
+    return f'{greeting} {name}{punct}'
+">>),
+    Ref = py_event_loop:create_task('__main__', greet, [<<"joe">>], #{greeting => <<"hi">>}),
+    {ok, <<"hi joe!">>} = py_event_loop:await(Ref),
+    {ok, <<"hey ann?">>} = py_event_loop:run('__main__', greet, [<<"ann">>],
+                                              #{kwargs => #{<<"greeting">> => <<"hey">>, punct => <<"?">>}}),
+    {error, {'TypeError', _}} = py_event_loop:run('__main__', greet, [<<"x">>], #{kwargs => #{nope => 1}}).
+
+await_timeout_keeps_task(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+async def slow(x):
+    await asyncio.sleep(0.3)
+    return x
+">>),
+    {ok, Ref} = py_event_loop:create_task(loop(), '__main__', slow, [7]),
+    {error, timeout} = py_event_loop:await(Ref, 20),
+    %% the task went on: its answer is still there to await
+    {ok, 7} = py_event_loop:await(Ref, 5000),
+    {error, {badarg, timeout}} = py_event_loop:await(Ref, -1),
+    {error, {badarg, ref}} = py_event_loop:await(not_a_ref, 10).
+
+run_timeout_cancels_task(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+state = []
+async def slow():
+    try:
+        await asyncio.sleep(0.3)
+        state.append('finished')
+    except asyncio.CancelledError:
+        state.append('cancelled')
+        raise
+">>),
+    {error, timeout} = py_event_loop:run('__main__', slow, [], #{timeout => 30}),
+    true = py_test_util:wait_until(
+             fun() -> {ok, [<<"cancelled">>]} =:= py_nif:event_loop_eval(LoopRef, <<"state">>) end, 3000),
+    timer:sleep(400),
+    {ok, [<<"cancelled">>]} = py_nif:event_loop_eval(LoopRef, <<"state">>),
+    %% no late answer was left in the mailbox
+    receive Stray -> error({stray_message, Stray}) after 0 -> ok end,
+    {ok, #{tasks_awaited := 0}} = py_event_loop:info().
+
+bad_arguments(_Config) ->
+    {error, {badarg, args}} = py_event_loop:run(math, sqrt, not_a_list),
+    {error, {badarg, args}} = py_event_loop:run(math, sqrt, [1 | 2]),
+    {error, {badarg, module}} = py_event_loop:run("math", sqrt, [1]),
+    {error, {badarg, function}} = py_event_loop:run(math, 42, [1]),
+    {error, {badarg, timeout}} = py_event_loop:run(math, sqrt, [1], #{timeout => soon}),
+    {error, {badarg, kwargs}} = py_event_loop:run(math, sqrt, [1], #{kwargs => [a]}),
+    {error, {badarg, {option, timout}}} = py_event_loop:run(math, sqrt, [1], #{timout => 5}),
+    {error, {badarg, options}} = py_event_loop:run(math, sqrt, [1], [{timeout, 5}]),
+    %% the Ref-returning forms answer through await
+    Ref = py_event_loop:create_task(math, sqrt, not_a_list),
+    {error, {badarg, args}} = py_event_loop:await(Ref, 1000),
+    Ref2 = py_event_loop:create_task(math, sqrt, [1], not_a_map),
+    {error, {badarg, kwargs}} = py_event_loop:await(Ref2, 1000),
+    {error, {badarg, args}} = py_event_loop:spawn_task(math, sqrt, oops),
+    {error, {badarg, args}} = py_event_loop:create_task(loop(), math, sqrt, oops),
+    %% a term Python cannot take
+    {error, {unsupported_term, _}} = py_event_loop:run(builtins, repr, [fun() -> ok end]).
+
+stdlib_imports(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import math, json, asyncio, decimal, sqlite3
+async def use_them():
+    db = sqlite3.connect(':memory:')
+    db.execute('create table t (x)')
+    db.execute('insert into t values (?)', (str(decimal.Decimal('1.1') + decimal.Decimal('2.2')),))
+    value = db.execute('select x from t').fetchone()[0]
+    await asyncio.sleep(0)
+    return json.dumps({'sum': value, 'sqrt': math.sqrt(16)})
+">>),
+    {ok, <<"{\"sum\": \"3.3\", \"sqrt\": 4.0}">>} = py_event_loop:run('__main__', use_them, []).
+
+full_asyncio(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio, time
+async def gathered():
+    async def one(i):
+        await asyncio.sleep(0.01 * i)
+        return i
+    return await asyncio.gather(*(one(i) for i in range(5)))
+async def wait_for_times_out():
+    try:
+        await asyncio.wait_for(asyncio.sleep(5), 0.02)
+    except asyncio.TimeoutError:
+        return 'timed out'
+async def in_executor():
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, lambda: (time.sleep(0.01), 'from a thread')[1])
+async def echo_over_loopback():
+    async def handle(reader, writer):
+        data = await reader.readline()
+        writer.write(data.upper())
+        await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(handle, '127.0.0.1', 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection('127.0.0.1', port)
+    writer.write(b'hello loop\\n')
+    await writer.drain()
+    line = await reader.readline()
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    return line
+async def queues():
+    q = asyncio.Queue()
+    async def producer():
+        for i in range(3):
+            await q.put(i)
+    asyncio.get_running_loop().create_task(producer())
+    return [await q.get() for _ in range(3)]
+">>),
+    {ok, [0, 1, 2, 3, 4]} = py_event_loop:run('__main__', gathered, []),
+    {ok, <<"timed out">>} = py_event_loop:run('__main__', wait_for_times_out, []),
+    {ok, <<"from a thread">>} = py_event_loop:run('__main__', in_executor, []),
+    {ok, <<"HELLO LOOP\n">>} = py_event_loop:run('__main__', echo_over_loopback, []),
+    {ok, [0, 1, 2]} = py_event_loop:run('__main__', queues, []).
+
+%% 1000 tasks that each wait until all 1000 have started: they can only
+%% finish if the loop interleaves them (how fast is for bench/).
+tasks_interleave(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+started = 0
+all_started = asyncio.Event()
+async def barrier(n):
+    global started
+    started += 1
+    if started == n:
+        all_started.set()
+    await all_started.wait()
+    await asyncio.sleep(0.1)
+    return started
+">>),
+    Refs = [py_event_loop:create_task('__main__', barrier, [1000]) || _ <- lists:seq(1, 1000)],
+    Results = [py_event_loop:await(R, 10000) || R <- Refs],
+    [{ok, 1000}] = lists:usort(Results).
+
+many_tasks_many_processes(_Config) ->
+    Self = self(),
+    Pids = [spawn_link(fun() ->
+                           Refs = [{I, py_event_loop:create_task(operator, mul, [P, I])} || I <- lists:seq(1, 100)],
+                           Bad = [{I, R} || {I, Ref} <- Refs, {ok, V} = R <- [py_event_loop:await(Ref, 30000)],
+                                            V =/= P * I],
+                           Self ! {done, self(), Bad}
+                       end) || P <- lists:seq(1, 100)],
+    [receive {done, Pid, Bad} -> [] = Bad after 60000 -> error(timeout) end || Pid <- Pids],
+    true = py_test_util:wait_until(fun() -> {ok, #{tasks_awaited := T}} = py_event_loop:info(), T =:= 0 end, 5000).
+
+killed_caller_tasks_finish(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py:exec(<<"import sys\nsys._ep_finished = 0">>),
+    {ok, #{envs_alive := EnvsBefore}} = py_nif:runtime_info(),
+    Self = self(),
+    Pid = spawn(fun() ->
+        ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio, sys
+async def work():
+    await asyncio.sleep(0.2)
+    sys._ep_finished += 1
+    return 'done'
+">>),
+        _ = [py_event_loop:create_task('__main__', work, []) || _ <- lists:seq(1, 100)],
+        Self ! started,
+        receive never -> ok end
+    end),
+    receive started -> ok end,
+    exit(Pid, kill),
+    %% the tasks run to completion; their answers go nowhere
+    true = py_test_util:wait_until(fun() -> {ok, 100} =:= py:eval(<<"__import__('sys')._ep_finished">>) end, 5000),
+    true = py_test_util:wait_until(fun() -> {ok, #{tasks_awaited := T}} = py_event_loop:info(), T =:= 0 end, 5000),
+    py_test_util:drain_gc(),
+    true = py_test_util:wait_until(
+             fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< EnvsBefore end, 5000).
+
+python_calls_erlang_from_tasks(_Config) ->
+    ok = py:register_function(loop_add, fun([A, B]) -> A + B end),
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio, erlang
+async def adds(a, b):
+    await asyncio.sleep(0)
+    return erlang.loop_add(a, b)
+async def sends(pid, term):
+    await asyncio.sleep(0)
+    erlang.send(pid, ('from_loop', term))
+    return 'sent'
+">>),
+    {ok, 5} = py_event_loop:run('__main__', adds, [2, 3]),
+    {ok, <<"sent">>} = py_event_loop:run('__main__', sends, [self(), #{k => [1, 2]}]),
+    receive {<<"from_loop">>, #{<<"k">> := [1, 2]}} -> ok after 5000 -> error(no_message) end,
+    py:unregister_function(loop_add).
+
+results_convert(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+async def big_dict(n):
+    return {i: str(i) for i in range(n)}
+async def opaque():
+    class Thing:
+        size = 3
+    return Thing()
+async def bignum():
+    return 2 ** 200
+">>),
+    {ok, Big} = py_event_loop:run('__main__', big_dict, [500]),
+    500 = map_size(Big),
+    <<"499">> = maps:get(499, Big),
+    {ok, Handle} = py_event_loop:run('__main__', opaque, []),
+    true = py:is_handle(Handle),
+    {ok, 3} = py:getattr(Handle, size),
+    {ok, N} = py_event_loop:run('__main__', bignum, []),
+    N = 1 bsl 200.
+
+%% SystemExit and KeyboardInterrupt escape asyncio's loop: the caller gets
+%% the error, the loop is run again.
+system_exit_in_task(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio, sys
+async def exits():
+    await asyncio.sleep(0)
+    sys.exit(3)
+async def interrupts():
+    raise KeyboardInterrupt()
+">>),
+    {error, {'SystemExit', _}} = py_event_loop:run('__main__', exits, []),
+    {error, {'KeyboardInterrupt', _}} = py_event_loop:run('__main__', interrupts, []),
+    {ok, 4.0} = py_event_loop:run(math, sqrt, [16]),
+    {ok, #{running := true}} = py_event_loop:info().
+
+stray_loop_stop(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+async def stops_loop():
+    asyncio.get_running_loop().stop()
+    return 'asked'
+async def closes_loop():
+    asyncio.get_running_loop().close()
+">>),
+    {ok, <<"asked">>} = py_event_loop:run('__main__', stops_loop, []),
+    {ok, 4.0} = py_event_loop:run(math, sqrt, [16]),
+    {error, {'RuntimeError', _}} = py_event_loop:run('__main__', closes_loop, []),
+    {ok, 5.0} = py_event_loop:run(math, sqrt, [25]).
+
+spawn_task_failures_are_logged(_Config) ->
+    ok = logger:add_handler(?MODULE, ?MODULE, #{config => #{pid => self()}}),
+    try
+        LoopRef = loop_ref(),
+        ok = py_nif:event_loop_exec(LoopRef, <<"
+async def broken():
+    raise RuntimeError('spawned and failed')
+">>),
+        ok = py_event_loop:spawn_task('__main__', broken, []),
+        receive
+            {logged, warning, Text} ->
+                {match, _} = re:run(Text, "spawned and failed"),
+                {match, _} = re:run(Text, "Traceback")
+        after 5000 ->
+            error(nothing_logged)
+        end
+    after
+        logger:remove_handler(?MODULE)
+    end.
+
+log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
+    case Meta of
+        #{mfa := {py_event_loop, _, _}} ->
+            Text = case Msg of
+                       {Format, Args} when is_list(Args) -> io_lib:format(Format, Args);
+                       {string, S} -> S;
+                       Other -> io_lib:format("~p", [Other])
+                   end,
+            Pid ! {logged, Level, unicode:characters_to_binary(Text)};
+        _ ->
+            ok
+    end.
+
+%% An idle loop sleeps in epoll: its thread uses no CPU.
+idle_loop_sleeps(_Config) ->
+    {ok, _} = py_event_loop:run(math, sqrt, [4]),
+    {ok, #{thread_id := Thread}} = py_event_loop:info(),
+    Before = cpu_ticks(Thread),
+    timer:sleep(2000),
+    After = cpu_ticks(Thread),
+    ct:pal("event loop thread CPU over 2 s idle: ~p ticks", [After - Before]),
+    true = After - Before =< 1,
+    %% and wakes up when work arrives
+    {ok, 3.0} = py_event_loop:run(math, sqrt, [9]).
+
+cpu_ticks(Tid) ->
+    {ok, Stat} = file:read_file("/proc/self/task/" ++ integer_to_list(Tid) ++ "/stat"),
+    %% fields after the command name: utime is the 12th, stime the 13th
+    [_, AfterComm] = binary:split(Stat, <<") ">>),
+    Fields = binary:split(AfterComm, <<" ">>, [global]),
+    binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields)).
+
+subinterpreter_env_refused(_Config) ->
+    case py_context:start_link(loop_sub, owngil) of
+        {error, {_, Why}} ->
+            {skip, Why};
+        {ok, Ctx} ->
+            try
+                LoopRef = loop_ref(),
+                in_process(fun() ->
+                    ok = py:exec(Ctx, <<"async def sub_only(): return 1">>),
+                    {error, env_wrong_interpreter} = py_event_loop:run('__main__', sub_only, []),
+                    Ref = py_event_loop:create_task('__main__', sub_only, []),
+                    {error, env_wrong_interpreter} = py_event_loop:await(Ref),
+                    %% names found elsewhere still resolve
+                    {ok, 2.0} = py_event_loop:run(math, sqrt, [4]),
+                    ok = py_nif:event_loop_exec(LoopRef, <<"async def in_loop(): return 'loop'">>),
+                    {ok, <<"loop">>} = py_event_loop:run('__main__', in_loop, []),
+                    %% an explicit env of a subinterpreter, given to the loop
+                    {ok, SubEnv} = py_context:create_local_env(Ctx),
+                    {error, env_wrong_interpreter} =
+                        py_nif:event_loop_code(LoopRef, make_ref(), SubEnv, exec, <<"x = 1">>, #{}),
+                    ok
+                end)
+            after
+                unlink(Ctx),
+                py_context:stop(Ctx)
+            end
+    end.
+
+%% The loop's owner restarting (a supervisor restart) under load: callers
+%% get {error, event_loop_stopped} or their answer, never a hang; a new loop
+%% serves afterwards.
+restart_under_load(_Config) ->
+    Self = self(),
+    LoopRef = loop_ref(),
+    Callers = [spawn_link(fun() -> Self ! {caller, self(), call_until_stopped(0, #{})} end)
+               || _ <- lists:seq(1, 20)],
+    timer:sleep(300),
+    OldPid = whereis(py_event_loop),
+    exit(OldPid, kill),
+    Outcomes = [receive {caller, C, Seen} -> Seen after 30000 -> error({caller_hung, C}) end || C <- Callers],
+    ct:pal("callers saw: ~p", [Outcomes]),
+    [true = maps:is_key(event_loop_stopped, S) orelse maps:is_key(event_loop_not_running, S) || S <- Outcomes],
+    %% until the new loop is up, callers are told it is not running
+    true = py_test_util:wait_until(fun() -> {ok, 4.0} =:= py_event_loop:run(math, sqrt, [16]) end, 5000),
+    true = whereis(py_event_loop) =/= OldPid,
+    {ok, NewLoop} = py_event_loop:get_loop(),
+    already_stopped = py_nif:event_loop_stop(LoopRef),
+    true = NewLoop =/= LoopRef,
+    #{running := true} = py_nif:event_loop_info(NewLoop),
+    #{running := false} = py_nif:event_loop_info(LoopRef).
+
+call_until_stopped(N, Seen) when N > 2000 ->
+    Seen;
+call_until_stopped(N, Seen) ->
+    Result = py_event_loop:run(asyncio, sleep, [0.05, N], #{timeout => 10000}),
+    case Result of
+        {ok, N} -> call_until_stopped(N + 1, Seen#{ok => true});
+        {error, event_loop_stopped} -> Seen#{event_loop_stopped => true};
+        {error, event_loop_not_running} -> Seen#{event_loop_not_running => true}
+    end.
