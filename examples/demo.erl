@@ -27,6 +27,14 @@ main() ->
     show("busy loop with a 100 ms timeout",
          py:eval(Ctx, <<"exec('while True: pass')">>, #{}, #{timeout => 100})),
     show("the same context afterwards", py:eval(Ctx, <<"6 * 7">>)),
+
+    %% Coroutines run on the asyncio event loop, concurrently.
+    ok = py:exec(<<"import asyncio\nasync def nap(i):\n    await asyncio.sleep(0.1)\n    return i\n">>),
+    {Us, Naps} = timer:tc(fun() ->
+                                  Refs = [py_event_loop:create_task('__main__', nap, [I]) || I <- lists:seq(1, 1000)],
+                                  [element(2, py_event_loop:await(R)) || R <- Refs]
+                          end),
+    show(io_lib:format("1000 tasks sleeping 100 ms: done in ~b ms", [Us div 1000]), lists:sum(Naps)),
     ok.
 
 show(Label, Value) ->

@@ -17,7 +17,8 @@ all() ->
      bad_arguments, stdlib_imports, full_asyncio, tasks_interleave, many_tasks_many_processes,
      killed_caller_tasks_finish, python_calls_erlang_from_tasks, results_convert,
      system_exit_in_task, stray_loop_stop, spawn_task_failures_are_logged, idle_loop_sleeps,
-     subinterpreter_env_refused, restart_under_load].
+     subinterpreter_env_refused, nif_argument_errors, large_arguments, stop_answers_everyone,
+     owner_death_stops_loop, restart_under_load].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -603,3 +604,96 @@ call_until_stopped(N, Seen) ->
         {error, event_loop_stopped} -> Seen#{event_loop_stopped => true};
         {error, event_loop_not_running} -> Seen#{event_loop_not_running => true}
     end.
+
+nif_argument_errors(_Config) ->
+    LoopRef = loop_ref(),
+    Tag = make_ref(),
+    Env = py_nif:event_loop_env_new(),
+    {error, {badarg, op}} = py_nif:event_loop_submit(LoopRef, Tag, bogus, [], math, sqrt, [1], #{}),
+    {error, {badarg, env}} = py_nif:event_loop_submit(LoopRef, Tag, task, [not_an_env], '__main__', f, [], #{}),
+    {error, {badarg, loop}} = py_nif:event_loop_submit(not_a_loop, Tag, task, [], math, sqrt, [1], #{}),
+    {error, {badarg, env}} = py_nif:event_loop_code(LoopRef, Tag, not_an_env, exec, <<"x = 1">>, #{}),
+    {error, {badarg, op}} = py_nif:event_loop_code(LoopRef, Tag, Env, bogus, <<"x = 1">>, #{}),
+    {error, {badarg, expr}} = py_nif:event_loop_code(LoopRef, Tag, Env, eval, not_code, #{}),
+    {error, {badarg, locals}} = py_nif:event_loop_code(LoopRef, Tag, Env, eval, <<"1">>, not_a_map),
+    {error, {badarg, loop}} = py_nif:event_loop_stop(make_ref()),
+    {error, {badarg, loop}} = py_nif:event_loop_info(self()),
+    finished = py_nif:cancel(LoopRef, 1 bsl 60),
+    receive Stray -> error({stray_message, Stray}) after 100 -> ok end.
+
+%% Arguments past ~512 KB are copied on a dirty scheduler; results of any
+%% size come back.
+large_arguments(_Config) ->
+    Big = binary:copy(<<"a">>, 1000000),
+    {ok, 1000000} = py_event_loop:run(builtins, len, [Big]),
+    Ref = py_event_loop:create_task(builtins, len, [lists:seq(1, 200000)]),
+    {ok, 200000} = py_event_loop:await(Ref),
+    {ok, Back} = py_event_loop:run(builtins, str, [Big]),
+    1000000 = byte_size(Back).
+
+%% A loop of our own, stopped with work in every state: queued, running,
+%% refusing to be cancelled, waiting on an executor thread. Everyone is
+%% answered, nothing hangs.
+stop_answers_everyone(_Config) ->
+    Tag = make_ref(),
+    {ok, Loop} = py_nif:event_loop_new(Tag),
+    receive {Tag, ok} -> ok after 5000 -> error(loop_not_started) end,
+    Env = py_nif:event_loop_env_new(),
+    Exec = fun(Code) ->
+                   T = make_ref(),
+                   _ = py_nif:event_loop_code(Loop, T, Env, exec, Code, #{}),
+                   py_call:wait_reply(T, 5000)
+           end,
+    ok = Exec(<<"
+import asyncio, time
+async def stubborn():
+    while True:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass
+async def in_thread():
+    return await asyncio.get_running_loop().run_in_executor(None, time.sleep, 3)
+async def sleeper():
+    await asyncio.sleep(10)
+def blocks(pid):
+    import erlang
+    erlang.send(pid, 'blocking')
+    time.sleep(0.3)
+">>),
+    Submit = fun(F, Args) ->
+                     T = make_ref(),
+                     Id = py_nif:event_loop_submit(Loop, T, task, [Env], '__main__', F, Args, #{}),
+                     true = is_integer(Id),
+                     T
+             end,
+    Running = [Submit(F, []) || F <- [stubborn, in_thread, sleeper]],
+    Blocker = Submit(blocks, [self()]),
+    receive <<"blocking">> -> ok after 5000 -> error(not_blocking) end,
+    %% the loop is busy: these stay queued
+    Queued = [Submit(sleeper, []) || _ <- lists:seq(1, 5)],
+    {Us, ok} = timer:tc(fun() -> ok = py_nif:event_loop_stop(Loop) end),
+    true = Us < 100000,  %% stop never waits for Python
+    already_stopped = py_nif:event_loop_stop(Loop),
+    [{error, event_loop_stopped} = py_call:wait_reply(T, 10000) || T <- Queued ++ Running],
+    {ok, none} = py_call:wait_reply(Blocker, 10000),
+    {error, event_loop_not_running} = py_nif:event_loop_submit(Loop, make_ref(), task, [], math, sqrt, [1], #{}),
+    true = py_test_util:wait_until(fun() -> #{tasks_awaited := 0} = M = py_nif:event_loop_info(Loop),
+                                            not map_get(running, M) end, 5000),
+    %% the application's loop was not touched
+    {ok, 2.0} = py_event_loop:run(math, sqrt, [4]).
+
+owner_death_stops_loop(_Config) ->
+    Self = self(),
+    {Owner, MRef} = spawn_monitor(fun() ->
+                                          Tag = make_ref(),
+                                          {ok, Loop} = py_nif:event_loop_new(Tag),
+                                          receive {Tag, ok} -> ok end,
+                                          Self ! {loop, Loop},
+                                          receive never -> ok end
+                                  end),
+    Loop = receive {loop, L} -> L after 5000 -> error(no_loop) end,
+    #{running := true} = py_nif:event_loop_info(Loop),
+    exit(Owner, kill),
+    receive {'DOWN', MRef, process, Owner, killed} -> ok end,
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 5000).
