@@ -136,6 +136,12 @@ std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "erlang.call: the function name must be a str");
         return nullptr;
     }
+    if (current_call().on_event_loop) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "erlang.call would block the event loop: run it in an executor, e.g. "
+                        "await asyncio.get_running_loop().run_in_executor(None, erlang.call, 'name', arg)");
+        return nullptr;
+    }
     if (current_call().no_callbacks) {
         PyErr_SetString(PyExc_RuntimeError,
                         "erlang.call: not possible here (a __del__ run while releasing objects, or a context "

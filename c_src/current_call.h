@@ -17,6 +17,9 @@ struct CurrentCall {
     // erlang.call must not wait here: the service thread (a __del__ while
     // releasing objects would stall every interrupt) and a stopping context.
     bool no_callbacks = false;
+    // The event loop's thread: waiting for Erlang here would stall every
+    // task on the loop (and deadlock if the Erlang side uses the loop).
+    bool on_event_loop = false;
 };
 
 // Thread-local; plain pointers, valid while the frames that set them run.

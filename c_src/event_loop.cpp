@@ -3,9 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "atoms.h"
+#include "current_call.h"
 #include "erl_terms.h"
+#include "gil.h"
 #include "loop_driver.h"
 #include "native_thread.h"
 #include "python_runtime.h"
@@ -57,20 +61,33 @@ EventLoop::Cancel EventLoop::cancel(std::uint64_t id) {
 }
 
 bool EventLoop::stop(ErlNifEnv* caller_env) {
-    std::deque<std::unique_ptr<LoopJob>> queued;
+    std::vector<std::unique_ptr<LoopJob>> queued;
     {
         std::lock_guard lock(mutex_);
         State s = state_.load(std::memory_order_acquire);
         if (s == State::Stopping || s == State::Stopped) return false;
         state_.store(s == State::Created ? State::Stopped : State::Stopping, std::memory_order_release);
-        queued.swap(queue_);
-        for (auto& job : queued)
-            if (job->op == LoopOp::Task) awaited_.erase(job->id);
+        queued = take_unanswered_locked();
     }
-    for (auto& job : queued)
-        if (job->op != LoopOp::Spawn) job->req->reply(make_error(job->req->env.get(), atoms::event_loop_stopped), caller_env);
+    for (auto& job : queued) job->req->reply(make_error(job->req->env.get(), atoms::event_loop_stopped), caller_env);
     wake_.signal();
     return true;
+}
+
+std::vector<std::unique_ptr<LoopJob>> EventLoop::take_unanswered_locked() {
+    std::vector<std::unique_ptr<LoopJob>> out;
+    for (auto& job : queue_) {
+        if (job->op == LoopOp::Spawn) continue;
+        if (job->op == LoopOp::Task) {
+            auto it = awaited_.find(job->id);
+            bool wanted = it != awaited_.end() && !it->second;  // a cancelled caller has gone on
+            if (it != awaited_.end()) awaited_.erase(it);
+            if (!wanted) continue;
+        }
+        out.push_back(std::move(job));
+    }
+    queue_.clear();
+    return out;
 }
 
 std::size_t EventLoop::queue_length() const {
@@ -93,6 +110,21 @@ bool EventLoop::claim_reply(std::uint64_t id) {
 }
 
 void EventLoop::on_wake(LoopDriver& driver) {
+    if (start_jobs(driver)) linger(driver);
+    if (stopping()) driver.request_stop();
+}
+
+void EventLoop::linger(LoopDriver& driver) {
+    // While the loop has nothing else ready, wait a moment for the next
+    // job rather than go back to epoll: a round trip then costs no wake-up
+    // of this thread (context threads do the same).
+    while (!stopping() && driver.nothing_ready() && spin_for_jobs() && start_jobs(driver)) {
+    }
+    // The stop may have been the wake-up we consumed.
+    if (stopping()) driver.request_stop();
+}
+
+bool EventLoop::start_jobs(LoopDriver& driver) {
     wake_.consume();
     std::vector<std::unique_ptr<LoopJob>> jobs, dropped;
     std::vector<std::uint64_t> cancels;
@@ -118,8 +150,28 @@ void EventLoop::on_wake(LoopDriver& driver) {
     }
     if (more) wake_.signal();
     for (std::uint64_t id : cancels) driver.cancel(id);
-    for (auto& job : jobs) driver.start(std::move(job));
-    if (stopping()) driver.request_stop();
+    for (auto& job : jobs) {
+        try {
+            driver.start(std::move(job));
+        } catch (...) {
+            // Out of memory: a job not yet taken over is answered, not lost.
+            if (job && job->op != LoopOp::Spawn && (job->op != LoopOp::Task || claim_reply(job->id)))
+                job->req->reply(make_error(job->req->env.get(), atoms::no_memory));
+        }
+    }
+    return !more;
+}
+
+bool EventLoop::spin_for_jobs() {
+    GilRelease release;
+    auto deadline = std::chrono::steady_clock::now() + kSpin;
+    for (unsigned i = 1; !wake_.pending(); ++i) {
+        if ((i & 63) == 0) {
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            std::this_thread::yield();
+        }
+    }
+    return true;
 }
 
 void EventLoop::thread_main(Notify ready) {
@@ -131,6 +183,7 @@ void EventLoop::thread_main(Notify ready) {
         return;
     }
     PyEval_RestoreThread(tstate);
+    current_call().on_event_loop = true;
     {
         std::string error;
         std::unique_ptr<LoopDriver> driver;
@@ -148,24 +201,27 @@ void EventLoop::thread_main(Notify ready) {
             ready.send(started ? atoms::ok : make_error(ready.env.get(), atoms::event_loop_stopped));
             try {
                 if (started) driver->run();
-                driver->shutdown();
             } catch (...) {
                 // Out of memory: the loop ends as if stopped.
+                stop(nullptr);
+            }
+            try {
+                driver->shutdown();
+            } catch (...) {
             }
             driver.reset();
         }
     }
+    current_call().on_event_loop = false;
     PyThreadState_Clear(tstate);
     PyThreadState_DeleteCurrent();
-    std::deque<std::unique_ptr<LoopJob>> queued;
+    std::vector<std::unique_ptr<LoopJob>> queued;
     {
         std::lock_guard lock(mutex_);
         state_.store(State::Stopped, std::memory_order_release);
-        queued.swap(queue_);
-        awaited_.clear();
+        queued = take_unanswered_locked();
     }
-    for (auto& job : queued)
-        if (job->op != LoopOp::Spawn) job->req->reply(make_error(job->req->env.get(), atoms::event_loop_stopped));
+    for (auto& job : queued) job->req->reply(make_error(job->req->env.get(), atoms::event_loop_stopped));
 }
 
 }  // namespace ep

@@ -7,6 +7,7 @@
 #include <erl_nif.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -81,6 +82,9 @@ public:
     // Loop thread, GIL held (called from the loop's Python side).
     // The wake fd fired: hand queued jobs and cancellations to the driver.
     void on_wake(LoopDriver& driver);
+    // An answer has just been sent: if the loop is otherwise idle, wait a
+    // moment for the next job before it goes back to polling.
+    void linger(LoopDriver& driver);
     // A Task job is finished: true if its reply is still wanted (it was not
     // cancelled). Each id is claimed once.
     bool claim_reply(std::uint64_t id);
@@ -90,10 +94,19 @@ private:
     enum class State : std::uint8_t { Created, Running, Stopping, Stopped };
 
     void thread_main(Notify ready);
+    // Empties the queue; returns the jobs whose caller still waits for an
+    // answer (not spawned, not cancelled). mutex_ held.
+    std::vector<std::unique_ptr<LoopJob>> take_unanswered_locked();
+    // Hands queued jobs and cancellations to the driver; false when more
+    // are queued than one wake-up takes (the loop is woken again for them).
+    bool start_jobs(LoopDriver& driver);
+    // Without the GIL, waits up to kSpin for a new job; true if one came.
+    bool spin_for_jobs();
 
     // Jobs handed to the loop per wake-up; more wake it again, so timers
     // and I/O get their turn under a flood of submissions.
     static constexpr std::size_t kMaxJobsPerWake = 256;
+    static constexpr std::chrono::microseconds kSpin{50};
 
     std::atomic<State> state_{State::Created};
     ErlNifPid owner_{};

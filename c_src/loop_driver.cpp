@@ -14,34 +14,43 @@ namespace {
 
 constexpr const char* kCapsuleName = "erlang_python.loop_driver";
 
-// Run once the loop has stopped: cancel every task, let them unwind for a
-// moment (a task that swallows its cancellation must not hold the VM), close
-// async generators, and let go of executor threads without waiting for them.
+// Run once the loop has stopped. cancel_tasks: cancel every task and let
+// them unwind for a moment (a task that swallows its cancellation must not
+// hold the VM). close: close async generators (without waiting on one that
+// will not end), close what is left of the tasks' coroutines here, on the
+// loop thread, and let go of executor threads without waiting for them.
 constexpr const char* kShutdownSource = R"PY(
-def shutdown(loop, wait):
-    import asyncio
+import asyncio
+
+def cancel_tasks(loop, wait):
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for t in tasks:
         t.cancel()
     if tasks:
         loop.run_until_complete(asyncio.wait(tasks, timeout=wait))
+
+def close(loop, wait):
     try:
-        loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), wait))
+        gens = asyncio.ensure_future(loop.shutdown_asyncgens(), loop=loop)
+        loop.run_until_complete(asyncio.wait([gens], timeout=wait))
     except BaseException:
         pass
+    for t in asyncio.all_tasks(loop):
+        try:
+            t.get_coro().close()
+        except BaseException:
+            pass
     executor = getattr(loop, '_default_executor', None)
     if executor is not None:
         executor.shutdown(wait=False, cancel_futures=True)
 )PY";
 
 constexpr double kShutdownWaitSeconds = 1.0;
+constexpr int kMaxReportsPerSecond = 5;
 
 PyMethodDef wake_def = {"_erlang_python_wake", nullptr, METH_NOARGS, nullptr};
 PyMethodDef done_def = {"_erlang_python_task_done", nullptr, METH_O, nullptr};
 
-LoopDriver* driver_of(PyObject* capsule) {
-    return static_cast<LoopDriver*>(PyCapsule_GetPointer(capsule, kCapsuleName));
-}
 
 bool is_name_error(ErlNifEnv* env, const RunResult& r) {
     int arity;
@@ -80,8 +89,17 @@ bool LoopDriver::init(int wake_fd, std::string* error) {
     // Code that asks for "the" event loop on this thread gets this one.
     PyRef set = PyRef::steal(PyObject_CallMethod(asyncio.get(), "set_event_loop", "O", loop_obj_.get()));
     if (!set) return fail();
-    PyRef capsule = PyRef::steal(PyCapsule_New(this, kCapsuleName, nullptr));
-    if (!capsule) return fail();
+    // The capsule owns the link: tasks can keep the callbacks (and so the
+    // capsule) alive after this driver is gone, and must then find nobody.
+    auto* link = new Link{this};
+    PyRef capsule = PyRef::steal(PyCapsule_New(link, kCapsuleName, [](PyObject* cap) {
+        delete static_cast<Link*>(PyCapsule_GetPointer(cap, kCapsuleName));
+    }));
+    if (!capsule) {
+        delete link;
+        return fail();
+    }
+    link_ = link;
     wake_fn_ = PyRef::steal(PyCFunction_New(&wake_def, capsule.get()));
     done_fn_ = PyRef::steal(PyCFunction_New(&done_def, capsule.get()));
     ensure_future_ = PyRef::steal(PyObject_GetAttrString(asyncio.get(), "ensure_future"));
@@ -98,11 +116,16 @@ bool LoopDriver::init(int wake_fd, std::string* error) {
     if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) return fail();
     PyRef ran = PyRef::steal(PyRun_String(kShutdownSource, Py_file_input, globals.get(), globals.get()));
     if (!ran) return fail();
-    shutdown_fn_ = PyRef::borrow(PyDict_GetItemString(globals.get(), "shutdown"));
-    if (!shutdown_fn_) {
-        *error = "loop shutdown function missing";
+    cancel_tasks_fn_ = PyRef::borrow(PyDict_GetItemString(globals.get(), "cancel_tasks"));
+    close_fn_ = PyRef::borrow(PyDict_GetItemString(globals.get(), "close"));
+    if (!cancel_tasks_fn_ || !close_fn_) {
+        *error = "loop shutdown functions missing";
         return false;
     }
+    // asyncio's base loop keeps ready callbacks in `_ready`, a deque. Without
+    // it (another loop class) we never spin.
+    ready_ = PyRef::steal(PyObject_GetAttrString(loop_obj_.get(), "_ready"));
+    if (!ready_) PyErr_Clear();
     wake_fd_ = wake_fd;
     PyRef added = PyRef::steal(PyObject_CallMethod(loop_obj_.get(), "add_reader", "iO", wake_fd, wake_fn_.get()));
     if (!added) return fail();
@@ -110,8 +133,8 @@ bool LoopDriver::init(int wake_fd, std::string* error) {
 }
 
 LoopDriver::~LoopDriver() {
-    ids_.clear();
-    live_.clear();
+    if (link_ != nullptr) link_->driver = nullptr;
+    abandon_live_tasks();
     if (loop_obj_) {
         PyRef closed = PyRef::steal(PyObject_CallMethod(loop_obj_.get(), "close", nullptr));
         if (!closed) PyErr_Clear();
@@ -143,26 +166,49 @@ void LoopDriver::shutdown() {
     PyRef removed = PyRef::steal(PyObject_CallMethod(loop_obj_.get(), "remove_reader", "i", wake_fd_));
     if (!removed) PyErr_Clear();
     PyRef closed = PyRef::steal(PyObject_CallMethod(loop_obj_.get(), "is_closed", nullptr));
-    if (closed && PyObject_IsTrue(closed.get()) == 0) {
-        PyRef done = PyRef::steal(PyObject_CallFunction(shutdown_fn_.get(), "Od", loop_obj_.get(), kShutdownWaitSeconds));
+    bool open = closed && PyObject_IsTrue(closed.get()) == 0;
+    PyErr_Clear();
+    if (open) {
+        PyRef done = PyRef::steal(PyObject_CallFunction(cancel_tasks_fn_.get(), "Od", loop_obj_.get(), kShutdownWaitSeconds));
+        if (!done) report_loop_error();
+    }
+    // Answered before anything else can take time.
+    abandon_live_tasks();
+    if (open) {
+        PyRef done = PyRef::steal(PyObject_CallFunction(close_fn_.get(), "Od", loop_obj_.get(), kShutdownWaitSeconds));
         if (!done) report_loop_error();
     }
     PyErr_Clear();
-    // Tasks that would not end: their callers are answered now, and the
-    // tasks no longer call back into us.
+}
+
+void LoopDriver::abandon_live_tasks() {
     std::vector<Live> left;
     for (auto& [id, live] : live_) left.push_back(std::move(live));
     live_.clear();
     ids_.clear();
     for (Live& live : left) {
-        PyRef removed_cb = PyRef::steal(PyObject_CallMethod(live.task.get(), "remove_done_callback", "O", done_fn_.get()));
-        if (!removed_cb) PyErr_Clear();
-        RunResult stopped{RunResult::Failure, atoms::event_loop_stopped};
-        finish(*live.job, stopped);
+        PyRef removed = PyRef::steal(PyObject_CallMethod(live.task.get(), "remove_done_callback", "O", done_fn_.get()));
+        if (!removed) PyErr_Clear();
+        // Done, its callback not run yet: its own answer. Otherwise stopped.
+        PyRef done = PyRef::steal(PyObject_CallMethod(live.task.get(), "done", nullptr));
+        if (done && PyObject_IsTrue(done.get()) == 1) {
+            complete(*live.job, live.task.get());
+        } else {
+            PyErr_Clear();
+            RunResult stopped{RunResult::Failure, atoms::event_loop_stopped};
+            finish(*live.job, stopped);
+        }
     }
 }
 
-void LoopDriver::start(std::unique_ptr<LoopJob> job) {
+bool LoopDriver::nothing_ready() const {
+    if (!ready_) return false;
+    Py_ssize_t n = PyObject_Length(ready_.get());
+    if (n < 0) PyErr_Clear();
+    return n == 0;
+}
+
+void LoopDriver::start(std::unique_ptr<LoopJob>&& job) {
     if (job->op == LoopOp::Exec || job->op == LoopOp::Eval) {
         RunResult result = runner_.run(*job->req);
         finish(*job, result);
@@ -171,10 +217,14 @@ void LoopDriver::start(std::unique_ptr<LoopJob> job) {
     start_call(std::move(job));
 }
 
-void LoopDriver::start_call(std::unique_ptr<LoopJob> job) {
+void LoopDriver::start_call(std::unique_ptr<LoopJob>&& job) {
     Request& req = *job->req;
     RunResult error;
+    // Held while we look: a lookup can run Python (a key's __eq__), during
+    // which a context may stop and drop its namespace.
+    std::vector<PyRef> held;
     std::vector<PyObject*> lookup;
+    held.reserve(job->lookup.size());
     lookup.reserve(job->lookup.size());
     for (auto& env : job->lookup) {
         PyObject* dict = env->namespace_dict();
@@ -183,6 +233,7 @@ void LoopDriver::start_call(std::unique_ptr<LoopJob> job) {
             finish(*job, error);
             return;
         }
+        held.push_back(PyRef::borrow(dict));
         lookup.push_back(dict);
     }
     PyRef fn = runner_.resolve(req, lookup, &error);
@@ -262,6 +313,7 @@ void LoopDriver::task_done(PyObject* task) {
     Live live = std::move(it->second);
     live_.erase(it);
     complete(*live.job, live.task.get());
+    loop_.linger(*this);
 }
 
 void LoopDriver::complete(LoopJob& job, PyObject* task) {
@@ -309,6 +361,15 @@ void LoopDriver::report_spawn_failure(LoopJob& job, const RunResult& result) {
 
 void LoopDriver::report_loop_error() {
     if (!PyErr_Occurred()) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - reports_since_ > std::chrono::seconds(1)) {
+        reports_since_ = now;
+        reports_ = 0;
+    }
+    if (++reports_ > kMaxReportsPerSecond) {
+        PyErr_Clear();
+        return;
+    }
     MsgEnv msg;
     if (!msg) {
         PyErr_Clear();
@@ -320,8 +381,10 @@ void LoopDriver::report_loop_error() {
 
 // The loop calls these; C++ exceptions must not cross into Python.
 PyObject* LoopDriver::wake_entry(PyObject* self, PyObject*) {
-    LoopDriver* driver = driver_of(self);
-    if (driver == nullptr) return nullptr;
+    auto* link = static_cast<Link*>(PyCapsule_GetPointer(self, kCapsuleName));
+    if (link == nullptr) return nullptr;
+    LoopDriver* driver = link->driver;
+    if (driver == nullptr) Py_RETURN_NONE;
     try {
         driver->loop_.on_wake(*driver);
     } catch (const std::bad_alloc&) {
@@ -335,8 +398,10 @@ PyObject* LoopDriver::wake_entry(PyObject* self, PyObject*) {
 }
 
 PyObject* LoopDriver::done_entry(PyObject* self, PyObject* task) {
-    LoopDriver* driver = driver_of(self);
-    if (driver == nullptr) return nullptr;
+    auto* link = static_cast<Link*>(PyCapsule_GetPointer(self, kCapsuleName));
+    if (link == nullptr) return nullptr;
+    LoopDriver* driver = link->driver;
+    if (driver == nullptr) Py_RETURN_NONE;
     try {
         driver->task_done(task);
     } catch (const std::bad_alloc&) {

@@ -27,6 +27,9 @@ public:
     // pending wake-up, so work queued after this call signals again.
     void consume();
 
+    // A wake-up is pending (signalled since the last consume).
+    bool pending() const { return pending_.load(std::memory_order_acquire); }
+
 private:
     int fd_ = -1;
     std::atomic<bool> pending_{false};

@@ -18,7 +18,8 @@ all() ->
      killed_caller_tasks_finish, python_calls_erlang_from_tasks, results_convert,
      system_exit_in_task, stray_loop_stop, spawn_task_failures_are_logged, idle_loop_sleeps,
      subinterpreter_env_refused, nif_argument_errors, large_arguments, stop_answers_everyone,
-     owner_death_stops_loop, restart_under_load].
+     owner_death_stops_loop, lookup_survives_context_stop, cancelled_then_stopped,
+     stubborn_code_at_stop, restart_under_load].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -422,12 +423,18 @@ async def work():
              fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< EnvsBefore end, 5000).
 
 python_calls_erlang_from_tasks(_Config) ->
-    ok = py:register_function(loop_add, fun([A, B]) -> A + B end),
     LoopRef = loop_ref(),
+    %% The Erlang function may use the loop itself: the loop is not blocked.
+    ok = py:register_function(loop_add, fun([A, B]) ->
+                                                {ok, S} = py_nif:event_loop_eval(LoopRef, <<"1 + 1">>),
+                                                A + B + S - 2
+                                        end),
     ok = py_nif:event_loop_exec(LoopRef, <<"
 import asyncio, erlang
 async def adds(a, b):
-    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, erlang.call, 'loop_add', a, b)
+async def blocks_the_loop(a, b):
     return erlang.loop_add(a, b)
 async def sends(pid, term):
     await asyncio.sleep(0)
@@ -435,9 +442,52 @@ async def sends(pid, term):
     return 'sent'
 ">>),
     {ok, 5} = py_event_loop:run('__main__', adds, [2, 3]),
+    %% a blocking call on the loop thread is refused, not left to stall it
+    {error, {'RuntimeError', Msg}} = py_event_loop:run('__main__', blocks_the_loop, [2, 3]),
+    {match, _} = re:run(Msg, "run_in_executor"),
     {ok, <<"sent">>} = py_event_loop:run('__main__', sends, [self(), #{k => [1, 2]}]),
     receive {<<"from_loop">>, #{<<"k">> := [1, 2]}} -> ok after 5000 -> error(no_message) end,
     py:unregister_function(loop_add).
+
+%% A '__main__' lookup runs Python (a key's __eq__) that stops the context
+%% owning the next namespace to look in: that namespace stays valid (empty)
+%% until the lookup is done.
+lookup_survives_context_stop(_Config) ->
+    {ok, C1} = py_context:start_link(lookup_c1, worker),
+    {ok, C2} = py_context:start_link(lookup_c2, worker),
+    unlink(C1),
+    unlink(C2),
+    try
+        in_process(fun() ->
+            Helper = spawn(fun() -> receive <<"stop_c2">> -> py_context:stop(C2) end end),
+            put(py_context, C1),  %% C1's env is looked up first
+            ok = py:exec(C2, <<"def target(): return 'from C2'">>),
+            ok = py:exec(C1, <<"
+import time, sys, erlang
+def _evil():
+    return 'read through a freed dict'
+class K:
+    fired = False
+    def __hash__(self):
+        return hash('target')
+    def __eq__(self, other):
+        if not K.fired:
+            K.fired = True
+            erlang.send(HELPER, 'stop_c2')
+            time.sleep(0.5)
+            sys._ep_reuse = [{'target': _evil} for _ in range(1000)]
+        return False
+globals()[K()] = 1
+">>),
+            {ok, _} = py:eval(C1, <<"globals().__setitem__('HELPER', h)">>, #{h => Helper}),
+            {error, {'NameError', _}} = py_event_loop:run('__main__', target, [], #{timeout => 10000}),
+            ok
+        end)
+    after
+        py_context:stop(C1),
+        py_context:stop(C2),
+        py:exec(<<"import sys\nsys.__dict__.pop('_ep_reuse', None)">>)
+    end.
 
 results_convert(_Config) ->
     LoopRef = loop_ref(),
@@ -697,3 +747,79 @@ owner_death_stops_loop(_Config) ->
     exit(Owner, kill),
     receive {'DOWN', MRef, process, Owner, killed} -> ok end,
     true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 5000).
+
+%% A private loop, its namespace, and helpers to use them directly.
+private_loop() ->
+    Tag = make_ref(),
+    {ok, Loop} = py_nif:event_loop_new(Tag),
+    receive {Tag, ok} -> ok after 5000 -> error(loop_not_started) end,
+    Env = py_nif:event_loop_env_new(),
+    Exec = fun(Code) ->
+                   T = make_ref(),
+                   _ = py_nif:event_loop_code(Loop, T, Env, exec, Code, #{}),
+                   py_call:wait_reply(T, 5000)
+           end,
+    Submit = fun(F, Args) ->
+                     T = make_ref(),
+                     Id = py_nif:event_loop_submit(Loop, T, task, [Env], '__main__', F, Args, #{}),
+                     true = is_integer(Id),
+                     {T, Id}
+             end,
+    {Loop, Exec, Submit}.
+
+%% A caller that gave up on a queued task is not answered when the loop
+%% stops (its py_call has already returned {error, timeout}).
+cancelled_then_stopped(_Config) ->
+    {Loop, Exec, Submit} = private_loop(),
+    ok = Exec(<<"
+import time, erlang
+def blocks(pid):
+    erlang.send(pid, 'blocking')
+    time.sleep(0.3)
+async def quick():
+    return 1
+">>),
+    {Blocker, _} = Submit(blocks, [self()]),
+    receive <<"blocking">> -> ok after 5000 -> error(not_blocking) end,
+    {T, Id} = Submit(quick, []),
+    cancelled = py_nif:cancel(Loop, Id),
+    ok = py_nif:event_loop_stop(Loop),
+    {ok, none} = py_call:wait_reply(Blocker, 5000),
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 5000),
+    receive {T, _} = Stray -> error({stray_message, Stray}) after 100 -> ok end.
+
+%% An async generator whose clean-up never ends, and a task that swallows
+%% its cancellation: the loop still stops and everyone is answered.
+stubborn_code_at_stop(_Config) ->
+    {Loop, Exec, Submit} = private_loop(),
+    ok = Exec(<<"
+import asyncio
+async def agen():
+    try:
+        yield 1
+    finally:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                pass
+gens = []
+async def start():
+    g = agen()
+    gens.append(g)
+    await g.__anext__()
+    return 'started'
+async def stubborn():
+    while True:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass
+">>),
+    {T0, _} = Submit(start, []),
+    {ok, <<"started">>} = py_call:wait_reply(T0, 5000),
+    {T, _} = Submit(stubborn, []),
+    timer:sleep(100),
+    ok = py_nif:event_loop_stop(Loop),
+    {error, event_loop_stopped} = py_call:wait_reply(T, 10000),
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 10000).
