@@ -1,5 +1,5 @@
 # erlang_python: build, test, demo and benchmarks. See README.md.
-.PHONY: all build strict test unit ct dialyzer edoc other-pythons demo bench clean
+.PHONY: all build strict test unit ct dialyzer edoc other-pythons demo bench sanitize clean
 
 REBAR ?= rebar3
 EXTRA = _build/extra
@@ -48,6 +48,19 @@ demo: build
 bench: build
 	mkdir -p $(EXTRA) && erlc -o $(EXTRA) bench/py_bench.erl
 	$(ERL_RUN) -s py_bench main -s init stop
+
+# Optional: the suites against a NIF built with ASan and UBSan (slower; not
+# part of `make test`). Any report stops the run; logs go to _build/sanitize/.
+SAN_RT = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
+sanitize:
+	mkdir -p _build/sanitize
+	ERLANG_PYTHON_SANITIZE=address,undefined \
+	LD_PRELOAD="$(SAN_RT)" \
+	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:log_path=$(CURDIR)/_build/sanitize/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/_build/sanitize/ubsan \
+	$(REBAR) ct
+	@if ls _build/sanitize/* >/dev/null 2>&1; then echo "sanitizer reports in _build/sanitize/"; exit 1; fi
+	$(REBAR) compile
 
 clean:
 	$(REBAR) clean

@@ -8,7 +8,9 @@ py=$(sh "$root/c_src/select_python.sh")
 tag=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 sum=$(echo "$py" | cksum | cut -d' ' -f1)
 build_type=${ERLANG_PYTHON_BUILD_TYPE:-RelWithDebInfo}
-build="$root/_build/cmake/py$tag-$sum-$build_type"
+# ERLANG_PYTHON_SANITIZE=address,undefined builds with ASan/UBSan (see `make sanitize`).
+sanitize=${ERLANG_PYTHON_SANITIZE:-}
+build="$root/_build/cmake/py$tag-$sum-$build_type${sanitize:+-$(echo "$sanitize" | tr ',' '-')}"
 erts_include=$(erl -noshell -eval \
     'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().')
 
@@ -16,7 +18,8 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S "$root/c_src" -B "$build" \
         -DPython_EXECUTABLE="$py" \
         -DERTS_INCLUDE_DIR="$erts_include" \
-        -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
+        -DCMAKE_BUILD_TYPE="$build_type" \
+        -DSANITIZE="$(echo "$sanitize" | tr ',' ';')" >/dev/null
 fi
 cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)"
 mkdir -p "$root/priv"
