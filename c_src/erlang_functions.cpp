@@ -3,6 +3,7 @@
 // callables.
 #include "erlang_functions.h"
 
+
 #include "callbacks.h"
 #include "context.h"
 #include "current_call.h"
@@ -11,6 +12,7 @@
 #include "interpreter.h"
 #include "py_ref.h"
 #include "py_to_term.h"
+#include "python_logging.h"
 #include "request.h"
 #include "term_to_py.h"
 
@@ -207,6 +209,8 @@ PyMethodDef erlang_module_functions[] = {
      "send(pid, term): send a message to an Erlang process; ProcessLookupError if it is not alive"},
     {"call", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(erlang_call)), METH_FASTCALL,
      "call(name, *args): call the Erlang function registered as name; erlang.Error if it fails"},
+    {"_log", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(erlang_log)), METH_FASTCALL,
+     "_log(levelno, name, message, pathname, lineno, funcname): used by erlang.LogHandler"},
     {"__getattr__", erlang_getattr, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -1,5 +1,6 @@
 #include "python_runtime.h"
 
+
 #include <Python.h>
 #include <dlfcn.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include "native_thread.h"
 #include "py_errors.h"
 #include "py_ref.h"
+#include "python_logging.h"
 
 namespace ep {
 namespace {
@@ -126,7 +128,7 @@ bool Service::init(const RuntimeOptions& options, std::string* error) {
     // Now initialised, holding the GIL with this thread's state.
     main = std::make_shared<Interpreter>(PyInterpreterState_Main(), true);
     Interpreter::enlist(main);
-    bool ok = main->load_erlang_module();
+    bool ok = main->load_erlang_module() && install_log_handler();
     PyObject* sys_path = PySys_GetObject("path");  // borrowed
     for (auto it = options.extra_path.rbegin(); ok && it != options.extra_path.rend(); ++it) {
         PyRef entry = PyRef::steal(PyUnicode_DecodeFSDefault(it->c_str()));

@@ -1,5 +1,6 @@
 #include "subinterpreter.h"
 
+
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include "callbacks.h"
 #include "py_errors.h"
 #include "py_ref.h"
+#include "python_logging.h"
 
 namespace ep {
 namespace {
@@ -99,6 +101,10 @@ bool prepare(Interpreter& interp, const std::vector<std::string>& extra_path, st
 #endif
     if (!interp.load_erlang_module()) {
         *error = "could not load the erlang module: " + take_python_error_text();
+        return false;
+    }
+    if (!install_log_handler()) {
+        *error = "could not connect logging to Erlang: " + take_python_error_text();
         return false;
     }
     PyObject* sys_path = PySys_GetObject("path");  // borrowed

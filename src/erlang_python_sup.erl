@@ -1,6 +1,6 @@
-%% @doc Top supervisor: the context registry first (contexts register with
-%% it), then the pool of contexts, the Erlang-function registry and the
-%% asyncio event loop.
+%% @doc Top supervisor: the relay of Python's log records, the context
+%% registry (contexts register with it), the pool of contexts, the
+%% Erlang-function registry and the asyncio event loop.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -13,6 +13,11 @@ start_link() ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
     Children = [
+        %% First, so records logged while contexts start are not lost; it
+        %% only relays messages to logger.
+        #{id => py_logger,
+          start => {py_logger, start_link, []},
+          type => worker},
         #{id => py_context_registry,
           start => {py_context_registry, start_link, []},
           type => worker},

@@ -1,0 +1,206 @@
+%% Python's logging into Erlang's logger (spec §8): levels, metadata,
+%% tracebacks, every kind of thread and interpreter, no relay, floods.
+-module(py_logging_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-compile([export_all, nowarn_export_all]).
+
+%% logger handler that forwards Python's records to the test process
+-export([log/2]).
+
+all() ->
+    [warning_reaches_logger, levels, exception_traceback, from_threads_and_the_loop,
+     from_subinterpreters, without_the_relay, flood, handler_can_be_added_back].
+
+init_per_suite(Config) ->
+    ok = py_test_util:start(),
+    Config.
+
+end_per_suite(_Config) ->
+    py_test_util:stop().
+
+init_per_testcase(_Case, Config) ->
+    #{level := Level} = logger:get_primary_config(),
+    ok = logger:set_primary_config(level, all),
+    ok = logger:add_handler(?MODULE, ?MODULE, #{config => #{pid => self()}}),
+    [{primary_level, Level} | Config].
+
+end_per_testcase(_Case, Config) ->
+    _ = logger:remove_handler(?MODULE),
+    ok = logger:set_primary_config(level, ?config(primary_level, Config)),
+    py_test_util:flush(),
+    ok.
+
+log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
+    case Meta of
+        #{python_logger := Name} ->
+            Text = case Msg of
+                       {Format, Args} when is_list(Args) -> io_lib:format(Format, Args);
+                       {string, S} -> S;
+                       Other -> io_lib:format("~p", [Other])
+                   end,
+            Pid ! {py_record, Level, Name, unicode:characters_to_binary(Text), Meta};
+        _ ->
+            ok
+    end.
+
+record(Name) ->
+    receive
+        {py_record, Level, Name, Text, Meta} -> {Level, Text, Meta}
+    after 5000 ->
+        error({no_record, Name})
+    end.
+
+warning_reaches_logger(_Config) ->
+    ok = py:exec(<<"
+import logging
+def warn_about_disk():
+    logging.getLogger('app.disk').warning('disk %s', 'full')
+warn_about_disk()
+">>),
+    {warning, <<"disk full">>, Meta} = record(<<"app.disk">>),
+    Self = self(),
+    #{pid := Self, python_location := #{function := <<"warn_about_disk">>, line := 4}} = Meta,
+    %% below Python's default level (WARNING): not sent at all
+    ok = py:exec(<<"logging.getLogger('app.disk').info('quiet')">>),
+    receive {py_record, _, _, <<"quiet">>, _} = R -> error({unexpected, R}) after 200 -> ok end.
+
+levels(_Config) ->
+    ok = py:exec(<<"
+import logging
+lv = logging.getLogger('levels')
+lv.setLevel(logging.DEBUG)
+lv.debug('d')
+lv.info('i')
+lv.log(25, 'between info and warning')
+lv.warning('w')
+lv.error('e')
+lv.critical('c')
+">>),
+    [{debug, <<"d">>}, {info, <<"i">>}, {info, <<"between info and warning">>}, {warning, <<"w">>},
+     {error, <<"e">>}, {critical, <<"c">>}] =
+        [begin {L, T, _} = record(<<"levels">>), {L, T} end || _ <- lists:seq(1, 6)].
+
+exception_traceback(_Config) ->
+    ok = py:exec(<<"
+import logging
+try:
+    {}['missing']
+except KeyError:
+    logging.getLogger('tb').exception('lookup failed')
+">>),
+    {error, Text, _} = record(<<"tb">>),
+    {match, _} = re:run(Text, "lookup failed\nTraceback \\(most recent call last\\):"),
+    {match, _} = re:run(Text, "KeyError: 'missing'").
+
+from_threads_and_the_loop(_Config) ->
+    ok = py:exec(<<"
+import logging, threading
+t = threading.Thread(target=lambda: logging.getLogger('thread').warning('from a thread'))
+t.start()
+t.join()
+">>),
+    {warning, <<"from a thread">>, ThreadMeta} = record(<<"thread">>),
+    %% no Erlang process is calling on that thread
+    ?assertNotEqual(self(), maps:get(pid, ThreadMeta)),
+    {ok, Loop} = py_event_loop:get_loop(),
+    ok = py_nif:event_loop_exec(py_event_loop:get_nif_ref(Loop), <<"
+import asyncio, logging
+async def logs():
+    await asyncio.sleep(0)
+    logging.getLogger('loop').error('from the event loop')
+    return 'logged'
+">>),
+    {ok, <<"logged">>} = py_event_loop:run('__main__', logs, []),
+    {error, <<"from the event loop">>, _} = record(<<"loop">>).
+
+from_subinterpreters(_Config) ->
+    Modes = [M || M <- [subinterp, owngil], supported(M)],
+    [begin
+         {ok, Ctx} = py_context:start_link({logging, Mode}, Mode),
+         unlink(Ctx),
+         try
+             ok = py:exec(Ctx, <<"import logging\nlogging.getLogger('sub').warning('from ' + __import__('sys').implementation.name)">>),
+             {warning, <<"from cpython">>, #{pid := Self}} = record(<<"sub">>),
+             Self = self()
+         after
+             py_context:stop(Ctx)
+         end
+     end || Mode <- Modes],
+    case Modes of
+        [] -> {comment, "this Python has no subinterpreter modes"};
+        _ -> ok
+    end.
+
+supported(Mode) ->
+    case py_context:start_link({probe, Mode}, Mode) of
+        {ok, Ctx} -> unlink(Ctx), py_context:stop(Ctx), true;
+        {error, _} -> false
+    end.
+
+%% With the relay process gone, records are dropped: logging goes on.
+without_the_relay(_Config) ->
+    ok = supervisor:terminate_child(erlang_python_sup, py_logger),
+    try
+        ok = py:exec(<<"import logging\nfor i in range(100):\n    logging.getLogger('nobody').error('lost %d', i)">>),
+        receive {py_record, _, <<"nobody">>, _, _} = R -> error({unexpected, R}) after 200 -> ok end
+    after
+        {ok, _} = supervisor:restart_child(erlang_python_sup, py_logger)
+    end,
+    ok = py:exec(<<"logging.getLogger('back').error('relay back')">>),
+    {error, <<"relay back">>, _} = record(<<"back">>).
+
+%% Far more records than can be logged: the relay drops the excess, says
+%% so, and keeps working.
+flood(_Config) ->
+    Relay = whereis(py_logger),
+    %% only this suite's handler sees them
+    ok = logger:add_primary_filter(no_flood_output, {fun quiet_flood/2, self()}),
+    try
+        ok = py:exec(<<"
+import logging
+flood = logging.getLogger('flood')
+for i in range(50000):
+    flood.error('record %d', i)
+">>),
+        ok = py:exec(<<"logging.getLogger('after').error('after the flood')">>),
+        true = py_test_util:wait_until(fun() -> got_after() end, 30000)
+    after
+        logger:remove_primary_filter(no_flood_output)
+    end,
+    Relay = whereis(py_logger),
+    py_test_util:flush().
+
+quiet_flood(#{meta := #{python_logger := <<"flood">>}}, Pid) ->
+    Pid ! flood_record,
+    stop;
+quiet_flood(Event, _) ->
+    Event.
+
+got_after() ->
+    receive
+        {py_record, error, <<"after">>, <<"after the flood">>, _} -> true;
+        _ -> got_after()
+    after 100 ->
+        false
+    end.
+
+%% logging.basicConfig(force=True) replaces the root handlers; the handler
+%% class is erlang.LogHandler, to add back.
+handler_can_be_added_back(_Config) ->
+    ok = py:exec(<<"
+import logging, erlang, io
+logging.basicConfig(force=True, stream=io.StringIO())
+logging.getLogger('gone').error('only to the stream')
+logging.getLogger().addHandler(erlang.LogHandler())
+logging.getLogger('again').error('to Erlang again')
+">>),
+    {error, <<"to Erlang again">>, _} = record(<<"again">>),
+    receive {py_record, _, <<"gone">>, _, _} = R -> error({unexpected, R}) after 100 -> ok end,
+    %% leave the root logger as it was: one LogHandler
+    ok = py:exec(<<"
+root = logging.getLogger()
+for h in list(root.handlers):
+    root.removeHandler(h)
+root.addHandler(erlang.LogHandler())
+">>).
