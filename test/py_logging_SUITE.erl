@@ -55,14 +55,14 @@ warning_reaches_logger(_Config) ->
     ok = py:exec(<<"
 import logging
 def warn_about_disk():
-    logging.getLogger('app.disk').warning('disk %s', 'full')
+    logging.getLogger('logging_suite.disk').warning('disk %s', 'full')
 warn_about_disk()
 ">>),
-    {warning, <<"disk full">>, Meta} = record(<<"app.disk">>),
+    {warning, <<"disk full">>, Meta} = record(<<"logging_suite.disk">>),
     Self = self(),
     #{pid := Self, python_location := #{function := <<"warn_about_disk">>, line := 4}} = Meta,
     %% below Python's default level (WARNING): not sent at all
-    ok = py:exec(<<"logging.getLogger('app.disk').info('quiet')">>),
+    ok = py:exec(<<"logging.getLogger('logging_suite.disk').info('quiet')">>),
     receive {py_record, _, _, <<"quiet">>, _} = R -> error({unexpected, R}) after 200 -> ok end.
 
 levels(_Config) ->
