@@ -25,18 +25,28 @@ const ErlangModuleState* state_or_raise(PyObject* module) {
     return st;
 }
 
-// erlang.self(): the Erlang process whose call this thread is running.
+}  // namespace
+
+PyObject* calling_process(const ErlangModuleState* st) {
+    if (const Request* req = current_call().request) return make_term_object(st->pid_type, req->caller.pid);
+    PyObject* pid = nullptr;
+    if (PyContextVar_Get(st->caller_var, nullptr, &pid) < 0) return nullptr;
+    return pid;
+}
+
+namespace {
+
+// erlang.self(): the Erlang process whose call this thread is running (or,
+// on the event loop, for which the running task was started).
 PyObject* erlang_self(PyObject* module, PyObject*) {
     const ErlangModuleState* st = state_or_raise(module);
     if (st == nullptr) return nullptr;
-    const Request* req = current_call().request;
-    if (req == nullptr) {
+    PyObject* pid = calling_process(st);
+    if (pid == nullptr && !PyErr_Occurred())
         PyErr_SetString(PyExc_RuntimeError,
-                        "erlang.self(): no Erlang process is calling on this thread (only the context's "
-                        "own thread runs calls)");
-        return nullptr;
-    }
-    return make_term_object(st->pid_type, req->caller.pid);
+                        "erlang.self(): no Erlang process is calling on this thread (only a context's "
+                        "own thread runs calls, and the event loop's tasks)");
+    return pid;
 }
 
 // erlang.send(pid, term): sends the converted term; a dead local process

@@ -99,6 +99,8 @@ int erlang_exec(PyObject* module) {
         "'error', 'exit' or 'throw'; .reason the reason itself (None if it has no Python form).",
         PyExc_Exception, nullptr);
     if (st->error == nullptr) return -1;
+    st->caller_var = PyContextVar_New("erlang_python_caller", nullptr);
+    if (st->caller_var == nullptr) return -1;
     return PyModule_AddObjectRef(module, "Error", st->error);
 }
 
@@ -109,6 +111,7 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->atom_type);
     Py_VISIT(st->interrupted);
     Py_VISIT(st->error);
+    Py_VISIT(st->caller_var);
     return 0;
 }
 
@@ -119,6 +122,7 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->atom_type);
     Py_CLEAR(st->interrupted);
     Py_CLEAR(st->error);
+    Py_CLEAR(st->caller_var);
     return 0;
 }
 

@@ -14,6 +14,10 @@ struct ErlangModuleState {
     PyTypeObject* atom_type;
     PyObject* interrupted;
     PyObject* error;  // erlang.Error: a registered Erlang function failed
+    // The erlang.Pid of the process a task on the event loop was started for:
+    // asyncio tasks copy the context they are made in, so every step of the
+    // task (and tasks it makes) sees it.
+    PyObject* caller_var;
 };
 
 // Registers the module as built-in; call before Py_InitializeFromConfig.

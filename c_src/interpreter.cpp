@@ -123,6 +123,7 @@ bool Interpreter::load_erlang_module() {
     types_.ref = st->ref_type;
     types_.atom = st->atom_type;
     types_.interrupted = st->interrupted;
+    types_.caller_var = st->caller_var;
     return true;
 }
 

@@ -25,6 +25,7 @@ struct ErlangTypes {
     PyTypeObject* ref = nullptr;
     PyTypeObject* atom = nullptr;
     PyObject* interrupted = nullptr;  // exception type raised on timeout/stop
+    PyObject* caller_var = nullptr;   // see ErlangModuleState::caller_var
 };
 
 enum class ReleaseKind : std::uint8_t {

@@ -4,8 +4,10 @@
 #include <vector>
 
 #include "atoms.h"
+#include "current_call.h"
 #include "env.h"
 #include "erl_terms.h"
+#include "erlang_module.h"
 #include "py_errors.h"
 #include "python_runtime.h"
 
@@ -58,6 +60,27 @@ bool is_name_error(ErlNifEnv* env, const RunResult& r) {
     return r.kind == RunResult::PythonError && enif_get_tuple(env, r.value, &arity, &items) && arity == 2 &&
            enif_is_identical(items[0], enif_make_atom(env, "NameError"));
 }
+
+// Sets a context variable for a scope; tasks made meanwhile keep the value.
+class ContextVarScope {
+public:
+    ContextVarScope(PyObject* var, PyObject* value) : var_(var), token_(PyRef::steal(PyContextVar_Set(var, value))) {
+        if (!token_) PyErr_Clear();
+    }
+    ContextVarScope(const ContextVarScope&) = delete;
+    ContextVarScope& operator=(const ContextVarScope&) = delete;
+    ~ContextVarScope() {
+        if (!token_) return;
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);  // the job's own error, if any, stays
+        if (PyContextVar_Reset(var_, token_.get()) < 0) PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+
+private:
+    PyObject* var_;
+    PyRef token_;
+};
 
 bool is_awaitable(PyObject* value) {
     if (PyCoro_CheckExact(value)) return true;
@@ -209,6 +232,7 @@ bool LoopDriver::nothing_ready() const {
 }
 
 void LoopDriver::start(std::unique_ptr<LoopJob>&& job) {
+    RequestScope scope(job->req.get());  // erlang.self() in the code it runs at once
     if (job->op == LoopOp::Exec || job->op == LoopOp::Eval) {
         RunResult result = runner_.run(*job->req);
         finish(*job, result);
@@ -236,6 +260,15 @@ void LoopDriver::start_call(std::unique_ptr<LoopJob>&& job) {
         held.push_back(PyRef::borrow(dict));
         lookup.push_back(dict);
     }
+    // ... and in every step of the task it may become.
+    const ErlangTypes& types = main_interpreter()->types();
+    PyRef caller = PyRef::steal(make_term_object(types.pid, req.caller.pid));
+    if (!caller) {
+        error = runner_.python_error(req);
+        finish(*job, error);
+        return;
+    }
+    ContextVarScope caller_scope(types.caller_var, caller.get());
     PyRef fn = runner_.resolve(req, lookup, &error);
     if (!fn) {
         // The name may well be defined in an env the loop cannot look into.

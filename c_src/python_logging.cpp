@@ -3,11 +3,11 @@
 #include <erl_nif.h>
 
 #include "atoms.h"
-#include "current_call.h"
 #include "erl_terms.h"
+#include "erlang_functions.h"
+#include "erlang_module.h"
 #include "msg_env.h"
 #include "py_ref.h"
-#include "request.h"
 
 namespace ep {
 namespace {
@@ -57,10 +57,24 @@ class _ConnectLoggingOnImport:
         exec_module = getattr(loader, 'exec_module', None)
         if exec_module is None:
             return spec
+        # The loader may serve other modules too (a zip importer): the
+        # wrapper puts the method back before anything else runs.
+        had_own = 'exec_module' in getattr(loader, '__dict__', {})
         def exec_and_connect(module):
+            if had_own:
+                loader.exec_module = exec_module
+            else:
+                try:
+                    del loader.exec_module
+                except AttributeError:
+                    pass
             exec_module(module)
-            _connect(module)
-        loader.exec_module = exec_and_connect
+            if module.__name__ == 'logging':
+                _connect(module)
+        try:
+            loader.exec_module = exec_and_connect
+        except AttributeError:
+            pass
         return spec
 
 if 'logging' in sys.modules:
@@ -81,7 +95,7 @@ ERL_NIF_TERM str_term(ErlNifEnv* env, PyObject* obj) {
 
 }  // namespace
 
-PyObject* erlang_log(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+PyObject* erlang_log(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 6 || !PyLong_Check(args[0]) || !PyLong_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError, "_log(levelno, name, message, pathname, lineno, funcname)");
         return nullptr;
@@ -96,11 +110,15 @@ PyObject* erlang_log(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         MsgEnv msg;
         if (!msg) return PyErr_NoMemory();
         ErlNifEnv* env = msg.get();
-        const Request* req = current_call().request;
+        ERL_NIF_TERM caller = atoms::undefined;
+        if (const ErlangModuleState* st = erlang_module_state(module)) {
+            PyRef pid = PyRef::steal(calling_process(st));
+            if (pid) caller = term_object_value(pid.get(), env);
+            else PyErr_Clear();
+        }
         ERL_NIF_TERM keys[] = {enif_make_atom(env, "file"), enif_make_atom(env, "line"), atoms::function,
                                enif_make_atom(env, "caller")};
-        ERL_NIF_TERM values[] = {str_term(env, args[3]), enif_make_long(env, line), str_term(env, args[5]),
-                                 req != nullptr ? make_pid(env, req->caller) : atoms::undefined};
+        ERL_NIF_TERM values[] = {str_term(env, args[3]), enif_make_long(env, line), str_term(env, args[5]), caller};
         ERL_NIF_TERM meta;
         enif_make_map_from_arrays(env, keys, values, 4, &meta);
         ERL_NIF_TERM record = enif_make_tuple5(env, atoms::py_log, enif_make_long(env, level),

@@ -15,7 +15,7 @@ all() ->
      namespace_removed_on_exit, spec_env_reuse, lookup_order, plain_functions_and_awaitables,
      errors_in_coroutines, code_errors, kwargs, await_timeout_keeps_task, run_timeout_cancels_task,
      bad_arguments, stdlib_imports, full_asyncio, tasks_interleave, many_tasks_many_processes,
-     killed_caller_tasks_finish, python_calls_erlang_from_tasks, results_convert,
+     killed_caller_tasks_finish, python_calls_erlang_from_tasks, self_is_the_caller, results_convert,
      system_exit_in_task, stray_loop_stop, spawn_task_failures_are_logged, idle_loop_sleeps,
      subinterpreter_env_refused, nif_argument_errors, large_arguments, stop_answers_everyone,
      owner_death_stops_loop, lookup_survives_context_stop, cancelled_then_stopped,
@@ -448,6 +448,49 @@ async def sends(pid, term):
     {ok, <<"sent">>} = py_event_loop:run('__main__', sends, [self(), #{k => [1, 2]}]),
     receive {<<"from_loop">>, #{<<"k">> := [1, 2]}} -> ok after 5000 -> error(no_message) end,
     py:unregister_function(loop_add).
+
+%% erlang.self() in loop code is the process the job was started for, in
+%% every step of its task and in the tasks it makes.
+self_is_the_caller(_Config) ->
+    LoopRef = loop_ref(),
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio, erlang
+at_exec = erlang.self()
+async def who():
+    await asyncio.sleep(0.01)
+    return erlang.self()
+async def who_in_a_subtask():
+    return await asyncio.get_running_loop().create_task(who())
+def who_now():
+    return erlang.self()
+import __main__
+__main__.ep_who = who  # for the other processes below
+">>),
+    Self = self(),
+    {ok, Self} = py_nif:event_loop_eval(LoopRef, <<"at_exec">>),
+    {ok, Self} = py_event_loop:run('__main__', who, []),
+    {ok, Self} = py_event_loop:run('__main__', who_in_a_subtask, []),
+    {ok, Self} = py_event_loop:run('__main__', who_now, []),
+    %% many processes at once, each sees itself
+    Parent = self(),
+    Pids = [spawn_link(fun() ->
+                           Me = self(),
+                           Refs = [py_event_loop:create_task('__main__', ep_who, []) || _ <- lists:seq(1, 20)],
+                           Parent ! {seen, Me, lists:usort([py_event_loop:await(R) || R <- Refs])}
+                       end) || _ <- lists:seq(1, 20)],
+    [receive {seen, P, Seen} -> [{ok, P}] = Seen end || P <- Pids],
+    {ok, Self} = py_event_loop:run(erlang, self, []),
+    %% a thread of the loop's executor works for nobody
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+async def who_in_executor():
+    def ask():
+        try:
+            return erlang.self()
+        except RuntimeError:
+            return 'nobody'
+    return await asyncio.get_running_loop().run_in_executor(None, ask)
+">>),
+    {ok, <<"nobody">>} = py_event_loop:run('__main__', who_in_executor, []).
 
 %% A '__main__' lookup runs Python (a key's __eq__) that stops the context
 %% owning the next namespace to look in: that namespace stays valid (empty)

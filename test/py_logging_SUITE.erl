@@ -10,7 +10,8 @@
 
 all() ->
     [warning_reaches_logger, levels, exception_traceback, from_threads_and_the_loop,
-     from_subinterpreters, without_the_relay, flood, handler_can_be_added_back].
+     from_subinterpreters, without_the_relay, flood, handler_can_be_added_back,
+     import_hook_leaves_no_trace].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -112,7 +113,9 @@ async def logs():
     return 'logged'
 ">>),
     {ok, <<"logged">>} = py_event_loop:run('__main__', logs, []),
-    {error, <<"from the event loop">>, _} = record(<<"loop">>).
+    %% after the task's first suspension, still the process that started it
+    Self = self(),
+    {error, <<"from the event loop">>, #{pid := Self}} = record(<<"loop">>).
 
 from_subinterpreters(_Config) ->
     Modes = [M || M <- [subinterp, owngil], supported(M)],
@@ -204,3 +207,28 @@ for h in list(root.handlers):
     root.removeHandler(h)
 root.addHandler(erlang.LogHandler())
 ">>).
+
+%% The hook that connects logging on first import removes itself and puts
+%% the module loader's method back (a loader can serve other modules).
+import_hook_leaves_no_trace(_Config) ->
+    Check = <<"(
+    __import__('logging') is not None,
+    any(type(f).__name__ == '_ConnectLoggingOnImport' for f in __import__('sys').meta_path),
+    'exec_module' in vars(__import__('logging').__spec__.loader),
+    [type(h).__name__ for h in __import__('logging').getLogger().handlers])">>,
+    {ok, {true, false, false, [<<"LogHandler">>]}} = py:eval(Check),
+    case supported(owngil) of
+        true ->
+            {ok, Ctx} = py_context:start_link(hook_check, owngil),
+            unlink(Ctx),
+            try
+                %% before the first import, the hook waits in sys.meta_path
+                {ok, true} = py:eval(Ctx, <<"any(type(f).__name__ == '_ConnectLoggingOnImport' "
+                                            "for f in __import__('sys').meta_path)">>),
+                {ok, {true, false, false, [<<"LogHandler">>]}} = py:eval(Ctx, Check)
+            after
+                py_context:stop(Ctx)
+            end;
+        false ->
+            ok
+    end.
