@@ -30,6 +30,7 @@ const ErlangModuleState* state_or_raise(PyObject* module) {
 PyObject* calling_process(const ErlangModuleState* st) {
     if (const Request* req = current_call().request) return make_term_object(st->pid_type, req->caller.pid);
     PyObject* pid = nullptr;
+    if (st->caller_var == nullptr) return nullptr;  // the module is being torn down
     if (PyContextVar_Get(st->caller_var, nullptr, &pid) < 0) return nullptr;
     return pid;
 }

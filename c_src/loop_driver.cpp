@@ -61,25 +61,34 @@ bool is_name_error(ErlNifEnv* env, const RunResult& r) {
            enif_is_identical(items[0], enif_make_atom(env, "NameError"));
 }
 
-// Sets a context variable for a scope; tasks made meanwhile keep the value.
-class ContextVarScope {
+// Each job runs in a context of its own that holds its caller's pid: the
+// tasks it makes copy that context, so erlang.self() answers the caller in
+// every step of them; and nothing a job sets leaks into another (a job may
+// start from inside a task's done callback, which runs in that task's
+// context).
+class JobContext {
 public:
-    ContextVarScope(PyObject* var, PyObject* value) : var_(var), token_(PyRef::steal(PyContextVar_Set(var, value))) {
-        if (!token_) PyErr_Clear();
+    JobContext(PyObject* var, PyObject* caller) : ctx_(PyRef::steal(PyContext_New())) {
+        if (!ctx_ || PyContext_Enter(ctx_.get()) < 0) {
+            ctx_.reset();
+            PyErr_Clear();
+            return;
+        }
+        PyRef token = caller != nullptr ? PyRef::steal(PyContextVar_Set(var, caller)) : PyRef();
+        if (!token) PyErr_Clear();
     }
-    ContextVarScope(const ContextVarScope&) = delete;
-    ContextVarScope& operator=(const ContextVarScope&) = delete;
-    ~ContextVarScope() {
-        if (!token_) return;
+    JobContext(const JobContext&) = delete;
+    JobContext& operator=(const JobContext&) = delete;
+    ~JobContext() {
+        if (!ctx_) return;
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);  // the job's own error, if any, stays
-        if (PyContextVar_Reset(var_, token_.get()) < 0) PyErr_Clear();
+        if (PyContext_Exit(ctx_.get()) < 0) PyErr_Clear();
         PyErr_Restore(type, value, tb);
     }
 
 private:
-    PyObject* var_;
-    PyRef token_;
+    PyRef ctx_;
 };
 
 bool is_awaitable(PyObject* value) {
@@ -233,6 +242,10 @@ bool LoopDriver::nothing_ready() const {
 
 void LoopDriver::start(std::unique_ptr<LoopJob>&& job) {
     RequestScope scope(job->req.get());  // erlang.self() in the code it runs at once
+    const ErlangTypes& types = main_interpreter()->types();
+    PyRef caller = PyRef::steal(make_term_object(types.pid, job->req->caller.pid));
+    if (!caller) PyErr_Clear();
+    JobContext context(types.caller_var, caller.get());  // ... and in the tasks it makes
     if (job->op == LoopOp::Exec || job->op == LoopOp::Eval) {
         RunResult result = runner_.run(*job->req);
         finish(*job, result);
@@ -260,15 +273,6 @@ void LoopDriver::start_call(std::unique_ptr<LoopJob>&& job) {
         held.push_back(PyRef::borrow(dict));
         lookup.push_back(dict);
     }
-    // ... and in every step of the task it may become.
-    const ErlangTypes& types = main_interpreter()->types();
-    PyRef caller = PyRef::steal(make_term_object(types.pid, req.caller.pid));
-    if (!caller) {
-        error = runner_.python_error(req);
-        finish(*job, error);
-        return;
-    }
-    ContextVarScope caller_scope(types.caller_var, caller.get());
     PyRef fn = runner_.resolve(req, lookup, &error);
     if (!fn) {
         // The name may well be defined in an env the loop cannot look into.

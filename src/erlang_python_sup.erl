@@ -1,6 +1,6 @@
-%% @doc Top supervisor: the relay of Python's log records, the context
-%% registry (contexts register with it), the pool of contexts, the
-%% Erlang-function registry and the asyncio event loop.
+%% @doc Top supervisor: the context registry (contexts register with it),
+%% the pool of contexts, the Erlang-function registry, the asyncio event
+%% loop and the relay of Python's log records.
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -13,11 +13,6 @@ start_link() ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
     Children = [
-        %% First, so records logged while contexts start are not lost; it
-        %% only relays messages to logger.
-        #{id => py_logger,
-          start => {py_logger, start_link, []},
-          type => worker},
         #{id => py_context_registry,
           start => {py_context_registry, start_link, []},
           type => worker},
@@ -31,6 +26,12 @@ init([]) ->
           type => worker},
         #{id => py_event_loop,
           start => {py_event_loop, start_link, []},
+          type => worker},
+        %% Python log records made before it runs (while the pool starts)
+        %% are dropped; placed anywhere earlier, its restart would restart
+        %% everything after it.
+        #{id => py_logger,
+          start => {py_logger, start_link, []},
           type => worker}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

@@ -13,8 +13,10 @@
 %% ok = py:exec(<<"import logging\nlogging.getLogger('app').warning('disk %s', 'full')">>).
 %% '''
 %%
-%% logs "disk full" as a warning. When records arrive faster than they can be
-%% logged, the excess is dropped and counted, and a warning says how many.
+%% logs "disk full" as a warning. Messages over 64 KiB are cut. When records
+%% arrive faster than they can be logged, the excess is dropped and counted,
+%% and a warning says how many. Records made while the application starts,
+%% before this process runs, are dropped.
 -module(py_logger).
 -behaviour(gen_server).
 
@@ -25,6 +27,7 @@
 
 %% Records waiting past this are dropped until the backlog halves.
 -define(MAX_BACKLOG, 10000).
+-define(REPORT_AFTER, 1000).
 
 -record(state, {dropped = 0 :: non_neg_integer()}).
 
@@ -49,32 +52,49 @@ handle_cast(_Msg, State) ->
 
 %% @private
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
-handle_info({py_log, LevelNo, Name, Message, Meta}, State) ->
+handle_info({py_log, LevelNo, Name, Message, Meta}, State)
+  when is_integer(LevelNo), is_binary(Name), is_binary(Message), is_map(Meta) ->
     {message_queue_len, Backlog} = process_info(self(), message_queue_len),
     case State of
-        #state{dropped = Dropped} when Backlog > ?MAX_BACKLOG;
-                                       Dropped > 0, Backlog > ?MAX_BACKLOG div 2 ->
+        #state{dropped = 0} when Backlog > ?MAX_BACKLOG ->
+            %% the count is reported when the flood is over
+            erlang:send_after(?REPORT_AFTER, self(), report_dropped),
+            {noreply, State#state{dropped = 1}};
+        #state{dropped = Dropped} when Dropped > 0, Backlog > ?MAX_BACKLOG div 2 ->
             {noreply, State#state{dropped = Dropped + 1}};
-        #state{dropped = Dropped} ->
-            Dropped > 0 andalso
-                ?LOG_WARNING("py_logger: ~b Python log records dropped (arriving faster than logged)",
-                             [Dropped]),
+        _ ->
             log(LevelNo, Name, Message, Meta),
-            {noreply, State#state{dropped = 0}}
+            {noreply, report_dropped(State)}
+    end;
+handle_info(report_dropped, #state{dropped = Dropped} = State) when Dropped > 0 ->
+    {message_queue_len, Backlog} = process_info(self(), message_queue_len),
+    case Backlog > ?MAX_BACKLOG div 2 of
+        true ->
+            erlang:send_after(?REPORT_AFTER, self(), report_dropped),
+            {noreply, State};
+        false ->
+            {noreply, report_dropped(State)}
     end;
 handle_info(_Msg, State) ->
     {noreply, State}.
 
-log(LevelNo, Name, Message, #{file := File, line := Line, function := Function, caller := Caller}) ->
+report_dropped(#state{dropped = 0} = State) ->
+    State;
+report_dropped(#state{dropped = Dropped} = State) ->
+    ?LOG_WARNING("py_logger: ~b Python log records dropped (arriving faster than logged)", [Dropped]),
+    State#state{dropped = 0}.
+
+log(LevelNo, Name, Message, Location) ->
     %% No `domain': OTP's default handler only shows events without one
     %% (or under [otp]); `python_logger' is there to filter on.
     Meta0 = #{python_logger => Name,
-              python_location => #{file => File, line => Line, function => Function}},
-    Meta = case Caller of
-               Pid when is_pid(Pid) -> Meta0#{pid => Pid};
-               undefined -> Meta0
+              python_location => maps:with([file, line, function], Location)},
+    Meta = case Location of
+               #{caller := Pid} when is_pid(Pid) -> Meta0#{pid => Pid};
+               _ -> Meta0
            end,
-    logger:log(level(LevelNo), "~ts", [Message], Meta).
+    %% The message as it is: no format string to expand in this process.
+    logger:log(level(LevelNo), Message, Meta).
 
 level(N) when N >= 50 -> critical;
 level(N) when N >= 40 -> error;

@@ -11,7 +11,7 @@
 all() ->
     [warning_reaches_logger, levels, exception_traceback, from_threads_and_the_loop,
      from_subinterpreters, without_the_relay, flood, handler_can_be_added_back,
-     import_hook_leaves_no_trace].
+     import_hook_cases, basic_config_still_works, awkward_messages, relay_survives_junk].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -208,27 +208,75 @@ for h in list(root.handlers):
 root.addHandler(erlang.LogHandler())
 ">>).
 
-%% The hook that connects logging on first import removes itself and puts
-%% the module loader's method back (a loader can serve other modules).
-import_hook_leaves_no_trace(_Config) ->
+%% The import hook connects logging whenever it is executed: after a mere
+%% importlib.util.find_spec, and again on importlib.reload.
+import_hook_cases(_Config) ->
     Check = <<"(
-    __import__('logging') is not None,
     any(type(f).__name__ == '_ConnectLoggingOnImport' for f in __import__('sys').meta_path),
-    'exec_module' in vars(__import__('logging').__spec__.loader),
     [type(h).__name__ for h in __import__('logging').getLogger().handlers])">>,
-    {ok, {true, false, false, [<<"LogHandler">>]}} = py:eval(Check),
+    {ok, {true, [<<"LogHandler">>]}} = py:eval(Check),
     case supported(owngil) of
         true ->
             {ok, Ctx} = py_context:start_link(hook_check, owngil),
             unlink(Ctx),
             try
-                %% before the first import, the hook waits in sys.meta_path
-                {ok, true} = py:eval(Ctx, <<"any(type(f).__name__ == '_ConnectLoggingOnImport' "
-                                            "for f in __import__('sys').meta_path)">>),
-                {ok, {true, false, false, [<<"LogHandler">>]}} = py:eval(Ctx, Check)
+                ok = py:exec(Ctx, <<"
+import importlib.util, sys
+assert 'logging' not in sys.modules
+importlib.util.find_spec('logging')
+import logging, importlib
+">>),
+                {ok, {true, [<<"LogHandler">>]}} = py:eval(Ctx, Check),
+                ok = py:exec(Ctx, <<"importlib.reload(logging)\nlogging.getLogger('reloaded').error('after reload')">>),
+                {ok, {true, [<<"LogHandler">>]}} = py:eval(Ctx, Check),
+                {error, <<"after reload">>, _} = record(<<"reloaded">>)
             after
                 py_context:stop(Ctx)
             end;
         false ->
-            ok
+            {comment, "no subinterpreters on this Python: main interpreter only"}
     end.
+
+%% basicConfig still configures the root logger when ours is its only
+%% handler, and keeps ours.
+basic_config_still_works(_Config) ->
+    ok = py:exec(<<"
+import logging, io
+stream = io.StringIO()
+logging.basicConfig(level=logging.INFO, stream=stream, format='%(levelname)s:%(message)s')
+logging.getLogger('basic').info('configured')
+">>),
+    {info, <<"configured">>, _} = record(<<"basic">>),
+    {ok, <<"INFO:configured\n">>} = py:eval(<<"stream.getvalue()">>),
+    ok = py:exec(<<"
+root = logging.getLogger()
+for h in list(root.handlers):
+    if not getattr(h, '_erlang_python', False):
+        root.removeHandler(h)
+root.setLevel(logging.WARNING)
+">>),
+    {ok, [<<"LogHandler">>]} = py:eval(<<"[type(h).__name__ for h in logging.getLogger().handlers]">>).
+
+%% Undecodable text is escaped, huge messages are cut.
+awkward_messages(_Config) ->
+    ok = py:exec(<<"
+import logging
+aw = logging.getLogger('awkward')
+aw.error('bad: ' + b'\\xff'.decode('utf-8', 'surrogateescape'))
+aw.error('x' * 200000)
+">>),
+    {error, <<"bad: \\udcff">>, _} = record(<<"awkward">>),
+    {error, Long, _} = record(<<"awkward">>),
+    true = byte_size(Long) < 70000,
+    {match, _} = re:run(Long, "^x{1000}.*\\[\\d+ bytes cut\\]$", [dotall]).
+
+%% Messages of any shape sent to the relay do not crash it (it is
+%% supervised with everything else).
+relay_survives_junk(_Config) ->
+    Relay = whereis(py_logger),
+    [Relay ! Junk || Junk <- [{py_log, 30, <<"n">>, <<"m">>, #{}}, {py_log, x, y, z, w}, {py_log, 30, <<"n">>,
+                                                                                              <<255>>, #{caller => 1}},
+                              report_dropped, hello]],
+    ok = py:exec(<<"import logging\nlogging.getLogger('junk').error('still here')">>),
+    {error, <<"still here">>, _} = record(<<"junk">>),
+    Relay = whereis(py_logger).
