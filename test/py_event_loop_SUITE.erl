@@ -728,15 +728,7 @@ large_arguments(_Config) ->
 %% refusing to be cancelled, waiting on an executor thread. Everyone is
 %% answered, nothing hangs.
 stop_answers_everyone(_Config) ->
-    Tag = make_ref(),
-    {ok, Loop} = py_nif:event_loop_new(Tag),
-    receive {Tag, ok} -> ok after 5000 -> error(loop_not_started) end,
-    Env = py_nif:event_loop_env_new(),
-    Exec = fun(Code) ->
-                   T = make_ref(),
-                   _ = py_nif:event_loop_code(Loop, T, Env, exec, Code, #{}),
-                   py_call:wait_reply(T, 5000)
-           end,
+    {Loop, Exec, SubmitWithId} = private_loop(),
     ok = Exec(<<"
 import asyncio, time
 async def stubborn():
@@ -754,12 +746,7 @@ def blocks(pid):
     erlang.send(pid, 'blocking')
     time.sleep(0.3)
 ">>),
-    Submit = fun(F, Args) ->
-                     T = make_ref(),
-                     Id = py_nif:event_loop_submit(Loop, T, task, [Env], '__main__', F, Args, #{}),
-                     true = is_integer(Id),
-                     T
-             end,
+    Submit = fun(F, Args) -> element(1, SubmitWithId(F, Args)) end,
     Running = [Submit(F, []) || F <- [stubborn, in_thread, sleeper]],
     Blocker = Submit(blocks, [self()]),
     receive <<"blocking">> -> ok after 5000 -> error(not_blocking) end,
