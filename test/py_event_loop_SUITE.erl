@@ -490,7 +490,13 @@ async def who_in_executor():
             return 'nobody'
     return await asyncio.get_running_loop().run_in_executor(None, ask)
 ">>),
-    {ok, <<"nobody">>} = py_event_loop:run('__main__', who_in_executor, []).
+    {ok, <<"nobody">>} = py_event_loop:run('__main__', who_in_executor, []),
+    %% asyncio.to_thread copies the task's context, and with it the caller
+    ok = py_nif:event_loop_exec(LoopRef, <<"
+async def who_to_thread():
+    return await asyncio.to_thread(erlang.self)
+">>),
+    {ok, Self} = py_event_loop:run('__main__', who_to_thread, []).
 
 %% A '__main__' lookup runs Python (a key's __eq__) that stops the context
 %% owning the next namespace to look in: that namespace stays valid (empty)
