@@ -15,7 +15,7 @@ all() ->
      namespace_removed_on_exit, spec_env_reuse, lookup_order, plain_functions_and_awaitables,
      errors_in_coroutines, code_errors, kwargs, await_timeout_keeps_task, run_timeout_cancels_task,
      bad_arguments, stdlib_imports, full_asyncio, tasks_interleave, many_tasks_many_processes,
-     killed_caller_tasks_finish, python_calls_erlang_from_tasks, self_is_the_caller, results_convert,
+     killed_caller_tasks_finish, churn_10000_processes, python_calls_erlang_from_tasks, self_is_the_caller, results_convert,
      system_exit_in_task, stray_loop_stop, spawn_task_failures_are_logged, idle_loop_sleeps,
      subinterpreter_env_refused, nif_argument_errors, large_arguments, stop_answers_everyone,
      owner_death_stops_loop, lookup_survives_context_stop, cancelled_then_stopped,
@@ -421,6 +421,43 @@ async def work():
     py_test_util:drain_gc(),
     true = py_test_util:wait_until(
              fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< EnvsBefore end, 5000).
+
+%% 10,000 short-lived processes, each with a loop namespace and a task:
+%% namespaces and Python objects do not pile up.
+churn_10000_processes(_Config) ->
+    LoopRef = loop_ref(),
+    Churn = fun(N) ->
+                    Self = self(),
+                    lists:foreach(
+                      fun(_) ->
+                              Pids = [spawn(fun() ->
+                                                ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio
+data = list(range(100))
+async def total():
+    await asyncio.sleep(0)
+    return sum(data)
+">>),
+                                                {ok, 4950} = py_event_loop:run('__main__', total, []),
+                                                Self ! {churned, self()}
+                                            end) || _ <- lists:seq(1, 100)],
+                              [receive {churned, P} -> ok after 10000 -> error({stuck, P}) end || P <- Pids]
+                      end, lists:seq(1, N div 100))
+            end,
+    Churn(1000),
+    Settle = fun() ->
+                     py_test_util:drain_gc(),
+                     timer:sleep(200),
+                     Objects = py_test_util:python_objects(),  % makes this process's own env first
+                     {ok, #{envs_alive := Envs}} = py_nif:runtime_info(),
+                     {Envs, Objects}
+             end,
+    {Envs0, Objs0} = Settle(),
+    Churn(10000),
+    {Envs1, Objs1} = Settle(),
+    ct:pal("10,000 processes on the loop: envs ~b -> ~b, Python objects ~b -> ~b", [Envs0, Envs1, Objs0, Objs1]),
+    true = Envs1 =< Envs0,
+    true = Objs1 - Objs0 < 200.
 
 python_calls_erlang_from_tasks(_Config) ->
     LoopRef = loop_ref(),
