@@ -8,6 +8,7 @@
 
 #include "atoms.h"
 #include "current_call.h"
+#include "interrupter.h"
 #include "erl_terms.h"
 #include "gil.h"
 #include "loop_driver.h"
@@ -71,7 +72,22 @@ bool EventLoop::stop(ErlNifEnv* caller_env) {
     }
     for (auto& job : queued) job->req->reply(make_error(job->req->env.get(), atoms::event_loop_stopped), caller_env);
     wake_.signal();
+    interrupt_when_stuck();
     return true;
+}
+
+void EventLoop::interrupt_when_stuck() {
+    std::weak_ptr<EventLoop> weak = weak_from_this();
+    auto deadline = std::chrono::steady_clock::now() + kStopGrace;
+    // Runs on the main interpreter's interrupter thread, GIL held.
+    main_interrupter().post([weak, deadline] {
+        auto self = weak.lock();
+        if (!self || self->state_.load(std::memory_order_acquire) == State::Stopped) return false;
+        unsigned long ident = self->python_ident_.load(std::memory_order_acquire);
+        if (std::chrono::steady_clock::now() >= deadline && ident != 0)
+            PyThreadState_SetAsyncExc(ident, main_interpreter()->types().interrupted);
+        return true;
+    });
 }
 
 std::vector<std::unique_ptr<LoopJob>> EventLoop::take_unanswered_locked() {
@@ -183,6 +199,7 @@ void EventLoop::thread_main(Notify ready) {
         return;
     }
     PyEval_RestoreThread(tstate);
+    python_ident_.store(PyThread_get_thread_ident(), std::memory_order_release);
     current_call().on_event_loop = true;
     {
         std::string error;
@@ -213,6 +230,7 @@ void EventLoop::thread_main(Notify ready) {
         }
     }
     current_call().on_event_loop = false;
+    python_ident_.store(0, std::memory_order_release);  // no interrupt may land past this point
     PyThreadState_Clear(tstate);
     PyThreadState_DeleteCurrent();
     std::vector<std::unique_ptr<LoopJob>> queued;

@@ -94,6 +94,10 @@ private:
     enum class State : std::uint8_t { Created, Running, Stopping, Stopped };
 
     void thread_main(Notify ready);
+    // A loop that has not ended kStopGrace after stop() runs code that does
+    // not give the loop back (a busy coroutine, a blocking call): it gets
+    // erlang.Interrupted raised in it, every 100 ms, until the thread ends.
+    void interrupt_when_stuck();
     // Empties the queue; returns the jobs whose caller still waits for an
     // answer (not spawned, not cancelled). mutex_ held.
     std::vector<std::unique_ptr<LoopJob>> take_unanswered_locked();
@@ -107,6 +111,8 @@ private:
     // and I/O get their turn under a flood of submissions.
     static constexpr std::size_t kMaxJobsPerWake = 256;
     static constexpr std::chrono::microseconds kSpin{50};
+    // Longer than shutdown's own waits for cancelled tasks (1 s).
+    static constexpr std::chrono::milliseconds kStopGrace{1500};
 
     std::atomic<State> state_{State::Created};
     ErlNifPid owner_{};
@@ -120,6 +126,7 @@ private:
 
     std::atomic<std::uint64_t> done_{0};
     std::atomic<long> thread_id_{0};
+    std::atomic<unsigned long> python_ident_{0};  // PyThread_get_thread_ident() of the loop thread
     static std::atomic<std::size_t> alive_;
 };
 

@@ -369,6 +369,9 @@ void LoopDriver::complete(LoopJob& job, PyObject* task) {
 
 void LoopDriver::finish(LoopJob& job, RunResult& result) {
     loop_.count_done();
+    // Interrupted because the loop was stuck at stop: the stop is the answer.
+    if (result.kind == RunResult::PythonError && result.interrupted && loop_.stopping())
+        result = RunResult{RunResult::Failure, atoms::event_loop_stopped};
     Request& req = *job.req;
     if (job.op == LoopOp::Spawn) {
         if (result.kind != RunResult::Ok) report_spawn_failure(job, result);

@@ -19,7 +19,7 @@ all() ->
      system_exit_in_task, stray_loop_stop, spawn_task_failures_are_logged, idle_loop_sleeps,
      subinterpreter_env_refused, nif_argument_errors, large_arguments, stop_answers_everyone,
      owner_death_stops_loop, lookup_survives_context_stop, cancelled_then_stopped,
-     stubborn_code_at_stop, restart_under_load].
+     stubborn_code_at_stop, stuck_loop_interrupted_at_stop, restart_under_load].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -896,3 +896,26 @@ async def stubborn():
     ok = py_nif:event_loop_stop(Loop),
     {error, event_loop_stopped} = py_call:wait_reply(T, 10000),
     true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 10000).
+
+%% Code that never gives the loop back (a coroutine spinning without await)
+%% is interrupted once the loop has had its grace to stop: the thread ends,
+%% the caller is answered.
+stuck_loop_interrupted_at_stop(_Config) ->
+    {Loop, Exec, Submit} = private_loop(),
+    ok = Exec(<<"
+import erlang
+async def spins(pid):
+    erlang.send(pid, 'spinning')
+    n = 0
+    while True:
+        n += 1
+">>),
+    {T, _} = Submit(spins, [self()]),
+    receive <<"spinning">> -> ok after 5000 -> error(not_spinning) end,
+    #{thread_id := Tid} = py_nif:event_loop_info(Loop),
+    ok = py_nif:event_loop_stop(Loop),
+    {error, event_loop_stopped} = py_call:wait_reply(T, 10000),
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 10000),
+    %% the loop thread is gone, not left spinning
+    true = py_test_util:wait_until(
+             fun() -> not filelib:is_dir("/proc/self/task/" ++ integer_to_list(Tid)) end, 5000).
