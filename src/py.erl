@@ -258,8 +258,8 @@ version() ->
         {error, _} = Error -> Error
     end.
 
-%% @doc Python, the contexts (mode, queue length, requests served) and live
-%% envs and handles.
+%% @doc Python, the contexts (mode, queue length, requests served), live
+%% envs and handles, and the event loop (see {@link py_event_loop:info/0}).
 -spec info() -> map().
 info() ->
     Runtime = case py_nif:runtime_info() of
@@ -268,8 +268,13 @@ info() ->
               end,
     Contexts = [maps:merge(#{pid => Pid, pool_slot => Slot}, py_nif:context_info(Ref))
                 || {Pid, Ref, _Mode, Slot} <- py_context_registry:contexts()],
+    EventLoop = case py_event_loop:info() of
+                    {ok, Loop} -> Loop;
+                    {error, not_started} -> not_started
+                end,
     Runtime#{contexts => lists:sort(fun(A, B) -> maps:get(pool_slot, A) =< maps:get(pool_slot, B) end,
-                                    Contexts)}.
+                                    Contexts),
+             event_loop => EventLoop}.
 
 %% @doc Python's garbage collector counters and object count, from the
 %% caller's default context.

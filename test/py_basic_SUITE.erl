@@ -26,7 +26,8 @@ version_and_info(_Config) ->
     {ok, Sys} = py:eval(<<"__import__('sys').version">>),
     ?assertEqual(Sys, Version),
     Info = py:info(),
-    #{contexts := Contexts, version_info := {3, _, _}, envs_alive := _} = Info,
+    #{contexts := Contexts, version_info := {3, _, _}, envs_alive := _,
+      event_loop := #{running := true, queue_length := _, tasks_awaited := _}} = Info,
     ?assertEqual(py_context_pool:size(), length(Contexts)),
     [#{mode := worker, running := true} | _] = Contexts.
 
