@@ -107,7 +107,7 @@ sys.meta_path.insert(0, _ConnectLoggingOnImport())
 
 // Longer messages are cut: a record is copied several times on its way to
 // a handler, and a flood of large ones would hold gigabytes.
-constexpr std::size_t kMaxMessageBytes = 64 * 1024;
+constexpr std::size_t kMaxMessageBytes = std::size_t{64} * 1024;
 
 // UTF-8 text of a str; lone surrogates (undecodable file names, OS data)
 // are escaped rather than losing the whole text.
