@@ -15,15 +15,6 @@
 namespace ep {
 namespace {
 
-ERL_NIF_TERM badarg(ErlNifEnv* env, ERL_NIF_TERM what) { return make_error(env, atoms::badarg, what); }
-
-bool is_name(ErlNifEnv* env, ERL_NIF_TERM term) { return enif_is_atom(env, term) || enif_is_binary(env, term); }
-
-bool is_proper_list(ErlNifEnv* env, ERL_NIF_TERM term) {
-    unsigned len;
-    return enif_get_list_length(env, term, &len) != 0;
-}
-
 ERL_NIF_TERM enqueue(ErlNifEnv* env, const std::shared_ptr<Context>& ctx, std::unique_ptr<Request> req) {
     if (!req) return make_error(env, atoms::no_memory);
     std::uint64_t id = ctx ? ctx->submit(std::move(req)) : 0;

@@ -30,6 +30,17 @@ inline ERL_NIF_TERM make_error(ErlNifEnv* env, ERL_NIF_TERM tag, std::string_vie
     return make_error(env, tag, make_binary(env, text));
 }
 
+// {error, {badarg, What}}: an argument a NIF refuses.
+inline ERL_NIF_TERM badarg(ErlNifEnv* env, ERL_NIF_TERM what) { return make_error(env, atoms::badarg, what); }
+
+// Module, function and attribute names come as atoms or binaries.
+inline bool is_name(ErlNifEnv* env, ERL_NIF_TERM term) { return enif_is_atom(env, term) || enif_is_binary(env, term); }
+
+inline bool is_proper_list(ErlNifEnv* env, ERL_NIF_TERM term) {
+    unsigned len;
+    return enif_get_list_length(env, term, &len) != 0;
+}
+
 // enif_make_pid is a macro whose const cast trips -Wignored-qualifiers.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wignored-qualifiers"

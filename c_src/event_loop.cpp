@@ -127,7 +127,7 @@ bool EventLoop::claim_reply(std::uint64_t id) {
 
 void EventLoop::on_wake(LoopDriver& driver) {
     if (start_jobs(driver)) linger(driver);
-    if (stopping()) driver.request_stop();
+    else if (stopping()) driver.request_stop();
 }
 
 void EventLoop::linger(LoopDriver& driver) {

@@ -12,10 +12,6 @@
 namespace ep {
 namespace {
 
-ERL_NIF_TERM badarg(ErlNifEnv* env, ERL_NIF_TERM what) { return make_error(env, atoms::badarg, what); }
-
-bool is_name(ErlNifEnv* env, ERL_NIF_TERM term) { return enif_is_atom(env, term) || enif_is_binary(env, term); }
-
 ERL_NIF_TERM enqueue(ErlNifEnv* env, EventLoop& loop, std::unique_ptr<LoopJob> job) {
     std::uint64_t id = loop.submit(std::move(job));
     if (id == 0) return make_error(env, atoms::event_loop_not_running);
@@ -84,8 +80,7 @@ ERL_NIF_TERM nif_event_loop_submit(ErlNifEnv* env, int, const ERL_NIF_TERM argv[
     else return badarg(env, enif_make_atom(env, "op"));
     if (!is_name(env, argv[4])) return badarg(env, atoms::module);
     if (!is_name(env, argv[5])) return badarg(env, atoms::function);
-    unsigned len;
-    if (!enif_get_list_length(env, argv[6], &len)) return badarg(env, atoms::args);
+    if (!is_proper_list(env, argv[6])) return badarg(env, atoms::args);
     if (!enif_is_map(env, argv[7])) return badarg(env, atoms::kwargs);
     auto job = make_job(env, op, Op::Call, argv[1], argv + 4, 4);
     if (!job) return make_error(env, atoms::no_memory);

@@ -5,6 +5,7 @@
 
 #include "atoms.h"
 #include "current_call.h"
+#include "embedded_source.h"
 #include "env.h"
 #include "erl_terms.h"
 #include "erlang_module.h"
@@ -144,10 +145,8 @@ bool LoopDriver::init(int wake_fd, std::string* error) {
     eager_kwargs_ = PyRef::steal(Py_BuildValue("{sOsO}", "loop", loop_obj_.get(), "eager_start", Py_True));
     if (!task_type_ || !eager_kwargs_) return fail();
 #endif
-    PyRef globals = PyRef::steal(PyDict_New());
-    if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) return fail();
-    PyRef ran = PyRef::steal(PyRun_String(kShutdownSource, Py_file_input, globals.get(), globals.get()));
-    if (!ran) return fail();
+    PyRef globals = run_embedded_source(kShutdownSource);
+    if (!globals) return fail();
     cancel_tasks_fn_ = PyRef::borrow(PyDict_GetItemString(globals.get(), "cancel_tasks"));
     close_fn_ = PyRef::borrow(PyDict_GetItemString(globals.get(), "close"));
     if (!cancel_tasks_fn_ || !close_fn_) {

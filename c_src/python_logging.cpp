@@ -7,6 +7,7 @@
 
 #include "atoms.h"
 #include "current_call.h"
+#include "embedded_source.h"
 #include "erl_terms.h"
 #include "erlang_functions.h"
 #include "erlang_module.h"
@@ -177,10 +178,7 @@ PyObject* erlang_log(PyObject* module, PyObject* const* args, Py_ssize_t nargs) 
 }
 
 bool install_log_handler() {
-    PyRef globals = PyRef::steal(PyDict_New());
-    if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) return false;
-    PyRef ran = PyRef::steal(PyRun_String(kHandlerSource, Py_file_input, globals.get(), globals.get()));
-    return static_cast<bool>(ran);
+    return static_cast<bool>(run_embedded_source(kHandlerSource));
 }
 
 }  // namespace ep

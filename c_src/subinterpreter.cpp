@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "callbacks.h"
+#include "embedded_source.h"
 #include "py_errors.h"
 #include "py_ref.h"
 #include "python_logging.h"
@@ -83,10 +84,7 @@ bool block_single_phase_modules() {
     PyObject* modules = PyImport_GetModuleDict();  // borrowed
     for (const char* name : kSinglePhaseModules)
         if (PyDict_SetItemString(modules, name, Py_None) < 0) return false;
-    PyRef globals = PyRef::steal(PyDict_New());
-    if (!globals || PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) < 0) return false;
-    PyRef done = PyRef::steal(PyRun_String(kExtensionGuard, Py_file_input, globals.get(), globals.get()));
-    return static_cast<bool>(done);
+    return static_cast<bool>(run_embedded_source(kExtensionGuard));
 }
 #endif
 
@@ -131,10 +129,7 @@ if local is not None and hasattr(local, '_track_dummy_thread_ref'):
 )py";
 
 void forget_dummy_thread() {
-    PyRef globals = PyRef::steal(PyDict_New());
-    if (globals && PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins()) == 0) {
-        PyRef done = PyRef::steal(PyRun_String(kForgetDummyThread, Py_file_input, globals.get(), globals.get()));
-    }
+    run_embedded_source(kForgetDummyThread);
     PyErr_Clear();
 }
 #endif

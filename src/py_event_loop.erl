@@ -90,10 +90,7 @@ create_task(Loop, Module, Function, Args) when is_reference(Loop) ->
     end;
 create_task(Module, Function, Args, Kwargs) ->
     Ref = make_ref(),
-    Submitted = case get_loop() of
-                    {ok, Loop} -> submit(Loop, Ref, task, Module, Function, Args, Kwargs);
-                    {error, not_started} -> {error, event_loop_not_running}
-                end,
+    Submitted = with_loop(fun(Loop) -> submit(Loop, Ref, task, Module, Function, Args, Kwargs) end),
     _ = case Submitted of
             Id when is_integer(Id) -> ok;
             {error, _} = Error -> self() ! {Ref, Error}

@@ -32,20 +32,16 @@ end_per_suite(_Config) ->
 init_per_group(once, Config) ->
     Config;
 init_per_group(Mode, Config) ->
-    case py_context:start_link({callbacks, Mode}, Mode) of
-        {ok, Ctx} ->
-            unlink(Ctx),
-            ok = py:exec(Ctx, <<"import erlang">>),
-            [{ctx, Ctx}, {mode, Mode} | Config];
-        {error, {_, Why}} ->
-            {skip, Why}
+    case py_test_util:start_group_context({callbacks, Mode}, Mode, Config) of
+        {skip, _} = Skip ->
+            Skip;
+        GroupConfig ->
+            ok = py:exec(?config(ctx, GroupConfig), <<"import erlang">>),
+            GroupConfig
     end.
 
 end_per_group(_Group, Config) ->
-    case ?config(ctx, Config) of
-        undefined -> ok;
-        Ctx -> py_context:stop(Ctx)
-    end.
+    py_test_util:stop_group_context(Config).
 
 init_per_testcase(_Case, Config) ->
     %% each test case runs in a new process: give it the erlang module too

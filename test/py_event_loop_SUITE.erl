@@ -651,12 +651,7 @@ async def broken():
 log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
     case Meta of
         #{mfa := {py_event_loop, _, _}} ->
-            Text = case Msg of
-                       {Format, Args} when is_list(Args) -> io_lib:format(Format, Args);
-                       {string, S} -> S;
-                       Other -> io_lib:format("~p", [Other])
-                   end,
-            Pid ! {logged, Level, unicode:characters_to_binary(Text)};
+            Pid ! {logged, Level, py_test_util:log_text(Msg)};
         _ ->
             ok
     end.

@@ -35,12 +35,7 @@ end_per_testcase(_Case, Config) ->
 log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
     case Meta of
         #{python_logger := Name} ->
-            Text = case Msg of
-                       {Format, Args} when is_list(Args) -> io_lib:format(Format, Args);
-                       {string, S} -> S;
-                       Other -> io_lib:format("~p", [Other])
-                   end,
-            Pid ! {py_record, Level, Name, unicode:characters_to_binary(Text), Meta};
+            Pid ! {py_record, Level, Name, py_test_util:log_text(Msg), Meta};
         _ ->
             ok
     end.

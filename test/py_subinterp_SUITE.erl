@@ -31,19 +31,10 @@ end_per_suite(_Config) ->
 
 init_per_group(Group, Config) ->
     Mode = case Group of owngil_only -> owngil; _ -> Group end,
-    case py_context:start_link(Group, Mode) of
-        {ok, Ctx} ->
-            unlink(Ctx),
-            [{ctx, Ctx}, {mode, Mode} | Config];
-        {error, {_, Why}} ->
-            {skip, Why}
-    end.
+    py_test_util:start_group_context(Group, Mode, Config).
 
 end_per_group(_Group, Config) ->
-    case ?config(ctx, Config) of
-        undefined -> ok;
-        Ctx -> py_context:stop(Ctx)
-    end.
+    py_test_util:stop_group_context(Config).
 
 implicit_envs_isolated(Config) ->
     Ctx = ?config(ctx, Config),

@@ -2,7 +2,7 @@
 -module(py_test_util).
 
 -export([start/0, stop/0, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/2, drain_gc/0, python_objects/0,
-         flush/0]).
+         flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -47,6 +47,28 @@ drain_gc() ->
 python_objects() ->
     {ok, N} = py:eval(<<"(__import__('gc').collect(), len(__import__('gc').get_objects()))[1]">>),
     N.
+
+%% The text of a logger event's msg, as a binary (for test log handlers).
+log_text({string, S}) -> unicode:characters_to_binary(S);
+log_text({Format, Args}) when is_list(Args) -> unicode:characters_to_binary(io_lib:format(Format, Args));
+log_text(Other) -> unicode:characters_to_binary(io_lib:format("~p", [Other])).
+
+%% A context in Mode for a test group, or the group is skipped with the
+%% reason this Python refuses the mode.
+start_group_context(Id, Mode, Config) ->
+    case py_context:start_link(Id, Mode) of
+        {ok, Ctx} ->
+            unlink(Ctx),
+            [{ctx, Ctx}, {mode, Mode} | Config];
+        {error, {_, Why}} ->
+            {skip, Why}
+    end.
+
+stop_group_context(Config) ->
+    case proplists:get_value(ctx, Config) of
+        undefined -> ok;
+        Ctx -> py_context:stop(Ctx)
+    end.
 
 flush() ->
     receive _ -> flush() after 0 -> ok end.

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "code_cache.h"
+#include "embedded_source.h"
 #include "gil_check.h"
 #include "py_ref.h"
 
@@ -112,4 +113,23 @@ TEST(CodeCache, LargeSourceIsCompiledButNotCached) {
     ASSERT_NE(first, nullptr);
     ep::PyRef keep = ep::PyRef::borrow(first);
     EXPECT_NE(cache.get(big, Py_file_input), first);
+}
+
+TEST(EmbeddedSource, ReturnsTheNamespaceItRanIn) {
+    ep::PyRef ns = ep::run_embedded_source("def double(x):\n    return 2 * x\nvalue = len('abc')\n");
+    ASSERT_TRUE(ns);
+    PyObject* value = PyDict_GetItemString(ns.get(), "value");  // builtins were visible
+    ASSERT_NE(value, nullptr);
+    EXPECT_EQ(PyLong_AsLong(value), 3);
+    EXPECT_NE(PyDict_GetItemString(ns.get(), "double"), nullptr);
+}
+
+TEST(EmbeddedSource, FailureLeavesTheExceptionSet) {
+    ep::PyRef ns = ep::run_embedded_source("raise ValueError('no')\n");
+    EXPECT_FALSE(ns);
+    ASSERT_TRUE(PyErr_ExceptionMatches(PyExc_ValueError));
+    PyErr_Clear();
+    EXPECT_FALSE(ep::run_embedded_source("def (:\n"));
+    EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_SyntaxError));
+    PyErr_Clear();
 }
