@@ -19,6 +19,14 @@ void Interpreter::enlist(const std::shared_ptr<Interpreter>& interp) {
     enlisted[interp->state()] = interp;
 }
 
+std::uint64_t Interpreter::releases_unfinished_everywhere() {
+    std::lock_guard lock(enlisted_mutex);
+    std::uint64_t total = 0;
+    for (const auto& [state, weak] : enlisted)
+        if (auto interp = weak.lock()) total += interp->releases_unfinished();
+    return total;
+}
+
 std::shared_ptr<Interpreter> Interpreter::current() {
     PyInterpreterState* state = PyInterpreterState_Get();
     std::lock_guard lock(enlisted_mutex);
@@ -41,6 +49,7 @@ void Interpreter::release(PyObject* obj, ReleaseKind kind) noexcept {
             return;  // out of memory in a destructor: leak this one object
         }
         pending_.store(items_.size(), std::memory_order_release);
+        queued_.fetch_add(1, std::memory_order_release);
         if (items_.size() == 1) waker = waker_;
     }
     if (waker && *waker) (*waker)();
@@ -62,6 +71,7 @@ std::size_t Interpreter::drain_releases() {
     for (const Item& item : items) {
         if (item.kind == ReleaseKind::ClearDict && PyDict_Check(item.obj)) empty_namespace(item.obj);
         Py_DECREF(item.obj);
+        finished_.fetch_add(1, std::memory_order_release);
     }
     return items.size();
 }
@@ -93,6 +103,7 @@ void Interpreter::close() {
     }
     std::lock_guard lock(mutex_);
     closed_ = true;
+    finished_.fetch_add(items_.size(), std::memory_order_release);
     items_.clear();
     pending_.store(0, std::memory_order_release);
     waker_.reset();

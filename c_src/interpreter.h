@@ -57,6 +57,14 @@ public:
     // Owner thread, GIL held: releases everything queued so far.
     std::size_t drain_releases();
     bool has_pending_releases() const { return pending_.load(std::memory_order_acquire) != 0; }
+    // Handed over and not yet released (or dropped): queued, or being
+    // drained right now. Any thread.
+    std::uint64_t releases_unfinished() const {
+        return queued_.load(std::memory_order_acquire) - finished_.load(std::memory_order_acquire);
+    }
+    // The sum of releases_unfinished() over every interpreter of ours alive,
+    // for py_nif:runtime_info(): zero once every dead env and handle is gone.
+    static std::uint64_t releases_unfinished_everywhere();
 
     // Called (outside any lock of ours) when the queue goes from empty to
     // non-empty, so the owner can come and drain it.
@@ -106,6 +114,8 @@ private:
     bool closed_ = false;
     std::shared_ptr<std::function<void()>> waker_;
     std::atomic<std::size_t> pending_{0};
+    std::atomic<std::uint64_t> queued_{0};    // ever handed over
+    std::atomic<std::uint64_t> finished_{0};  // ever released, or dropped at close
 };
 
 }  // namespace ep

@@ -77,6 +77,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_atom(env, "contexts_alive"), enif_make_atom(env, "envs_alive"),
         enif_make_atom(env, "handles_alive"),  enif_make_atom(env, "owngil_supported"),
         enif_make_atom(env, "subinterp_supported"), enif_make_atom(env, "gil_violations"),
+        enif_make_atom(env, "releases_pending"),
     };
     ERL_NIF_TERM values[] = {
         make_binary(env, info.version),
@@ -89,6 +90,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         owngil_supported() ? atoms::true_ : atoms::false_,
         shared_gil_subinterpreters_supported() ? atoms::true_ : atoms::false_,
         enif_make_uint64(env, gil_violations()),
+        enif_make_uint64(env, Interpreter::releases_unfinished_everywhere()),
     };
     ERL_NIF_TERM map;
     enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);

@@ -3,6 +3,7 @@
 -module(py_app_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+-include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
 all() ->
@@ -23,83 +24,87 @@ start_peer(Args) ->
 start_peer(Args, Env) ->
     Paths = lists:append([["-pa", filename:dirname(code:which(M))] || M <- [py, ?MODULE]]),
     {ok, Peer, Node} = peer:start_link(#{name => peer:random_name(), args => Paths ++ Args,
-                                         env => Env, connection => standard_io}),
+                                         env => Env, connection => standard_io, wait_boot => ?PATIENCE}),
     {Peer, Node}.
+
+%% peer:call/4 gives up after 5 s: too little for a start-up on a busy machine.
+pcall(Peer, Module, Function, Args) ->
+    peer:call(Peer, Module, Function, Args, ?PATIENCE).
 
 configured_pool_and_paths(Config) ->
     Dir = ?config(priv_dir, Config),
     ok = file:write_file(filename:join(Dir, "ep_extra_mod.py"), <<"VALUE = 'found on python_path'\n">>),
     {Peer, _} = start_peer(["-erlang_python", "num_contexts", "3",
                             "-erlang_python", "python_path", lists:flatten(io_lib:format("~p", [[Dir]]))]),
-    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
-    3 = peer:call(Peer, py_context_pool, size, []),
-    #{contexts := Contexts} = peer:call(Peer, py, info, []),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    3 = pcall(Peer, py_context_pool, size, []),
+    #{contexts := Contexts} = pcall(Peer, py, info, []),
     3 = length(Contexts),
-    {ok, <<"found on python_path">>} = peer:call(Peer, py, eval, [<<"__import__('ep_extra_mod').VALUE">>]),
+    {ok, <<"found on python_path">>} = pcall(Peer, py, eval, [<<"__import__('ep_extra_mod').VALUE">>]),
     peer:stop(Peer).
 
 imports_at_start(_Config) ->
     {Peer, _} = start_peer(["-erlang_python", "imports", "[decimal, <<\"json\">>]",
                             "-erlang_python", "num_contexts", "1"]),
-    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
-    {ok, true} = peer:call(Peer, py, eval, [<<"'decimal' in __import__('sys').modules and 'json' in __import__('sys').modules">>]),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, true} = pcall(Peer, py, eval, [<<"'decimal' in __import__('sys').modules and 'json' in __import__('sys').modules">>]),
     peer:stop(Peer),
     %% a module that does not exist stops the pool from starting, with the reason
     {Peer2, _} = start_peer(["-erlang_python", "imports", "[no_such_module_xyz]"]),
     {error, {erlang_python, {{shutdown, {failed_to_start_child, py_context_pool, PoolWhy}}, _}}} =
-        peer:call(Peer2, application, ensure_all_started, [erlang_python]),
+        pcall(Peer2, application, ensure_all_started, [erlang_python]),
     {shutdown, {failed_to_start_child, {py_context, 1},
                 {import_failed, no_such_module_xyz, {'ModuleNotFoundError', _}}}} = PoolWhy,
     peer:stop(Peer2).
 
 application_restart(_Config) ->
     {Peer, _} = start_peer([]),
-    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
-    {ok, 2} = peer:call(Peer, py, eval, [<<"1 + 1">>]),
-    ok = peer:call(Peer, application, stop, [erlang_python]),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, 2} = pcall(Peer, py, eval, [<<"1 + 1">>]),
+    ok = pcall(Peer, application, stop, [erlang_python]),
     %% Python stays initialised (it is never finalised); the pool comes back
-    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
-    {ok, 3} = peer:call(Peer, py, eval, [<<"1 + 2">>]),
-    #{contexts_alive := N} = peer:call(Peer, py, info, []),
-    ?assertEqual(peer:call(Peer, py_context_pool, size, []), N),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, 3} = pcall(Peer, py, eval, [<<"1 + 2">>]),
+    #{contexts_alive := N} = pcall(Peer, py, info, []),
+    ?assertEqual(pcall(Peer, py_context_pool, size, []), N),
     peer:stop(Peer).
 
 python_that_cannot_start(_Config) ->
     {Peer, _} = start_peer([], [{"ERLANG_PYTHON_HOME", "/nonexistent/python/home"}]),
     {error, {erlang_python, {{python_not_started, Why}, _}}} =
-        peer:call(Peer, application, ensure_all_started, [erlang_python]),
+        pcall(Peer, application, ensure_all_started, [erlang_python]),
     true = is_binary(Why),
     ct:pal("start-up failure reported as: ~s", [Why]),
     %% the VM is alive and well
-    3 = peer:call(Peer, erlang, '+', [1, 2]),
-    {error, {python_not_started, _}} = peer:call(Peer, py_nif, runtime_info, []),
+    3 = pcall(Peer, erlang, '+', [1, 2]),
+    {error, {python_not_started, _}} = pcall(Peer, py_nif, runtime_info, []),
     peer:stop(Peer).
 
 stopping_the_app_stops_contexts(_Config) ->
     {Peer, _} = start_peer([]),
-    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
-    Ctx = peer:call(Peer, py, context, [1]),
-    ok = peer:call(Peer, application, stop, [erlang_python]),
-    {error, context_not_running} = peer:call(Peer, py, eval, [Ctx, <<"1">>]),
-    #{contexts := [], contexts_alive := 0} = peer:call(Peer, py, info, []),
-    {error, context_not_running} = peer:call(Peer, py, eval, [<<"1">>]),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    Ctx = pcall(Peer, py, context, [1]),
+    ok = pcall(Peer, application, stop, [erlang_python]),
+    {error, context_not_running} = pcall(Peer, py, eval, [Ctx, <<"1">>]),
+    #{contexts := [], contexts_alive := 0} = pcall(Peer, py, info, []),
+    {error, context_not_running} = pcall(Peer, py, eval, [<<"1">>]),
     peer:stop(Peer).
 
 %% Python code cannot fill the atom table (the VM would abort): new atoms
 %% made for it are budgeted; existing atoms always work.
 atom_budget(_Config) ->
     {Peer, _} = start_peer([]),
-    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
     %% (each peer:call runs in a new process, so a new namespace)
-    {ok, Atoms} = peer:call(Peer, py, eval, [<<"[__import__('erlang').Atom('ep_budget_%d' % i) for i in range(100000)]">>], 60000),
+    {ok, Atoms} = pcall(Peer, py, eval, [<<"[__import__('erlang').Atom('ep_budget_%d' % i) for i in range(100000)]">>]),
     100000 = length(Atoms),
-    {error, {badarg, _}} = peer:call(Peer, py, eval, [<<"__import__('erlang').Atom('one_too_many')">>]),
-    {ok, ok} = peer:call(Peer, py, eval, [<<"__import__('erlang').Atom('ok')">>]),
-    {ok, ep_budget_7} = peer:call(Peer, py, eval, [<<"__import__('erlang').Atom('ep_budget_7')">>]),
+    {error, {badarg, _}} = pcall(Peer, py, eval, [<<"__import__('erlang').Atom('one_too_many')">>]),
+    {ok, ok} = pcall(Peer, py, eval, [<<"__import__('erlang').Atom('ok')">>]),
+    {ok, ep_budget_7} = pcall(Peer, py, eval, [<<"__import__('erlang').Atom('ep_budget_7')">>]),
     %% an exception class with a new name comes back as a binary
     {error, {<<"BrandNewError">>, <<"x">>}} =
-        peer:call(Peer, py, exec, [<<"class BrandNewError(Exception):\n    pass\nraise BrandNewError('x')">>]),
-    {error, {'ValueError', _}} = peer:call(Peer, py, exec, [<<"raise ValueError('y')">>]),
+        pcall(Peer, py, exec, [<<"class BrandNewError(Exception):\n    pass\nraise BrandNewError('x')">>]),
+    {error, {'ValueError', _}} = pcall(Peer, py, exec, [<<"raise ValueError('y')">>]),
     peer:stop(Peer).
 
 %% context_mode selects the pool's mode; a mode this Python lacks makes the
@@ -108,12 +113,12 @@ pool_in_each_mode(_Config) ->
     [begin
          {Peer, _} = start_peer(["-erlang_python", "context_mode", atom_to_list(Mode),
                                  "-erlang_python", "num_contexts", "2"]),
-         case peer:call(Peer, application, ensure_all_started, [erlang_python]) of
+         case pcall(Peer, application, ensure_all_started, [erlang_python]) of
              {ok, _} ->
-                 #{contexts := [#{mode := Mode}, #{mode := Mode}]} = peer:call(Peer, py, info, []),
-                 ok = peer:call(Peer, py, exec, [<<"import math, json, asyncio, decimal, sqlite3">>]),
-                 {ok, 4.0} = peer:call(Peer, py, call, [math, sqrt, [16]]),
-                 {ok, <<"0.3">>} = peer:call(Peer, py, eval, [<<"str(__import__('decimal').Decimal('0.1') * 3)">>]);
+                 #{contexts := [#{mode := Mode}, #{mode := Mode}]} = pcall(Peer, py, info, []),
+                 ok = pcall(Peer, py, exec, [<<"import math, json, asyncio, decimal, sqlite3">>]),
+                 {ok, 4.0} = pcall(Peer, py, call, [math, sqrt, [16]]),
+                 {ok, <<"0.3">>} = pcall(Peer, py, eval, [<<"str(__import__('decimal').Decimal('0.1') * 3)">>]);
              {error, {erlang_python, {{shutdown, {failed_to_start_child, py_context_pool, Why}}, _}}} ->
                  {shutdown, {failed_to_start_child, {py_context, 1}, {Unsupported, _}}} = Why,
                  true = lists:member(Unsupported, [subinterp_unsupported, owngil_unsupported])
@@ -126,16 +131,16 @@ pool_in_each_mode(_Config) ->
 %% same; the pool is untouched.
 callback_registry_restart(_Config) ->
     {Peer, _} = start_peer([]),
-    {ok, _} = peer:call(Peer, application, ensure_all_started, [erlang_python]),
-    Ctx = peer:call(Peer, py, context, [1]),
-    ok = peer:call(Peer, py, register_function, [twice, erlang, length]),
-    {ok, true} = peer:call(Peer, py, eval, [<<"hasattr(__import__('erlang'), 'twice')">>]),
-    Old = peer:call(Peer, erlang, whereis, [py_callbacks]),
-    true = peer:call(Peer, erlang, exit, [Old, kill]),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    Ctx = pcall(Peer, py, context, [1]),
+    ok = pcall(Peer, py, register_function, [twice, erlang, length]),
+    {ok, true} = pcall(Peer, py, eval, [<<"hasattr(__import__('erlang'), 'twice')">>]),
+    Old = pcall(Peer, erlang, whereis, [py_callbacks]),
+    true = pcall(Peer, erlang, exit, [Old, kill]),
     true = py_test_util:wait_until(fun() ->
-                                       New = peer:call(Peer, erlang, whereis, [py_callbacks]),
+                                       New = pcall(Peer, erlang, whereis, [py_callbacks]),
                                        is_pid(New) andalso New =/= Old
-                                   end, 5000),
-    {ok, false} = peer:call(Peer, py, eval, [<<"hasattr(__import__('erlang'), 'twice')">>]),
-    Ctx = peer:call(Peer, py, context, [1]),
+                                   end),
+    {ok, false} = pcall(Peer, py, eval, [<<"hasattr(__import__('erlang'), 'twice')">>]),
+    Ctx = pcall(Peer, py, context, [1]),
     peer:stop(Peer).

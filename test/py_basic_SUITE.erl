@@ -2,6 +2,7 @@
 -module(py_basic_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+-include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
 all() ->
@@ -171,7 +172,10 @@ bad_options_leave_no_messages(_Config) ->
     {error, {badarg, timeout}} = py:to_term(H, #{timeout => never}),
     ?assertError({no_such_context, 0}, py:context(0)),
     ?assertError({no_such_context, foo}, py:context(foo)),
-    timer:sleep(50),
+    %% a reply queued by any of them would come before the reply to a call
+    %% made now on the same context (each context answers in queue order)
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    {ok, 1} = py:eval(<<"1">>),
     {messages, []} = process_info(self(), messages).
 
 indented_source_is_dedented(_Config) ->
@@ -220,7 +224,7 @@ subprocess_exit_status(_Config) ->
     {ok, <<"42\n">>} = py:eval(<<"__import__('subprocess').run([__import__('sys').executable, '-c', 'print(42)'],"
                                  " capture_output=True).stdout">>),
     Port = open_port({spawn, "sh -c 'exit 5'"}, [exit_status]),
-    receive {Port, {exit_status, 5}} -> ok after 5000 -> ct:fail(no_exit_status) end,
+    receive {Port, {exit_status, 5}} -> ok after ?PATIENCE -> ct:fail(no_exit_status) end,
     "hi\n" = os:cmd("echo hi").
 
 memory_stats(_Config) ->

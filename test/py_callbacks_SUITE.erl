@@ -3,6 +3,7 @@
 -module(py_callbacks_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+-include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
 all() ->
@@ -147,7 +148,7 @@ concurrent_callers(Config) ->
                       Self ! {done, self(), R}
                   end) || _ <- lists:seq(1, 50)],
     Expected = [{ok, 2 * I} || I <- lists:seq(1, 20)],
-    [receive {done, P, R} -> Expected = R after 30000 -> ct:fail(stuck) end || P <- Pids].
+    [receive {done, P, R} -> Expected = R after ?PATIENCE -> ct:fail(stuck) end || P <- Pids].
 
 send_terms(Config) ->
     Ctx = ?config(ctx, Config),
@@ -155,12 +156,12 @@ send_terms(Config) ->
     Ref = make_ref(),
     Other = spawn(fun() -> receive M -> Self ! {relayed, M} end end),
     {ok, none} = py:eval(Ctx, <<"erlang.send(me, ('to self', r, [1, {'deep': (me,)}]))">>, #{me => Self, r => Ref}),
-    receive {<<"to self">>, Ref, [1, #{<<"deep">> := {Self}}]} -> ok after 5000 -> ct:fail(no_message) end,
+    receive {<<"to self">>, Ref, [1, #{<<"deep">> := {Self}}]} -> ok after ?PATIENCE -> ct:fail(no_message) end,
     {ok, none} = py:eval(Ctx, <<"erlang.send(other, erlang.Atom('hello'))">>, #{other => Other}),
-    receive {relayed, hello} -> ok after 5000 -> ct:fail(not_relayed) end,
+    receive {relayed, hello} -> ok after ?PATIENCE -> ct:fail(not_relayed) end,
     %% the caller's own pid, from Python
     {ok, none} = py:eval(Ctx, <<"erlang.send(erlang.self(), 'ping')">>),
-    receive <<"ping">> -> ok after 5000 -> ct:fail(no_ping) end,
+    receive <<"ping">> -> ok after ?PATIENCE -> ct:fail(no_ping) end,
     {error, {'TypeError', _}} = py:eval(Ctx, <<"erlang.send('not a pid', 1)">>).
 
 send_to_dead_pid(Config) ->
@@ -191,7 +192,7 @@ callback_bounded_by_caller_timeout(Config) ->
     Ctx = ?config(ctx, Config),
     ok = py:register_function(hang, fun(_) -> receive never -> ok end end),
     {error, timeout} = py:eval(Ctx, <<"erlang.hang()">>, #{}, #{timeout => 200}),
-    {ok, 5} = py:eval(Ctx, <<"erlang.add(2, 3)">>, #{}, #{timeout => 5000}),
+    {ok, 5} = py:eval(Ctx, <<"erlang.add(2, 3)">>),
     py:unregister_function(hang).
 
 calls_from_python_threads(Config) ->
@@ -227,19 +228,24 @@ big_maps_cross_both_ways(Config) ->
     ok = py:register_function(size_of, fun([M]) -> map_size(M) end),
     {ok, 500} = py:eval(Ctx, <<"erlang.size_of({i: i for i in range(500)})">>),
     {ok, none} = py:eval(Ctx, <<"erlang.send(erlang.self(), {str(i): i for i in range(300)})">>),
-    receive M when is_map(M) -> 300 = map_size(M) after 5000 -> ct:fail(no_map) end,
+    receive M when is_map(M) -> 300 = map_size(M) after ?PATIENCE -> ct:fail(no_map) end,
     py:unregister_function(size_of).
 
 stop_while_callback_outstanding(Config) ->
     {ok, Ctx} = py_context:start_link(cb_stop, ?config(mode, Config)),
     unlink(Ctx),
-    ok = py:register_function(slow, fun(_) -> timer:sleep(300), done end),
     Self = self(),
+    %% the function runs until told to answer
+    ok = py:register_function(slow, fun(_) -> Self ! {in_callback, self()}, receive answer -> done end end),
     spawn(fun() -> Self ! {waiting, py:eval(Ctx, <<"__import__('erlang').slow()">>)} end),
-    true = py_test_util:wait_until(fun() -> {ok, #{busy := B}} = py_context:info(Ctx), B end, 5000),
+    Runner = receive {in_callback, P} -> P after ?PATIENCE -> ct:fail(no_callback) end,
     ok = py_context:stop(Ctx),
-    receive {waiting, R} -> {error, context_stopped} = R after 5000 -> ct:fail(stuck) end,
-    timer:sleep(400),  % the late reply finds nobody waiting
+    receive {waiting, R} -> {error, context_stopped} = R after ?PATIENCE -> ct:fail(stuck) end,
+    %% the late reply finds nobody waiting (the runner may already have been
+    %% stopped, since nobody waits for it)
+    MRef = monitor(process, Runner),
+    Runner ! answer,
+    receive {'DOWN', MRef, process, Runner, _} -> ok after ?PATIENCE -> ct:fail(runner_stuck) end,
     {ok, 1} = py:eval(<<"1">>),
     py:unregister_function(slow).
 
@@ -251,23 +257,30 @@ unrelated_requests_wait_their_turn(Config) ->
     Self = self(),
     Pids = [spawn(fun() -> Self ! {done, self(), py:eval(Ctx, <<"__import__('erlang').slowadd(i, 1)">>, #{i => I})} end)
             || I <- lists:seq(1, 300)],
-    Results = [receive {done, P, R} -> R after 60000 -> ct:fail(stuck) end || P <- Pids],
+    Results = [receive {done, P, R} -> R after ?PATIENCE -> ct:fail(stuck) end || P <- Pids],
     [] = [R || R <- Results, element(1, R) =/= ok],
     py:unregister_function(slowadd).
 
 %% The outer request times out while a request of its callback runs nested:
-%% once that one is done, the outer one is interrupted.
+%% once that one is done, the outer one is interrupted. The nested request
+%% runs until the test has seen the timeout (it waits for a file to appear).
 outer_timeout_after_nested_call(Config) ->
     Ctx = ?config(ctx, Config),
-    ok = py:register_function(nest, fun(_) -> {ok, V} = py:eval(Ctx, <<"__import__('time').sleep(0.3) or 5">>), V end),
+    Gate = py_test_util:gate(Config, Ctx),
+    ok = py:register_function(nest, fun(_) ->
+                                            {ok, V} = py:eval(Ctx, <<"__import__('test_gate').wait(g) or 5">>,
+                                                              #{g => Gate}),
+                                            V
+                                    end),
     {error, timeout} = py:eval(Ctx, <<"erlang.nest() and exec('while True: pass')">>, #{}, #{timeout => 100}),
-    {ok, 3} = py:eval(Ctx, <<"1 + 2">>, #{}, #{timeout => 5000}),
+    ok = py_test_util:open_gate(Gate),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
     py:unregister_function(nest).
 
 dead_runner_is_an_error(Config) ->
     Ctx = ?config(ctx, Config),
     ok = py:register_function(suicide, fun(_) -> exit(self(), kill) end),
-    {error, {'Error', <<"killed">>}} = py:eval(Ctx, <<"erlang.suicide()">>, #{}, #{timeout => 5000}),
+    {error, {'Error', <<"killed">>}} = py:eval(Ctx, <<"erlang.suicide()">>, #{}, #{timeout => ?PATIENCE}),
     py:unregister_function(suicide).
 
 cancelled_call_stops_its_runner(Config) ->
@@ -275,7 +288,7 @@ cancelled_call_stops_its_runner(Config) ->
     Name = list_to_atom("runner_" ++ atom_to_list(?config(mode, Config))),
     ok = py:register_function(hang_named, fun(_) -> register(Name, self()), receive never -> ok end end),
     {error, timeout} = py:eval(Ctx, <<"erlang.hang_named()">>, #{}, #{timeout => 200}),
-    true = py_test_util:wait_until(fun() -> whereis(Name) =:= undefined end, 5000),
+    true = py_test_util:wait_until(fun() -> whereis(Name) =:= undefined end),
     py:unregister_function(hang_named).
 
 handles_from_python_threads(Config) ->
@@ -287,7 +300,7 @@ handles_from_python_threads(Config) ->
                         "t = threading.Thread(target=lambda: erlang.keep(__import__('fractions').Fraction(1, 2)))
 "
                         "t.start(); t.join()">>),
-    H = receive {kept, Handle} -> Handle after 5000 -> ct:fail(not_kept) end,
+    H = receive {kept, Handle} -> Handle after ?PATIENCE -> ct:fail(not_kept) end,
     {ok, 2} = py:getattr(H, denominator),
     py:unregister_function(keep).
 
@@ -305,7 +318,7 @@ keep = CallsOnDel()
 ">>),
     Tag = make_ref(),
     ok = py_nif:context_stop(py_context:get_nif_ref(Ctx), Tag),
-    receive {Tag, stopped} -> ok after 4000 -> ct:fail(stop_held_up) end,
+    receive {Tag, stopped} -> ok after ?PATIENCE -> ct:fail(stop_held_up) end,
     exit(Ctx, kill).
 
 register_function_arguments(_Config) ->

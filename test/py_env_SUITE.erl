@@ -3,6 +3,7 @@
 -module(py_env_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+-include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
 all() ->
@@ -29,14 +30,14 @@ spec_process_a_b_isolation(_Config) ->
         {ok, <<"hello">>} = py:eval(Ctx, <<"state">>),
         Self ! {a, done}
     end),
-    receive {a, done} -> ok after 5000 -> ct:fail({a_timeout, A}) end,
+    receive {a, done} -> ok after ?PATIENCE -> ct:fail({a_timeout, A}) end,
     B = spawn(fun() ->
         Ctx = py:context(1),
         %% state is undefined here - different process
         {error, _} = py:eval(Ctx, <<"state">>),
         Self ! {b, py:eval(Ctx, <<"state">>)}
     end),
-    receive {b, R} -> {error, {'NameError', _}} = R after 5000 -> ct:fail({b_timeout, B}) end.
+    receive {b, R} -> {error, {'NameError', _}} = R after ?PATIENCE -> ct:fail({b_timeout, B}) end.
 
 %% "vs. Global Interpreter State": two spawns writing x, no conflict.
 spec_no_conflict_between_spawns(_Config) ->
@@ -48,8 +49,8 @@ spec_no_conflict_between_spawns(_Config) ->
                timer:sleep(50),
                Self ! {I, py:eval(Ctx, <<"x">>)}
            end) || I <- [1, 2]],
-    receive {1, R1} -> {ok, 1} = R1 after 5000 -> ct:fail(timeout) end,
-    receive {2, R2} -> {ok, 2} = R2 after 5000 -> ct:fail(timeout) end.
+    receive {1, R1} -> {ok, 1} = R1 after ?PATIENCE -> ct:fail(timeout) end,
+    receive {2, R2} -> {ok, 2} = R2 after ?PATIENCE -> ct:fail(timeout) end.
 
 env_in_process_dictionary(_Config) ->
     Ctx = py:context(1),
@@ -83,7 +84,7 @@ modules_shared_per_interpreter(_Config) ->
     ok = py:exec(Ctx, <<"import json\njson._ep_marker = 'shared'">>),
     Self = self(),
     spawn(fun() -> Self ! {other, py:eval(Ctx, <<"__import__('json')._ep_marker">>)} end),
-    receive {other, R} -> {ok, <<"shared">>} = R after 5000 -> ct:fail(timeout) end,
+    receive {other, R} -> {ok, <<"shared">>} = R after ?PATIENCE -> ct:fail(timeout) end,
     ok = py:exec(Ctx, <<"del json._ep_marker">>).
 
 spec_py_counter_actor(_Config) ->
@@ -174,7 +175,7 @@ obj = Tracked('gone-with-process')
              fun() ->
                  {ok, Events} = py:eval(Ctx, <<"__import__('_ep_del_log').events">>),
                  Events =:= [<<"gone-with-process">>]
-             end, 5000).
+             end).
 
 env_dict_cleared_on_exit(_Config) ->
     {ok, _} = py:eval(<<"1">>),  % this process's own env exists before counting
@@ -182,26 +183,34 @@ env_dict_cleared_on_exit(_Config) ->
     Self = self(),
     Pids = [spawn(fun() -> ok = py:exec(<<"x = 1">>), Self ! {done, self()} end) || _ <- lists:seq(1, 50)],
     [receive {done, P} -> ok end || P <- Pids],
-    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), envs_alive() =< Before end, 5000).
+    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), envs_alive() =< Before end).
 
 %% A caller killed while its request is queued or running: the request
 %% still has its env, finishes, and the env is released afterwards.
-env_survives_caller_death_until_request_done(_Config) ->
+env_survives_caller_death_until_request_done(Config) ->
     Ctx = py:context(1),
     {ok, _} = py:eval(Ctx, <<"1">>),  % this process's own env exists before counting
     ok = py:exec(Ctx, <<"import sys, types\n"
                         "sys.modules['_ep_done'] = types.ModuleType('_ep_done')\n"
                         "sys.modules['_ep_done'].value = None">>),
     Before = envs_alive(),
-    Pid = spawn(fun() -> py:exec(Ctx, <<"import time, _ep_done\n"
-                                        "for _ in range(20): time.sleep(0.01)\n"
-                                        "x = 1\n"
-                                        "_ep_done.value = x">>) end),
-    timer:sleep(50),
+    Gate = py_test_util:gate(Config, Ctx),
+    Self = self(),
+    %% the request tells us it runs, then waits at the gate
+    Pid = spawn(fun() -> py:eval(Ctx, <<"exec(code)">>, #{code => <<"import erlang, test_gate, _ep_done\n"
+                                                                      "erlang.send(me, 'running')\n"
+                                                                      "test_gate.wait(gate)\n"
+                                                                      "x = 1\n"
+                                                                      "_ep_done.value = x">>,
+                                                        me => Self, gate => Gate}) end),
+    receive <<"running">> -> ok after ?PATIENCE -> ct:fail(not_running) end,
+    MRef = monitor(process, Pid),
     exit(Pid, kill),
+    receive {'DOWN', MRef, process, Pid, killed} -> ok end,
+    ok = py_test_util:open_gate(Gate),
     %% the request ran to its end in its env (x was set there and read back)
-    true = py_test_util:wait_until(fun() -> py:eval(Ctx, <<"__import__('_ep_done').value">>) =:= {ok, 1} end, 5000),
-    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), envs_alive() =< Before end, 5000).
+    true = py_test_util:wait_until(fun() -> py:eval(Ctx, <<"__import__('_ep_done').value">>) =:= {ok, 1} end),
+    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), envs_alive() =< Before end).
 
 %% A context that stops releases the namespaces made on it at once, even
 %% though the processes that own them live on.

@@ -5,6 +5,7 @@
 -module(py_event_loop_SUITE).
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+-include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
 %% logger handler used by spawn_task_failures_are_logged
@@ -99,8 +100,8 @@ spec_process_isolation(_Config) ->
         {ok, <<"B">>} = py_nif:event_loop_eval(LoopRef, <<"x">>),
         Self ! {b, py_nif:event_loop_eval(LoopRef, <<"x">>)}
     end),
-    {ok, <<"A">>} = receive {a, A} -> A after 5000 -> error(a_timeout) end,
-    {ok, <<"B">>} = receive {b, B} -> B after 5000 -> error(b_timeout) end,
+    {ok, <<"A">>} = receive {a, A} -> A after ?PATIENCE -> error(a_timeout) end,
+    {ok, <<"B">>} = receive {b, B} -> B after ?PATIENCE -> error(b_timeout) end,
     %% ... and the test process has none
     {error, {'NameError', _}} = py_nif:event_loop_eval(LoopRef, <<"x">>).
 
@@ -120,9 +121,9 @@ tracked = Tracked()
     py_test_util:drain_gc(),
     %% __del__ ran on the owner thread, with its globals still there
     true = py_test_util:wait_until(
-             fun() -> {ok, [<<"gone">>]} =:= py:eval(<<"__import__('sys')._ep_loop_deleted">>) end, 5000),
+             fun() -> {ok, [<<"gone">>]} =:= py:eval(<<"__import__('sys')._ep_loop_deleted">>) end),
     true = py_test_util:wait_until(
-             fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< Before end, 5000).
+             fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< Before end).
 
 spec_env_reuse(_Config) ->
     Self = self(),
@@ -153,7 +154,7 @@ async def report(pid, items):
 ">>),
         ok = py_event_loop:spawn_task('__main__', report, [Self, [7,8,9]])
     end),
-    receive {<<"processed">>, [14,16,18]} -> ok after 5000 -> error(spawned_task_did_not_run) end.
+    receive {<<"processed">>, [14,16,18]} -> ok after ?PATIENCE -> error(spawned_task_did_not_run) end.
 
 lookup_order(_Config) ->
     LoopRef = loop_ref(),
@@ -251,14 +252,16 @@ await_timeout_keeps_task(_Config) ->
     LoopRef = loop_ref(),
     ok = py_nif:event_loop_exec(LoopRef, <<"
 import asyncio
+release = asyncio.Event()
 async def slow(x):
-    await asyncio.sleep(0.3)
+    await release.wait()
     return x
 ">>),
     {ok, Ref} = py_event_loop:create_task(loop(), '__main__', slow, [7]),
     {error, timeout} = py_event_loop:await(Ref, 20),
+    ok = py_nif:event_loop_exec(LoopRef, <<"release.set()">>),
     %% the task went on: its answer is still there to await
-    {ok, 7} = py_event_loop:await(Ref, 5000),
+    {ok, 7} = py_event_loop:await(Ref, ?PATIENCE),
     {error, {badarg, timeout}} = py_event_loop:await(Ref, -1),
     {error, {badarg, ref}} = py_event_loop:await(not_a_ref, 10).
 
@@ -269,7 +272,7 @@ import asyncio
 state = []
 async def slow():
     try:
-        await asyncio.sleep(0.3)
+        await asyncio.Event().wait()  # for ever, unless cancelled
         state.append('finished')
     except asyncio.CancelledError:
         state.append('cancelled')
@@ -277,12 +280,10 @@ async def slow():
 ">>),
     {error, timeout} = py_event_loop:run('__main__', slow, [], #{timeout => 30}),
     true = py_test_util:wait_until(
-             fun() -> {ok, [<<"cancelled">>]} =:= py_nif:event_loop_eval(LoopRef, <<"state">>) end, 3000),
-    timer:sleep(400),
-    {ok, [<<"cancelled">>]} = py_nif:event_loop_eval(LoopRef, <<"state">>),
-    %% no late answer was left in the mailbox
-    receive Stray -> error({stray_message, Stray}) after 0 -> ok end,
-    {ok, #{tasks_awaited := 0}} = py_event_loop:info().
+             fun() -> {ok, [<<"cancelled">>]} =:= py_nif:event_loop_eval(LoopRef, <<"state">>) end),
+    %% the task is over and no answer was sent for it
+    true = py_test_util:wait_until(fun() -> {ok, #{tasks_awaited := T}} = py_event_loop:info(), T =:= 0 end),
+    receive Stray -> error({stray_message, Stray}) after 0 -> ok end.
 
 bad_arguments(_Config) ->
     {error, {badarg, args}} = py_event_loop:run(math, sqrt, not_a_list),
@@ -295,9 +296,9 @@ bad_arguments(_Config) ->
     {error, {badarg, options}} = py_event_loop:run(math, sqrt, [1], [{timeout, 5}]),
     %% the Ref-returning forms answer through await
     Ref = py_event_loop:create_task(math, sqrt, not_a_list),
-    {error, {badarg, args}} = py_event_loop:await(Ref, 1000),
+    {error, {badarg, args}} = py_event_loop:await(Ref, ?PATIENCE),
     Ref2 = py_event_loop:create_task(math, sqrt, [1], not_a_map),
-    {error, {badarg, kwargs}} = py_event_loop:await(Ref2, 1000),
+    {error, {badarg, kwargs}} = py_event_loop:await(Ref2, ?PATIENCE),
     {error, {badarg, args}} = py_event_loop:spawn_task(math, sqrt, oops),
     {error, {badarg, args}} = py_event_loop:create_task(loop(), math, sqrt, oops),
     %% a term Python cannot take
@@ -382,19 +383,19 @@ async def barrier(n):
     return started
 ">>),
     Refs = [py_event_loop:create_task('__main__', barrier, [1000]) || _ <- lists:seq(1, 1000)],
-    Results = [py_event_loop:await(R, 10000) || R <- Refs],
+    Results = [py_event_loop:await(R, ?PATIENCE) || R <- Refs],
     [{ok, 1000}] = lists:usort(Results).
 
 many_tasks_many_processes(_Config) ->
     Self = self(),
     Pids = [spawn_link(fun() ->
                            Refs = [{I, py_event_loop:create_task(operator, mul, [P, I])} || I <- lists:seq(1, 100)],
-                           Bad = [{I, R} || {I, Ref} <- Refs, {ok, V} = R <- [py_event_loop:await(Ref, 30000)],
+                           Bad = [{I, R} || {I, Ref} <- Refs, {ok, V} = R <- [py_event_loop:await(Ref, ?PATIENCE)],
                                             V =/= P * I],
                            Self ! {done, self(), Bad}
                        end) || P <- lists:seq(1, 100)],
-    [receive {done, Pid, Bad} -> [] = Bad after 60000 -> error(timeout) end || Pid <- Pids],
-    true = py_test_util:wait_until(fun() -> {ok, #{tasks_awaited := T}} = py_event_loop:info(), T =:= 0 end, 5000).
+    [receive {done, Pid, Bad} -> [] = Bad after ?PATIENCE -> error(timeout) end || Pid <- Pids],
+    true = py_test_util:wait_until(fun() -> {ok, #{tasks_awaited := T}} = py_event_loop:info(), T =:= 0 end).
 
 killed_caller_tasks_finish(_Config) ->
     LoopRef = loop_ref(),
@@ -416,11 +417,11 @@ async def work():
     receive started -> ok end,
     exit(Pid, kill),
     %% the tasks run to completion; their answers go nowhere
-    true = py_test_util:wait_until(fun() -> {ok, 100} =:= py:eval(<<"__import__('sys')._ep_finished">>) end, 5000),
-    true = py_test_util:wait_until(fun() -> {ok, #{tasks_awaited := T}} = py_event_loop:info(), T =:= 0 end, 5000),
+    true = py_test_util:wait_until(fun() -> {ok, 100} =:= py:eval(<<"__import__('sys')._ep_finished">>) end),
+    true = py_test_util:wait_until(fun() -> {ok, #{tasks_awaited := T}} = py_event_loop:info(), T =:= 0 end),
     py_test_util:drain_gc(),
     true = py_test_util:wait_until(
-             fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< EnvsBefore end, 5000).
+             fun() -> {ok, #{envs_alive := N}} = py_nif:runtime_info(), N =< EnvsBefore end).
 
 %% 10,000 short-lived processes, each with a loop namespace and a task:
 %% namespaces and Python objects do not pile up.
@@ -441,22 +442,19 @@ async def total():
                                                 {ok, 4950} = py_event_loop:run('__main__', total, []),
                                                 Self ! {churned, self()}
                                             end) || _ <- lists:seq(1, 100)],
-                              [receive {churned, P} -> ok after 10000 -> error({stuck, P}) end || P <- Pids]
+                              [receive {churned, P} -> ok after ?PATIENCE -> error({stuck, P}) end || P <- Pids]
                       end, lists:seq(1, N div 100))
             end,
+    _ = py_test_util:python_objects(),  % this process's own env exists before counting
+    {ok, #{envs_alive := Envs0}} = py_nif:runtime_info(),
     Churn(1000),
-    Settle = fun() ->
-                     py_test_util:drain_gc(),
-                     timer:sleep(200),
-                     Objects = py_test_util:python_objects(),  % makes this process's own env first
-                     {ok, #{envs_alive := Envs}} = py_nif:runtime_info(),
-                     {Envs, Objects}
-             end,
-    {Envs0, Objs0} = Settle(),
+    py_test_util:settle(Envs0),
+    Objs0 = py_test_util:python_objects(),
     Churn(10000),
-    {Envs1, Objs1} = Settle(),
+    py_test_util:settle(Envs0),
+    {ok, #{envs_alive := Envs1}} = py_nif:runtime_info(),
+    Objs1 = py_test_util:python_objects(),
     ct:pal("10,000 processes on the loop: envs ~b -> ~b, Python objects ~b -> ~b", [Envs0, Envs1, Objs0, Objs1]),
-    true = Envs1 =< Envs0,
     true = Objs1 - Objs0 < 200.
 
 python_calls_erlang_from_tasks(_Config) ->
@@ -483,7 +481,7 @@ async def sends(pid, term):
     {error, {'RuntimeError', Msg}} = py_event_loop:run('__main__', blocks_the_loop, [2, 3]),
     {match, _} = re:run(Msg, "run_in_executor"),
     {ok, <<"sent">>} = py_event_loop:run('__main__', sends, [self(), #{k => [1, 2]}]),
-    receive {<<"from_loop">>, #{<<"k">> := [1, 2]}} -> ok after 5000 -> error(no_message) end,
+    receive {<<"from_loop">>, #{<<"k">> := [1, 2]}} -> ok after ?PATIENCE -> error(no_message) end,
     py:unregister_function(loop_add).
 
 %% erlang.self() in loop code is the process the job was started for, in
@@ -543,9 +541,13 @@ lookup_survives_context_stop(_Config) ->
     {ok, C2} = py_context:start_link(lookup_c2, worker),
     unlink(C1),
     unlink(C2),
+    ok = py:exec(<<"import sys, threading\nsys._ep_c2_stopped = threading.Event()">>),
     try
         in_process(fun() ->
-            Helper = spawn(fun() -> receive <<"stop_c2">> -> py_context:stop(C2) end end),
+            Helper = spawn(fun() ->
+                               receive <<"stop_c2">> -> ok = py_context:stop(C2) end,
+                               ok = py:exec(<<"__import__('sys')._ep_c2_stopped.set()">>)
+                           end),
             put(py_context, C1),  %% C1's env is looked up first
             ok = py:exec(C2, <<"def target(): return 'from C2'">>),
             ok = py:exec(C1, <<"
@@ -560,7 +562,7 @@ class K:
         if not K.fired:
             K.fired = True
             erlang.send(HELPER, 'stop_c2')
-            time.sleep(0.5)
+            sys._ep_c2_stopped.wait(60)
             sys._ep_reuse = [{'target': _evil} for _ in range(1000)]
         return False
 globals()[K()] = 1
@@ -572,7 +574,7 @@ globals()[K()] = 1
     after
         py_context:stop(C1),
         py_context:stop(C2),
-        py:exec(<<"import sys\nsys.__dict__.pop('_ep_reuse', None)">>)
+        py:exec(<<"import sys\nsys.__dict__.pop('_ep_reuse', None)\nsys.__dict__.pop('_ep_c2_stopped', None)">>)
     end.
 
 results_convert(_Config) ->
@@ -641,7 +643,7 @@ async def broken():
             {logged, warning, Text} ->
                 {match, _} = re:run(Text, "spawned and failed"),
                 {match, _} = re:run(Text, "Traceback")
-        after 5000 ->
+        after ?PATIENCE ->
             error(nothing_logged)
         end
     after
@@ -704,21 +706,36 @@ subinterpreter_env_refused(_Config) ->
     end.
 
 %% The loop's owner restarting (a supervisor restart) under load: callers
-%% get {error, event_loop_stopped} or their answer, never a hang; a new loop
-%% serves afterwards.
+%% get their answer, {error, event_loop_stopped} or
+%% {error, event_loop_not_running}, never a hang or anything else; calls in
+%% flight when it goes are answered event_loop_stopped; a new loop serves
+%% afterwards.
 restart_under_load(_Config) ->
     Self = self(),
     LoopRef = loop_ref(),
-    Callers = [spawn_link(fun() -> Self ! {caller, self(), call_until_stopped(0, #{})} end)
+    Callers = [spawn_link(fun() -> Self ! {caller, self(), call_until_told(0, #{})} end)
                || _ <- lists:seq(1, 20)],
-    timer:sleep(300),
+    InFlight = [spawn_link(fun() ->
+                               ok = py_nif:event_loop_exec(LoopRef, <<"
+import asyncio, erlang
+async def in_flight(pid):
+    erlang.send(pid, ('in_flight', erlang.self()))
+    await asyncio.Event().wait()
+">>),
+                               Self ! {in_flight_answer, self(), py_event_loop:run('__main__', in_flight, [Self],
+                                                                                    #{timeout => infinity})}
+                           end) || _ <- lists:seq(1, 10)],
+    [receive {<<"in_flight">>, P} -> ok after ?PATIENCE -> error({not_in_flight, P}) end || P <- InFlight],
     OldPid = whereis(py_event_loop),
     exit(OldPid, kill),
-    Outcomes = [receive {caller, C, Seen} -> Seen after 30000 -> error({caller_hung, C}) end || C <- Callers],
-    ct:pal("callers saw: ~p", [Outcomes]),
-    [true = maps:is_key(event_loop_stopped, S) orelse maps:is_key(event_loop_not_running, S) || S <- Outcomes],
+    [receive {in_flight_answer, P, R} -> {error, event_loop_stopped} = R after ?PATIENCE -> error({hung, P}) end
+     || P <- InFlight],
     %% until the new loop is up, callers are told it is not running
-    true = py_test_util:wait_until(fun() -> {ok, 4.0} =:= py_event_loop:run(math, sqrt, [16]) end, 5000),
+    true = py_test_util:wait_until(fun() -> {ok, 4.0} =:= py_event_loop:run(math, sqrt, [16]) end),
+    [C ! finish || C <- Callers],
+    Outcomes = [receive {caller, C, Seen} -> Seen after ?PATIENCE -> error({caller_hung, C}) end || C <- Callers],
+    ct:pal("callers saw: ~p", [Outcomes]),
+    [] = lists:usort(lists:flatmap(fun maps:keys/1, Outcomes)) -- [ok, event_loop_stopped, event_loop_not_running],
     true = whereis(py_event_loop) =/= OldPid,
     {ok, NewLoop} = py_event_loop:get_loop(),
     already_stopped = py_nif:event_loop_stop(LoopRef),
@@ -726,14 +743,17 @@ restart_under_load(_Config) ->
     #{running := true} = py_nif:event_loop_info(NewLoop),
     #{running := false} = py_nif:event_loop_info(LoopRef).
 
-call_until_stopped(N, Seen) when N > 2000 ->
-    Seen;
-call_until_stopped(N, Seen) ->
-    Result = py_event_loop:run(asyncio, sleep, [0.05, N], #{timeout => 10000}),
-    case Result of
-        {ok, N} -> call_until_stopped(N + 1, Seen#{ok => true});
-        {error, event_loop_stopped} -> Seen#{event_loop_stopped => true};
-        {error, event_loop_not_running} -> Seen#{event_loop_not_running => true}
+%% Calls the loop until told to finish; the set of outcomes seen.
+call_until_told(N, Seen) ->
+    receive
+        finish -> Seen
+    after 0 ->
+        Outcome = case py_event_loop:run(asyncio, sleep, [0.01, N], #{timeout => ?PATIENCE}) of
+                      {ok, N} -> ok;
+                      {error, Reason} -> Reason;
+                      Other -> Other
+                  end,
+        call_until_told(N + 1, Seen#{Outcome => true})
     end.
 
 nif_argument_errors(_Config) ->
@@ -750,7 +770,10 @@ nif_argument_errors(_Config) ->
     {error, {badarg, loop}} = py_nif:event_loop_stop(make_ref()),
     {error, {badarg, loop}} = py_nif:event_loop_info(self()),
     finished = py_nif:cancel(LoopRef, 1 bsl 60),
-    receive Stray -> error({stray_message, Stray}) after 100 -> ok end.
+    %% a job queued by any of them (each a plain function, answered as it
+    %% starts) would have been answered before this one
+    {ok, 1.0} = py_event_loop:run(math, sqrt, [1]),
+    receive Stray -> error({stray_message, Stray}) after 0 -> ok end.
 
 %% Arguments past ~512 KB are copied on a dirty scheduler; results of any
 %% size come back.
@@ -765,8 +788,9 @@ large_arguments(_Config) ->
 %% A loop of our own, stopped with work in every state: queued, running,
 %% refusing to be cancelled, waiting on an executor thread. Everyone is
 %% answered, nothing hangs.
-stop_answers_everyone(_Config) ->
+stop_answers_everyone(Config) ->
     {Loop, Exec, SubmitWithId} = private_loop(),
+    Gate = py_test_util:gate(Config, py:context(1)),
     ok = Exec(<<"
 import asyncio, time
 async def stubborn():
@@ -779,25 +803,26 @@ async def in_thread():
     return await asyncio.get_running_loop().run_in_executor(None, time.sleep, 3)
 async def sleeper():
     await asyncio.sleep(10)
-def blocks(pid):
-    import erlang
+def blocks(pid, gate):
+    import erlang, test_gate
     erlang.send(pid, 'blocking')
-    time.sleep(0.3)
+    test_gate.wait(gate)
 ">>),
     Submit = fun(F, Args) -> element(1, SubmitWithId(F, Args)) end,
     Running = [Submit(F, []) || F <- [stubborn, in_thread, sleeper]],
-    Blocker = Submit(blocks, [self()]),
-    receive <<"blocking">> -> ok after 5000 -> error(not_blocking) end,
-    %% the loop is busy: these stay queued
+    Blocker = Submit(blocks, [self(), Gate]),
+    receive <<"blocking">> -> ok after ?PATIENCE -> error(not_blocking) end,
+    %% the loop is blocked until the gate opens: these stay queued
     Queued = [Submit(sleeper, []) || _ <- lists:seq(1, 5)],
-    {Us, ok} = timer:tc(fun() -> ok = py_nif:event_loop_stop(Loop) end),
-    true = Us < 100000,  %% stop never waits for Python
+    %% stop never waits for Python: it returns with the loop still blocked
+    ok = py_nif:event_loop_stop(Loop),
     already_stopped = py_nif:event_loop_stop(Loop),
-    [{error, event_loop_stopped} = py_call:wait_reply(T, 10000) || T <- Queued ++ Running],
-    {ok, none} = py_call:wait_reply(Blocker, 10000),
+    ok = py_test_util:open_gate(Gate),
+    [{error, event_loop_stopped} = py_call:wait_reply(T, ?PATIENCE) || T <- Queued ++ Running],
+    ok = blocker_answered(Blocker),
     {error, event_loop_not_running} = py_nif:event_loop_submit(Loop, make_ref(), task, [], math, sqrt, [1], #{}),
     true = py_test_util:wait_until(fun() -> #{tasks_awaited := 0} = M = py_nif:event_loop_info(Loop),
-                                            not map_get(running, M) end, 5000),
+                                            not map_get(running, M) end),
     %% the application's loop was not touched
     {ok, 2.0} = py_event_loop:run(math, sqrt, [4]).
 
@@ -810,22 +835,22 @@ owner_death_stops_loop(_Config) ->
                                           Self ! {loop, Loop},
                                           receive never -> ok end
                                   end),
-    Loop = receive {loop, L} -> L after 5000 -> error(no_loop) end,
+    Loop = receive {loop, L} -> L after ?PATIENCE -> error(no_loop) end,
     #{running := true} = py_nif:event_loop_info(Loop),
     exit(Owner, kill),
     receive {'DOWN', MRef, process, Owner, killed} -> ok end,
-    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 5000).
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end).
 
 %% A private loop, its namespace, and helpers to use them directly.
 private_loop() ->
     Tag = make_ref(),
     {ok, Loop} = py_nif:event_loop_new(Tag),
-    receive {Tag, ok} -> ok after 5000 -> error(loop_not_started) end,
+    receive {Tag, ok} -> ok after ?PATIENCE -> error(loop_not_started) end,
     Env = py_nif:event_loop_env_new(),
     Exec = fun(Code) ->
                    T = make_ref(),
                    _ = py_nif:event_loop_code(Loop, T, Env, exec, Code, #{}),
-                   py_call:wait_reply(T, 5000)
+                   py_call:wait_reply(T, ?PATIENCE)
            end,
     Submit = fun(F, Args) ->
                      T = make_ref(),
@@ -837,24 +862,37 @@ private_loop() ->
 
 %% A caller that gave up on a queued task is not answered when the loop
 %% stops (its py_call has already returned {error, timeout}).
-cancelled_then_stopped(_Config) ->
+cancelled_then_stopped(Config) ->
     {Loop, Exec, Submit} = private_loop(),
+    Gate = py_test_util:gate(Config, py:context(1)),
     ok = Exec(<<"
-import time, erlang
-def blocks(pid):
+import erlang, test_gate
+def blocks(pid, gate):
     erlang.send(pid, 'blocking')
-    time.sleep(0.3)
+    test_gate.wait(gate)
 async def quick():
     return 1
 ">>),
-    {Blocker, _} = Submit(blocks, [self()]),
-    receive <<"blocking">> -> ok after 5000 -> error(not_blocking) end,
+    {Blocker, _} = Submit(blocks, [self(), Gate]),
+    receive <<"blocking">> -> ok after ?PATIENCE -> error(not_blocking) end,
+    %% the loop is blocked: quick is still queued when cancelled
     {T, Id} = Submit(quick, []),
     cancelled = py_nif:cancel(Loop, Id),
     ok = py_nif:event_loop_stop(Loop),
-    {ok, none} = py_call:wait_reply(Blocker, 5000),
-    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 5000),
-    receive {T, _} = Stray -> error({stray_message, Stray}) after 100 -> ok end.
+    ok = py_test_util:open_gate(Gate),
+    ok = blocker_answered(Blocker),
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end),
+    %% a stopped loop has answered all it will answer
+    receive {T, _} = Stray -> error({stray_message, Stray}) after 0 -> ok end.
+
+%% The caller of code blocked at a gate when its loop stopped is answered
+%% once: with the result, or erlang.Interrupted should the gate have opened
+%% only after the stop's grace (1.5 s) was over.
+blocker_answered(Tag) ->
+    case py_call:wait_reply(Tag, ?PATIENCE) of
+        {ok, none} -> ok;
+        {error, {'Interrupted', _}} -> ok
+    end.
 
 %% An async generator whose clean-up never ends, and a task that swallows
 %% its cancellation: the loop still stops and everyone is answered.
@@ -877,7 +915,9 @@ async def start():
     gens.append(g)
     await g.__anext__()
     return 'started'
-async def stubborn():
+async def stubborn(pid):
+    import erlang
+    erlang.send(pid, 'stubborn')
     while True:
         try:
             await asyncio.sleep(10)
@@ -885,12 +925,12 @@ async def stubborn():
             pass
 ">>),
     {T0, _} = Submit(start, []),
-    {ok, <<"started">>} = py_call:wait_reply(T0, 5000),
-    {T, _} = Submit(stubborn, []),
-    timer:sleep(100),
+    {ok, <<"started">>} = py_call:wait_reply(T0, ?PATIENCE),
+    {T, _} = Submit(stubborn, [self()]),
+    receive <<"stubborn">> -> ok after ?PATIENCE -> error(not_running) end,
     ok = py_nif:event_loop_stop(Loop),
-    {error, event_loop_stopped} = py_call:wait_reply(T, 10000),
-    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 10000).
+    {error, event_loop_stopped} = py_call:wait_reply(T, ?PATIENCE),
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end).
 
 %% Code that never gives the loop back (a coroutine spinning without await)
 %% is interrupted once the loop has had its grace to stop: the thread ends,
@@ -906,11 +946,11 @@ async def spins(pid):
         n += 1
 ">>),
     {T, _} = Submit(spins, [self()]),
-    receive <<"spinning">> -> ok after 5000 -> error(not_spinning) end,
+    receive <<"spinning">> -> ok after ?PATIENCE -> error(not_spinning) end,
     #{thread_id := Tid} = py_nif:event_loop_info(Loop),
     ok = py_nif:event_loop_stop(Loop),
-    {error, event_loop_stopped} = py_call:wait_reply(T, 10000),
-    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end, 10000),
+    {error, event_loop_stopped} = py_call:wait_reply(T, ?PATIENCE),
+    true = py_test_util:wait_until(fun() -> not map_get(running, py_nif:event_loop_info(Loop)) end),
     %% the loop thread is gone, not left spinning
     true = py_test_util:wait_until(
-             fun() -> not filelib:is_dir("/proc/self/task/" ++ integer_to_list(Tid)) end, 5000).
+             fun() -> not filelib:is_dir("/proc/self/task/" ++ integer_to_list(Tid)) end).

@@ -1,8 +1,9 @@
 %% Helpers shared by the Common Test suites.
 -module(py_test_util).
+-include("py_test.hrl").
 
--export([start/0, stop/0, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/2, drain_gc/0, python_objects/0,
-         flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
+-export([start/0, stop/0, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
+         python_objects/0, settle/1, gate/2, open_gate/1, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -29,18 +30,41 @@ rss_growth_ok(GrowthKb, LimitKb) ->
         _ -> true
     end.
 
-%% Polls Fun until it returns true, up to Ms milliseconds.
-wait_until(Fun, Ms) when Ms =< 0 ->
-    Fun();
+%% Polls Fun until it returns true; false if it has not within ?PATIENCE
+%% (a hang: the condition must come true however slow the machine).
+wait_until(Fun) ->
+    wait_until(Fun, ?PATIENCE).
+
+%% As wait_until/1, giving up after Ms milliseconds.
 wait_until(Fun, Ms) ->
+    poll(Fun, erlang:monotonic_time(millisecond) + Ms).
+
+poll(Fun, Deadline) ->
     case Fun() of
-        true -> true;
-        _ -> timer:sleep(20), wait_until(Fun, Ms - 20)
+        true ->
+            true;
+        _ ->
+            case erlang:monotonic_time(millisecond) >= Deadline of
+                true -> false;
+                false -> timer:sleep(10), poll(Fun, Deadline)
+            end
     end.
 
 %% Lets the Erlang side drop resources of dead processes.
 drain_gc() ->
     [erlang:garbage_collect(P) || P <- processes()],
+    ok.
+
+%% Waits until the resources of dead processes are gone: at most
+%% EnvsBefore envs alive, and every object they held released by its
+%% interpreter's thread (not merely queued for release). Only then do
+%% object counts mean anything.
+settle(EnvsBefore) ->
+    true = wait_until(fun() ->
+                          drain_gc(),
+                          {ok, #{envs_alive := Envs, releases_pending := Pending}} = py_nif:runtime_info(),
+                          Envs =< EnvsBefore andalso Pending =:= 0
+                      end),
     ok.
 
 %% Objects tracked by Python's collector, after a full collection.
@@ -69,6 +93,30 @@ stop_group_context(Config) ->
         undefined -> ok;
         Ctx -> py_context:stop(Ctx)
     end.
+
+%% A gate Python code waits at until the test opens it, in any interpreter
+%% (Ctx's gets the module test_gate): `test_gate.wait(Gate)' returns once
+%% open_gate(Gate) has run. Python waiting at a gate lets the test act
+%% while that code is certainly still running, however slow the machine.
+%% Each gate is a new file name under the test case's priv_dir.
+gate(Config, Ctx) ->
+    %% the module's code runs in the module's own namespace: one defined in
+    %% this process's env would lose its globals when the process exits
+    ok = py:exec(Ctx, <<"
+import sys, types
+if 'test_gate' not in sys.modules:
+    gate = types.ModuleType('test_gate')
+    exec('import os, time\\n'
+         'def wait(path):\\n'
+         '    while not os.path.exists(path):\\n'
+         '        time.sleep(0.001)\\n', gate.__dict__)
+    sys.modules['test_gate'] = gate
+">>),
+    Name = "gate_" ++ integer_to_list(erlang:unique_integer([positive])),
+    list_to_binary(filename:join(proplists:get_value(priv_dir, Config), Name)).
+
+open_gate(Gate) ->
+    file:write_file(Gate, <<>>).
 
 flush() ->
     receive _ -> flush() after 0 -> ok end.
