@@ -46,6 +46,59 @@ void forget(std::uint64_t id) {
     waiting.erase(id);
 }
 
+// The NIF watches each py_callbacks process it sends calls to: a monitor,
+// held by a resource, whose down callback answers every call still waiting
+// on that process (the process may have died with the call in its mailbox,
+// or with the runner's exit unhandled). A watch lives until its monitor
+// fires: dropping the resource earlier would remove the monitor with it.
+ErlNifResourceType* watch_type = nullptr;
+std::mutex watch_mutex;
+void* watched = nullptr;  // the watch of the current py_callbacks, or nullptr
+ErlNifPid watched_pid;
+
+void dispatcher_down(ErlNifEnv* env, void* obj, ErlNifPid* pid, ErlNifMonitor*) {
+    {
+        std::lock_guard lock(watch_mutex);
+        if (watched == obj) watched = nullptr;
+    }
+    std::vector<std::shared_ptr<CallbackWaiter>> orphans;
+    {
+        std::lock_guard lock(registry_mutex);
+        for (auto it = waiting.begin(); it != waiting.end();) {
+            auto waiter = it->second.lock();
+            if (waiter && waiter->dispatcher().pid == pid->pid) {
+                orphans.push_back(std::move(waiter));
+                it = waiting.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    if (!orphans.empty()) {
+        ERL_NIF_TERM answer = enif_make_tuple4(
+            env, atoms::error, atoms::exit, enif_make_atom(env, "py_callbacks_exited"),
+            make_binary(env, "erlang_python's py_callbacks process exited before the Erlang function answered"));
+        for (auto& waiter : orphans) waiter->complete(answer);
+    }
+    enif_release_resource(obj);
+}
+
+// Any thread. True when `pid` is watched (it was alive when the watch began).
+bool watch_dispatcher(const ErlNifPid& pid) {
+    std::lock_guard lock(watch_mutex);
+    if (watched != nullptr && watched_pid.pid == pid.pid) return true;
+    void* watch = enif_alloc_resource(watch_type, 1);
+    if (watch == nullptr) return false;
+    if (enif_monitor_process(nullptr, watch, &pid, nullptr) != 0) {
+        enif_release_resource(watch);
+        return false;
+    }
+    // An earlier watch is left to its monitor, which has fired or will.
+    watched = watch;
+    watched_pid = pid;
+    return true;
+}
+
 void forget_runner(std::uint64_t id) {
     std::lock_guard lock(runners_mutex);
     auto it = runner_by_id.find(id);
@@ -102,6 +155,14 @@ void CallbackWaiter::on_complete(std::function<void()> wake) {
     wake_ = std::move(wake);
 }
 
+bool open_callback_watch_type(ErlNifEnv* env) {
+    ErlNifResourceTypeInit init{};
+    init.down = dispatcher_down;
+    init.members = 3;
+    watch_type = enif_init_resource_type(env, "ep_callbacks_watch", &init, ERL_NIF_RT_CREATE, nullptr);
+    return watch_type != nullptr;
+}
+
 void set_callback_name(std::string name, bool registered) {
     std::lock_guard lock(names_mutex);
     if (registered) names.insert(std::move(name));
@@ -123,8 +184,15 @@ bool python_to_message(PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out, bool* d
     if (py_to_term(obj, env, scope, out, deferred_maps)) return true;
     if (!PyErr_Occurred()) {
         char text[256];
-        enif_snprintf(text, sizeof text, "%T", *out);
-        PyErr_Format(PyExc_TypeError, "%s: cannot be sent to Erlang: %s", what, text);
+        int arity = 0;
+        const ERL_NIF_TERM* reason = nullptr;
+        if (enif_get_tuple(env, *out, &arity, &reason) && arity == 2 && reason[0] == atoms::duplicate_key) {
+            enif_snprintf(text, sizeof text, "%T", reason[1]);
+            PyErr_Format(PyExc_ValueError, "%s: two keys of one dict become the same Erlang term %s", what, text);
+        } else {
+            enif_snprintf(text, sizeof text, "%T", *out);
+            PyErr_Format(PyExc_TypeError, "%s: cannot be sent to Erlang: %s", what, text);
+        }
     }
     return false;
 }
@@ -158,10 +226,15 @@ std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
         PyErr_SetString(PyExc_RuntimeError, "erlang.call: the erlang_python application is not running");
         return nullptr;
     }
-    auto waiter = std::make_shared<CallbackWaiter>(last_id.fetch_add(1) + 1, PyInterpreterState_Get());
+    auto waiter = std::make_shared<CallbackWaiter>(last_id.fetch_add(1) + 1, PyInterpreterState_Get(), dispatcher);
     {
         std::lock_guard lock(registry_mutex);
         waiting.emplace(waiter->id(), waiter);
+    }
+    if (!watch_dispatcher(dispatcher)) {
+        forget(waiter->id());
+        PyErr_SetString(PyExc_RuntimeError, "erlang.call: the py_callbacks process is gone");
+        return nullptr;
     }
     ERL_NIF_TERM msg = enif_make_tuple5(env.get(), atoms::py_callback_tag, enif_make_uint64(env.get(), waiter->id()),
                                         make_binary(env.get(), {utf8, static_cast<size_t>(size)}), args_term,

@@ -26,10 +26,13 @@ namespace ep {
 
 class CallbackWaiter {
 public:
-    CallbackWaiter(std::uint64_t id, PyInterpreterState* interp) : id_(id), interp_(interp) {}
+    CallbackWaiter(std::uint64_t id, PyInterpreterState* interp, const ErlNifPid& dispatcher)
+        : id_(id), interp_(interp), dispatcher_(dispatcher) {}
 
     std::uint64_t id() const { return id_; }
     PyInterpreterState* interpreter() const { return interp_; }
+    // The py_callbacks process the call was sent to.
+    const ErlNifPid& dispatcher() const { return dispatcher_; }
 
     // Any thread: the reply (copied into this waiter) or an abort.
     void complete(ERL_NIF_TERM result);
@@ -47,6 +50,7 @@ public:
 private:
     std::uint64_t id_;
     PyInterpreterState* interp_;
+    ErlNifPid dispatcher_;
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     bool done_ = false;
@@ -55,6 +59,10 @@ private:
     ERL_NIF_TERM result_ = 0;
     std::function<void()> wake_;
 };
+
+// Load time: the resource type through which the NIF watches py_callbacks
+// (if that process dies, the calls it had not answered are answered here).
+bool open_callback_watch_type(ErlNifEnv* env);
 
 // Registered function names, as Python sees them (erlang.<name>).
 void set_callback_name(std::string name, bool registered);

@@ -1,6 +1,7 @@
 // The NIF library py_nif: load-time set-up and the function table.
 #include <erl_nif.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -52,7 +53,7 @@ std::vector<std::string> path_option(ErlNifEnv* env, ERL_NIF_TERM map) {
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     atoms::init(env);
     init_map_marker(env);
-    if (!open_resource_types(env)) return 1;
+    if (!open_resource_types(env) || !open_callback_watch_type(env)) return 1;
     RuntimeOptions options;
     // ERLANG_PYTHON_HOME beats the app env, which beats the build's Python.
     const char* env_home = std::getenv("ERLANG_PYTHON_HOME");
@@ -120,7 +121,11 @@ ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
 constexpr std::size_t kInlineCopyWords = 64 * 1024;  // about 512 KB
 constexpr std::size_t kMaxRequestWords = std::size_t{128} << 20;  // 1 GiB
 
-template <NifFn F>
+// Told when sized_request refuses its arguments, with the size limit in
+// bytes: for a NIF whose refusal someone else is waiting on.
+using RefusedFn = void (*)(ErlNifEnv*, const ERL_NIF_TERM[], std::uint64_t limit_bytes);
+
+template <NifFn F, RefusedFn Refused = nullptr>
 ERL_NIF_TERM sized_request(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
     EP_REQUIRE_PYTHON(env);
     bool dirty = enif_thread_type() != ERL_NIF_THR_NORMAL_SCHEDULER;
@@ -129,8 +134,9 @@ ERL_NIF_TERM sized_request(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) 
     for (int i = 0; i < argc && words <= limit; ++i) words += copy_size_upto(env, argv[i], limit - words);
     if (words > limit) {
         if (!dirty)
-            return enif_schedule_nif(env, "py_nif_large_request", ERL_NIF_DIRTY_JOB_CPU_BOUND, sized_request<F>, argc,
-                                     argv);
+            return enif_schedule_nif(env, "py_nif_large_request", ERL_NIF_DIRTY_JOB_CPU_BOUND,
+                                     sized_request<F, Refused>, argc, argv);
+        if constexpr (Refused != nullptr) Refused(env, argv, kMaxRequestWords * 8);
         return make_error(env, enif_make_atom(env, "argument_too_large"), enif_make_uint64(env, kMaxRequestWords * 8));
     }
     return guarded<F>(env, argc, argv);
@@ -143,6 +149,18 @@ ERL_NIF_TERM nif_callback_reply(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) 
     ErlNifUInt64 id;
     if (!enif_get_uint64(env, argv[0], &id)) return make_error(env, atoms::badarg, enif_make_atom(env, "id"));
     return deliver_callback_reply(id, argv[1]) ? atoms::ok : enif_make_atom(env, "nobody_waiting");
+}
+
+// A result too large to hand to Python still answers the call waiting for
+// it, with erlang.Error: Python must not wait for a reply that never comes.
+void callback_reply_refused(ErlNifEnv* env, const ERL_NIF_TERM argv[], std::uint64_t limit_bytes) {
+    ErlNifUInt64 id;
+    if (!enif_get_uint64(env, argv[0], &id)) return;
+    char text[160];
+    enif_snprintf(text, sizeof text, "the Erlang function's result is larger than %lu bytes as a term",
+                  static_cast<unsigned long>(limit_bytes));
+    ERL_NIF_TERM reason = enif_make_tuple2(env, atoms::result_too_large, enif_make_uint64(env, limit_bytes));
+    deliver_callback_reply(id, enif_make_tuple4(env, atoms::error, atoms::error, reason, make_binary(env, text)));
 }
 
 // callback_begin(Id): the calling process runs the Erlang function of call Id.
@@ -173,7 +191,7 @@ ERL_NIF_TERM nif_callback_name(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ErlNifFunc functions[] = {
     {"runtime_info", 0, runtime_info, 0},
     {"map_marker", 0, nif_map_marker, 0},
-    {"callback_reply", 2, sized_request<nif_callback_reply>, 0},
+    {"callback_reply", 2, sized_request<nif_callback_reply, callback_reply_refused>, 0},
     {"callback_begin", 1, guarded<nif_callback_begin>, 0},
     {"callback_names_reset", 0, guarded<nif_callback_names_reset>, 0},
     {"callback_name", 2, guarded<nif_callback_name>, 0},

@@ -1,5 +1,6 @@
 #include "py_to_term.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -131,6 +132,7 @@ private:
         auto n = static_cast<size_t>(PyDict_GET_SIZE(obj));
         keys.reserve(n);
         values.reserve(n);
+        KeyClasses classes(types_);
         Py_ssize_t pos = 0;
         PyObject *k, *v;
         while (PyDict_Next(obj, &pos, &k, &v)) {
@@ -139,10 +141,17 @@ private:
             PyRef key = PyRef::borrow(k), value = PyRef::borrow(v);
             ERL_NIF_TERM kt, vt;
             if (!convert(key.get(), depth + 1, &kt) || !convert(value.get(), depth + 1, &vt)) return false;
+            classes.note(key.get());
             keys.push_back(kt);
             values.push_back(vt);
         }
         if (keys.size() > kDirectMapKeys) {
+            // Two Python keys that became one term ('x' and b'x') must not
+            // lose an entry in the receiver's maps:from_list.
+            if (classes.may_collide()) {
+                std::size_t dup = find_duplicate(keys);
+                if (dup < keys.size()) return fail(enif_make_tuple2(env_, atoms::duplicate_key, keys[dup]));
+            }
             std::vector<ERL_NIF_TERM> pairs(keys.size());
             for (size_t i = 0; i < keys.size(); ++i) pairs[i] = enif_make_tuple2(env_, keys[i], values[i]);
             deferred_maps_ = true;
@@ -151,10 +160,49 @@ private:
         }
         ERL_NIF_TERM map;
         if (enif_make_map_from_arrays(env_, keys.data(), values.data(), keys.size(), &map)) return set(out, map);
-        // Two Python keys became the same term ('a' and b'a'): the later wins.
-        map = enif_make_new_map(env_);
-        for (size_t i = 0; i < keys.size(); ++i) enif_make_map_put(env_, map, keys[i], values[i], &map);
-        return set(out, map);
+        // Refused only for a key given twice: two Python keys became the same term.
+        std::size_t dup = find_duplicate(keys);
+        return fail(enif_make_tuple2(env_, atoms::duplicate_key, dup < keys.size() ? keys[dup] : atoms::undefined));
+    }
+
+    // Whether two distinct keys of one Python dict may become the same term.
+    // Exact ints, finite floats, pids, refs and handles never do, nor exact
+    // strs among themselves. A str and a bytes can ('x' and b'x'), two keys
+    // that become atoms can (None and erlang.Atom('none'), two NaNs), two
+    // tuples can (they may hold such), and so can instances of subclasses,
+    // whose __eq__ and __hash__ need not be their base's.
+    class KeyClasses {
+    public:
+        explicit KeyClasses(const ErlangTypes& types) : types_(types) {}
+        void note(PyObject* key) {
+            if (PyUnicode_CheckExact(key)) str_ = true;
+            else if (PyLong_CheckExact(key)) return;
+            else if (key == Py_None || PyBool_Check(key) || Py_IS_TYPE(key, types_.atom)) ++atoms_;
+            else if (PyFloat_CheckExact(key)) atoms_ += std::isfinite(PyFloat_AS_DOUBLE(key)) ? 0 : 1;
+            else if (PyBytes_CheckExact(key)) bytes_ = true;
+            else if (PyTuple_CheckExact(key)) ++tuples_;
+            else if (PyLong_Check(key) || PyFloat_Check(key) || PyUnicode_Check(key) || PyBytes_Check(key) ||
+                     PyTuple_Check(key))
+                subclass_ = true;
+        }
+        bool may_collide() const { return (str_ && bytes_) || atoms_ >= 2 || tuples_ >= 2 || subclass_; }
+
+    private:
+        const ErlangTypes& types_;
+        bool str_ = false, bytes_ = false, subclass_ = false;
+        int atoms_ = 0, tuples_ = 0;
+    };
+
+    // The index of a key identical to an earlier one, or keys.size().
+    std::size_t find_duplicate(const std::vector<ERL_NIF_TERM>& keys) const {
+        std::vector<std::pair<ErlNifUInt64, std::size_t>> hashed(keys.size());
+        for (std::size_t i = 0; i < keys.size(); ++i) hashed[i] = {enif_hash(ERL_NIF_INTERNAL_HASH, keys[i], 0), i};
+        std::sort(hashed.begin(), hashed.end());
+        for (std::size_t i = 0; i < hashed.size(); ++i)
+            for (std::size_t j = i + 1; j < hashed.size() && hashed[j].first == hashed[i].first; ++j)
+                if (enif_is_identical(keys[hashed[i].second], keys[hashed[j].second]))
+                    return std::max(hashed[i].second, hashed[j].second);
+        return keys.size();
     }
 
     bool handle(PyObject* obj, ERL_NIF_TERM* out) {

@@ -7,6 +7,12 @@
 %% back into Python, even the very context that is waiting for it (which keeps
 %% serving its queue meanwhile). The answer goes back with
 %% `py_nif:callback_reply/2'.
+%%
+%% Python gets exactly one answer to every call: the function's value or
+%% exception from the runner; why the runner died (killed, or a reply the
+%% NIF refused) from here, as the runners are linked to this process; and
+%% should this process itself die, the NIF (which watches it) answers every
+%% call it had not.
 -module(py_callbacks).
 -behaviour(gen_server).
 
@@ -50,6 +56,8 @@ call(Request) ->
 %% @private
 -spec init([]) -> {ok, #{}}.
 init([]) ->
+    %% runners are linked: their exit reasons come here, and they end with us
+    process_flag(trap_exit, true),
     _ = ets:new(?TABLE, [named_table, protected, set, {read_concurrency, true}]),
     %% A restart starts from an empty registry: Python must see that too.
     ok = py_nif:callback_names_reset(),
@@ -72,14 +80,11 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
-%% State: call id => runner pid, and monitor ref => call id.
+%% State: call id => runner pid, and runner pid => call id.
 -spec handle_info(term(), map()) -> {noreply, map()}.
 handle_info({'$py_callback', Id, Name, Args, Deferred}, State) ->
-    {Pid, MRef} = spawn_monitor(fun() ->
-                                    ok = py_nif:callback_begin(Id),
-                                    py_nif:callback_reply(Id, run(Name, finish(Args, Deferred)))
-                                end),
-    {noreply, State#{Id => Pid, MRef => Id}};
+    Pid = spawn_link(fun() -> run_call(Id, Name, Args, Deferred) end),
+    {noreply, State#{Id => Pid, Pid => Id}};
 handle_info({'$py_callback_cancel', Id}, State) ->
     %% Python gave up waiting (timeout, stop): the function need not go on.
     case State of
@@ -87,8 +92,8 @@ handle_info({'$py_callback_cancel', Id}, State) ->
         _ -> ok
     end,
     {noreply, State};
-handle_info({'DOWN', MRef, process, _Pid, Reason}, State) ->
-    case maps:take(MRef, State) of
+handle_info({'EXIT', Pid, Reason}, State) ->
+    case maps:take(Pid, State) of
         {Id, Rest} ->
             %% Answered already if it ended normally; otherwise Python hears
             %% why it died instead of waiting for ever.
@@ -100,13 +105,33 @@ handle_info({'DOWN', MRef, process, _Pid, Reason}, State) ->
     end;
 handle_info({'$py_send', To, Term}, State) ->
     %% a remote pid, or a term with maps only a scheduler may build
-    To ! finish(Term, true),
+    case finish(Term, true) of
+        {ok, Message} ->
+            To ! Message;
+        {error, Reason} ->
+            logger:error("erlang_python: erlang.send to ~p dropped: ~p", [To, Reason])
+    end,
     {noreply, State};
 handle_info(_Msg, State) ->
     {noreply, State}.
 
-finish(Term, false) -> Term;
-finish(Term, true) -> element(2, py_maps:finish({ok, Term})).
+%% The body of the process running call Id. A reply the NIF refuses (a
+%% result too large for Python, say: the NIF has told Python so) ends it
+%% abnormally, so no way out leaves Python without an answer.
+run_call(Id, Name, Args0, Deferred) ->
+    ok = py_nif:callback_begin(Id),
+    Result = case finish(Args0, Deferred) of
+                 {ok, Args} -> run(Name, Args);
+                 {error, Reason} -> {error, error, Reason, format(Reason)}
+             end,
+    case py_nif:callback_reply(Id, Result) of
+        ok -> ok;
+        nobody_waiting -> ok;
+        {error, Refused} -> exit({reply_refused, Refused})
+    end.
+
+finish(Term, false) -> {ok, Term};
+finish(Term, true) -> py_maps:finish({ok, Term}).
 
 run(Name, Args) ->
     case ets:lookup(?TABLE, Name) of

@@ -10,13 +10,24 @@
 
 -export([finish/1]).
 
-%% @doc `Result' with every deferred map built.
--spec finish({ok, term()}) -> {ok, term()}.
+%% @doc `Result' with every deferred map built. Two pairs with one key (the
+%% NIF refuses dicts whose keys collide before they get here; this is the
+%% last line) make `{error, {duplicate_key, Key}}' rather than a smaller map.
+-spec finish({ok, term()}) -> {ok, term()} | {error, {duplicate_key, term()}}.
 finish({ok, Value}) ->
-    {ok, build(Value, py_nif:map_marker())}.
+    try
+        {ok, build(Value, py_nif:map_marker())}
+    catch
+        throw:{duplicate_key, _} = Reason -> {error, Reason}
+    end.
 
 build({Marker, Pairs}, Marker) when is_list(Pairs) ->
-    maps:from_list([{build(K, Marker), build(V, Marker)} || {K, V} <- Pairs]);
+    Built = [{build(K, Marker), build(V, Marker)} || {K, V} <- Pairs],
+    Map = maps:from_list(Built),
+    case map_size(Map) =:= length(Built) of
+        true -> Map;
+        false -> throw({duplicate_key, duplicate([K || {K, _} <- Built], #{})})
+    end;
 build(List, Marker) when is_list(List) ->
     [build(X, Marker) || X <- List];
 build(Tuple, Marker) when is_tuple(Tuple) ->
@@ -25,3 +36,9 @@ build(Map, Marker) when is_map(Map) ->
     maps:from_list([{build(K, Marker), build(V, Marker)} || {K, V} <- maps:to_list(Map)]);
 build(Other, _Marker) ->
     Other.
+
+duplicate([K | Rest], Seen) ->
+    case Seen of
+        #{K := _} -> K;
+        _ -> duplicate(Rest, Seen#{K => true})
+    end.

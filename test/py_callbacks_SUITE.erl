@@ -15,15 +15,24 @@ groups() ->
              self_is_the_caller, unregistering, callback_bounded_by_caller_timeout,
              calls_from_python_threads, big_maps_cross_both_ways, stop_while_callback_outstanding,
              unrelated_requests_wait_their_turn, outer_timeout_after_nested_call, dead_runner_is_an_error,
-             cancelled_call_stops_its_runner, handles_from_python_threads, callbacks_refused_while_stopping],
+             cancelled_call_stops_its_runner, handles_from_python_threads, callbacks_refused_while_stopping,
+             oversized_result_raises_at_once, colliding_dict_keys_refused],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
-     {once, [], [register_function_arguments, mfa_registration]}].
+     %% these kill py_callbacks (whose restart restarts the event loop and
+     %% py_logger too): twice, not in every mode, to stay inside the
+     %% supervisor's restart intensity
+     {once, [], [register_function_arguments, mfa_registration, answered_when_py_callbacks_dies,
+                 answered_when_py_callbacks_dies_before_running_it]}].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
-    ok = py:register_function(add, fun([A, B]) -> A + B end),
-    ok = py:register_function(echo, fun(Args) -> Args end),
+    register_common(),
     Config.
+
+%% py_callbacks starts empty when it restarts: some cases kill it.
+register_common() ->
+    ok = py:register_function(add, fun([A, B]) -> A + B end),
+    ok = py:register_function(echo, fun(Args) -> Args end).
 
 end_per_suite(_Config) ->
     py:unregister_function(add),
@@ -331,3 +340,106 @@ mfa_registration(_Config) ->
     ok = py:register_function(mfa_len, erlang, length),
     {ok, 3} = py:eval(<<"__import__('erlang').mfa_len(1, 2, 3)">>),
     ok = py:unregister_function(mfa_len).
+
+%% A result too large to hand to Python (over 1 GiB as a flat term, though
+%% tiny on the heap) raises erlang.Error at once, in the context thread and
+%% in a Python thread alike; nothing waits for ever.
+oversized_result_raises_at_once(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(huge, fun(_) ->
+                                            L1 = lists:duplicate(1000, 0),
+                                            L2 = lists:duplicate(1000, L1),
+                                            lists:duplicate(130, L2)
+                                    end),
+    ok = py:exec(Ctx, catch_module()),
+    Expected = [<<"error">>, {<<"result_too_large">>, 1 bsl 30},
+                <<"the Erlang function's result is larger than 1073741824 bytes as a term">>],
+    {ok, Expected} = py:eval(Ctx, <<"catching(erlang.huge)">>, #{}, #{timeout => ?PATIENCE}),
+    {ok, Expected} = py:eval(Ctx, <<"in_thread(erlang.huge)">>, #{}, #{timeout => ?PATIENCE}),
+    %% the registry lives on
+    {ok, 3} = py:eval(Ctx, <<"erlang.add(1, 2)">>),
+    py:unregister_function(huge).
+
+catch_module() ->
+    <<"
+import erlang, threading
+def catching(f, *args):
+    try:
+        return ['ok', f(*args)]
+    except erlang.Error as e:
+        return [e.kind, e.reason, str(e)]
+    except Exception as e:
+        return [type(e).__name__, str(e)]
+def in_thread(f, *args):
+    out = []
+    t = threading.Thread(target=lambda: out.append(catching(f, *args)))
+    t.start()
+    t.join()
+    return out[0]
+">>.
+
+%% Two keys of a dict that become one Erlang term ('x' and b'x') are
+%% refused, naming the key, whatever the dict's size (small dicts become
+%% maps on the context thread, big ones in the receiver): in results, in
+%% the arguments of an Erlang function (which is then not called) and in
+%% erlang.send.
+colliding_dict_keys_refused(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:exec(Ctx, catch_module()),
+    Self = self(),
+    ok = py:register_function(must_not_run, fun(_) -> Self ! ran, ran end),
+    Big = <<"{**{str(i): i for i in range(300)}, b'7': 'bytes'}">>,
+    [begin
+         {error, {duplicate_key, Key}} = py:eval(Ctx, Dict),
+         {ok, [<<"ValueError">>, CallText]} = py:eval(Ctx, <<"catching(erlang.must_not_run, ", Dict/binary, ")">>),
+         {match, _} = re:run(CallText, "erlang.call: two keys of one dict become the same Erlang term"),
+         {ok, [<<"ValueError">>, SendText]} =
+             py:eval(Ctx, <<"catching(erlang.send, erlang.self(), ", Dict/binary, ")">>),
+         {match, _} = re:run(SendText, "erlang.send: two keys of one dict become the same Erlang term")
+     end || {Dict, Key} <- [{<<"{'x': 1, b'x': 2}">>, <<"x">>}, {Big, <<"7">>}]],
+    %% as deep as it is
+    {error, {duplicate_key, <<"k">>}} = py:eval(Ctx, <<"[{'a': ({'k': 1, b'k': 2},)}]">>),
+    %% nothing ran, nothing was sent
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    {messages, []} = process_info(self(), messages),
+    py:unregister_function(must_not_run).
+
+%% py_callbacks dying with calls in flight (a runner busy, or a call still
+%% in its mailbox): every Python caller is answered, and calls work again
+%% once it is back.
+answered_when_py_callbacks_dies(_Config) ->
+    Ctx = py:context(1),
+    Self = self(),
+    ok = py:register_function(blocks, fun(_) -> Self ! {blocking, self()}, receive never -> ok end end),
+    spawn(fun() -> ok = py:exec(Ctx, catch_module()), Self ! {answer, py:eval(Ctx, <<"catching(erlang.blocks)">>)} end),
+    Runner = receive {blocking, R} -> R after ?PATIENCE -> ct:fail(not_blocking) end,
+    exit(whereis(py_callbacks), kill),
+    receive
+        {answer, A} -> {ok, [<<"exit">>, <<"py_callbacks_exited">>, _]} = A
+    after ?PATIENCE -> ct:fail(caller_not_answered)
+    end,
+    %% the runner went with it
+    true = py_test_util:wait_until(fun() -> not is_process_alive(Runner) end),
+    callbacks_back(Ctx).
+
+answered_when_py_callbacks_dies_before_running_it(_Config) ->
+    Ctx = py:context(1),
+    Self = self(),
+    Dispatcher = whereis(py_callbacks),
+    ok = sys:suspend(Dispatcher),
+    spawn(fun() ->
+              ok = py:exec(Ctx, catch_module()),
+              Self ! {answer, py:eval(Ctx, <<"catching(erlang.call, 'add', 1, 2)">>)}
+          end),
+    true = py_test_util:wait_until(fun() -> {message_queue_len, 1} =:= process_info(Dispatcher, message_queue_len) end),
+    exit(Dispatcher, kill),
+    receive
+        {answer, A} -> {ok, [<<"exit">>, <<"py_callbacks_exited">>, _]} = A
+    after ?PATIENCE -> ct:fail(caller_not_answered)
+    end,
+    callbacks_back(Ctx).
+
+callbacks_back(Ctx) ->
+    true = py_test_util:wait_until(fun() -> is_pid(whereis(py_callbacks)) end),
+    register_common(),
+    {ok, 5} = py:eval(Ctx, <<"__import__('erlang').add(2, 3)">>).

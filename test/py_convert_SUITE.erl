@@ -11,7 +11,8 @@ all() ->
      handles, handles_cross_processes, handle_after_context_stop, to_term_unwraps,
      nesting_bound_erlang_to_python, nesting_bound_python_to_erlang, cyclic_python_values,
      shared_python_values_bounded, shared_erlang_terms_bounded, int_subclass_overrides_ignored,
-     unicode_exception_names, keys_equal_in_python_refused, round_trip_property].
+     unicode_exception_names, keys_equal_in_python_refused, python_keys_colliding_refused,
+     round_trip_property].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -122,9 +123,8 @@ maps_of_every_size(_Config) ->
          {ok, Made} = py:eval(<<"{str(i): i for i in range(1, n + 1)}">>, #{n => N}),
          ?assertEqual(Map, Made)
      end || N <- [0, 1, 32, 33, 127, 128, 129, 1000, 50000]],
-    %% keys that collide after conversion: the later one wins, no crash
-    {ok, M} = py:eval(<<"{'k': 1, b'k': 2}">>),
-    1 = map_size(M).
+    %% keys that collide after conversion are refused (python_keys_colliding_refused)
+    {error, {duplicate_key, <<"k">>}} = py:eval(<<"{'k': 1, b'k': 2}">>).
 
 pids_and_refs(_Config) ->
     Self = self(),
@@ -314,3 +314,50 @@ normalise(L) when is_list(L) -> [normalise(X) || X <- L];
 normalise(T) when is_tuple(T) -> list_to_tuple([normalise(X) || X <- tuple_to_list(T)]);
 normalise(M) when is_map(M) -> maps:from_list([{normalise(K), normalise(V)} || {K, V} <- maps:to_list(M)]);
 normalise(X) -> X.
+
+%% Distinct Python keys of one dict that become one Erlang term are refused
+%% with the key, in a small dict (a map made on the context thread) and in a
+%% big one (built by the receiver); keys that merely look alike are not.
+python_keys_colliding_refused(_Config) ->
+    ok = py:exec(<<"
+import erlang
+class IdInt(int):
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+class IdStr(str):
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+def with_filler(d):
+    big = {('filler', i): i for i in range(300)}
+    big.update(d)
+    return big
+">>),
+    Collisions = [{<<"{'x': 1, b'x': 2}">>, <<"x">>},
+                  {<<"{None: 1, erlang.Atom('none'): 2}">>, none},
+                  {<<"{True: 1, erlang.Atom('true'): 2}">>, true},
+                  {<<"{False: 1, erlang.Atom('false'): 2}">>, false},
+                  {<<"{float('nan'): 1, float('nan'): 2}">>, nan},
+                  {<<"{float('nan'): 1, erlang.Atom('nan'): 2}">>, nan},
+                  {<<"{float('inf'): 1, erlang.Atom('infinity'): 2}">>, infinity},
+                  {<<"{float('-inf'): 1, erlang.Atom('neg_infinity'): 2}">>, neg_infinity},
+                  {<<"{('x', 1): 1, (b'x', 1): 2}">>, {<<"x">>, 1}},
+                  {<<"{'\\udcff': 1, b'\\xed\\xb3\\xbf': 2}">>, <<237, 179, 191>>},
+                  {<<"{IdInt(5): 1, IdInt(5): 2}">>, 5},
+                  {<<"{IdInt(5): 1, 5: 2}">>, 5},
+                  {<<"{IdStr('s'): 1, IdStr('s'): 2}">>, <<"s">>}],
+    [begin
+         {Dict, {error, {duplicate_key, Key}}} = {Dict, py:eval(Dict)},
+         {Dict, {error, {duplicate_key, Key}}} = {Dict, py:eval(<<"with_filler(", Dict/binary, ")">>)}
+     end || {Dict, Key} <- Collisions],
+    %% alike but distinct in Erlang too
+    Fine = [<<"{1: 'int', '1': 'str', b'2': 'bytes', 1.5: 'float'}">>,
+            <<"{'x': 1, b'y': 2, None: 3, erlang.Atom('nothing'): 4, float('nan'): 5}">>,
+            <<"{('x',): 1, ('y',): 2, (b'z',): 3}">>,
+            <<"{IdInt(5): 1, IdInt(6): 2}">>],
+    [begin
+         {ok, Small} = py:eval(Dict),
+         {ok, Big} = py:eval(<<"with_filler(", Dict/binary, ")">>),
+         {ok, N} = py:eval(<<"len(", Dict/binary, ")">>),
+         N = map_size(Small),
+         N = map_size(maps:filter(fun(K, _) -> not (is_tuple(K) andalso element(1, K) =:= <<"filler">>) end, Big))
+     end || Dict <- Fine].
