@@ -56,6 +56,8 @@ std::mutex watch_mutex;
 void* watched = nullptr;  // the watch of the current py_callbacks, or nullptr
 ErlNifPid watched_pid;
 
+void forget_runner(std::uint64_t id);
+
 void dispatcher_down(ErlNifEnv* env, void* obj, ErlNifPid* pid, ErlNifMonitor*) {
     {
         std::lock_guard lock(watch_mutex);
@@ -78,7 +80,10 @@ void dispatcher_down(ErlNifEnv* env, void* obj, ErlNifPid* pid, ErlNifMonitor*) 
         ERL_NIF_TERM answer = enif_make_tuple4(
             env, atoms::error, atoms::exit, enif_make_atom(env, "py_callbacks_exited"),
             make_binary(env, "erlang_python's py_callbacks process exited before the Erlang function answered"));
-        for (auto& waiter : orphans) waiter->complete(answer);
+        for (auto& waiter : orphans) {
+            forget_runner(waiter->id());  // its runner went with py_callbacks
+            waiter->complete(answer);
+        }
     }
     enif_release_resource(obj);
 }
@@ -117,7 +122,7 @@ void CallbackWaiter::complete(ERL_NIF_TERM result) {
         if (done_) return;
         result_ = env_.copy(result);
         done_ = true;
-        wake = wake_;
+        wake = std::move(wake_);  // done_ is set once: nothing needs it after
     }
     cv_.notify_all();
     if (wake) wake();
@@ -129,7 +134,7 @@ void CallbackWaiter::abort() {
         std::lock_guard lock(mutex_);
         if (done_) return;
         done_ = aborted_ = true;
-        wake = wake_;
+        wake = std::move(wake_);
     }
     cv_.notify_all();
     if (wake) wake();

@@ -136,7 +136,13 @@ ERL_NIF_TERM sized_request(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) 
         if (!dirty)
             return enif_schedule_nif(env, "py_nif_large_request", ERL_NIF_DIRTY_JOB_CPU_BOUND,
                                      sized_request<F, Refused>, argc, argv);
-        if constexpr (Refused != nullptr) Refused(env, argv, kMaxRequestWords * 8);
+        if constexpr (Refused != nullptr) {
+            try {
+                Refused(env, argv, kMaxRequestWords * 8);
+            } catch (...) {
+                // out of memory: the refusal below still stands
+            }
+        }
         return make_error(env, enif_make_atom(env, "argument_too_large"), enif_make_uint64(env, kMaxRequestWords * 8));
     }
     return guarded<F>(env, argc, argv);

@@ -96,7 +96,11 @@ private:
         if (data == nullptr) {
             // Lone surrogates (from surrogateescape'd file names, say) have no
             // UTF-8 form; keep their bytes rather than failing the whole result.
+            // An atom has no such fallback: its name is text.
             PyErr_Clear();
+            if (Py_IS_TYPE(obj, types_.atom))
+                return fail(enif_make_tuple2(env_, atoms::badarg,
+                                             make_binary(env_, "erlang.Atom: the name is not valid Unicode")));
             PyRef bytes = PyRef::steal(PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass"));
             if (!bytes) return python_failure();
             return binary(PyBytes_AS_STRING(bytes.get()), static_cast<size_t>(PyBytes_GET_SIZE(bytes.get())), out);

@@ -17,7 +17,7 @@
 -behaviour(gen_server).
 
 -export([start_link/0, register/2, unregister/1]).
--export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(TABLE, ?MODULE).
 
@@ -95,10 +95,10 @@ handle_info({'$py_callback_cancel', Id}, State) ->
 handle_info({'EXIT', Pid, Reason}, State) ->
     case maps:take(Pid, State) of
         {Id, Rest} ->
-            %% Answered already if it ended normally; otherwise Python hears
-            %% why it died instead of waiting for ever.
-            _ = Reason =:= normal orelse
-                    py_nif:callback_reply(Id, {error, exit, Reason, format(Reason)}),
+            %% Normally answered already (the reply then finds nobody
+            %% waiting); otherwise, even after exit(self(), normal) in the
+            %% function, Python hears why it died instead of waiting for ever.
+            _ = py_nif:callback_reply(Id, {error, exit, Reason, format(Reason)}),
             {noreply, maps:remove(Id, Rest)};
         error ->
             {noreply, State}
@@ -115,6 +115,14 @@ handle_info({'$py_send', To, Term}, State) ->
 handle_info(_Msg, State) ->
     {noreply, State}.
 
+%% @private
+%% Runners go with us even when we stop normally (a normal exit signal
+%% would not end them); the NIF answers their calls.
+-spec terminate(term(), map()) -> ok.
+terminate(_Reason, State) ->
+    _ = [exit(Pid, kill) || Pid <- maps:keys(State), is_pid(Pid)],
+    ok.
+
 %% The body of the process running call Id. A reply the NIF refuses (a
 %% result too large for Python, say: the NIF has told Python so) ends it
 %% abnormally, so no way out leaves Python without an answer.
@@ -127,7 +135,7 @@ run_call(Id, Name, Args0, Deferred) ->
     case py_nif:callback_reply(Id, Result) of
         ok -> ok;
         nobody_waiting -> ok;
-        {error, Refused} -> exit({reply_refused, Refused})
+        {error, Why} -> exit({reply_failed, Why})
     end.
 
 finish(Term, false) -> {ok, Term};

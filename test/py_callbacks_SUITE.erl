@@ -16,7 +16,7 @@ groups() ->
              calls_from_python_threads, big_maps_cross_both_ways, stop_while_callback_outstanding,
              unrelated_requests_wait_their_turn, outer_timeout_after_nested_call, dead_runner_is_an_error,
              cancelled_call_stops_its_runner, handles_from_python_threads, callbacks_refused_while_stopping,
-             oversized_result_raises_at_once, colliding_dict_keys_refused],
+             oversized_result_raises_at_once, colliding_dict_keys_refused, runner_exiting_normally_answers],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
      %% these kill py_callbacks (whose restart restarts the event loop and
      %% py_logger too): twice, not in every mode, to stay inside the
@@ -377,6 +377,14 @@ def in_thread(f, *args):
     t.join()
     return out[0]
 ">>.
+
+%% A function whose process ends with reason normal without answering
+%% (exit(self(), normal) cannot be caught) still answers Python.
+runner_exiting_normally_answers(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(quits, fun(_) -> exit(self(), normal) end),
+    {error, {'Error', <<"normal">>}} = py:eval(Ctx, <<"erlang.quits()">>, #{}, #{timeout => ?PATIENCE}),
+    py:unregister_function(quits).
 
 %% Two keys of a dict that become one Erlang term ('x' and b'x') are
 %% refused, naming the key, whatever the dict's size (small dicts become

@@ -328,9 +328,14 @@ class IdStr(str):
     __hash__ = object.__hash__
     __eq__ = object.__eq__
 def with_filler(d):
-    big = {('filler', i): i for i in range(300)}
+    big = {i: i for i in range(1000, 1300)}  # ints: nothing in them may collide
     big.update(d)
     return big
+def send_error(d):
+    try:
+        erlang.send(erlang.self(), d)
+    except ValueError as e:
+        return str(e)
 ">>),
     Collisions = [{<<"{'x': 1, b'x': 2}">>, <<"x">>},
                   {<<"{None: 1, erlang.Atom('none'): 2}">>, none},
@@ -347,10 +352,16 @@ def with_filler(d):
                   {<<"{IdStr('s'): 1, IdStr('s'): 2}">>, <<"s">>}],
     [begin
          {Dict, {error, {duplicate_key, Key}}} = {Dict, py:eval(Dict)},
-         {Dict, {error, {duplicate_key, Key}}} = {Dict, py:eval(<<"with_filler(", Dict/binary, ")">>)}
+         {Dict, {error, {duplicate_key, Key}}} = {Dict, py:eval(<<"with_filler(", Dict/binary, ")">>)},
+         %% found by the NIF itself, not only by the receiver's check: a send
+         %% raises at once
+         {ok, <<"erlang.send: two keys of one dict", _/binary>>} =
+             py:eval(<<"send_error(with_filler(", Dict/binary, "))">>)
      end || {Dict, Key} <- Collisions],
+    {messages, []} = process_info(self(), messages),
     %% alike but distinct in Erlang too
-    Fine = [<<"{1: 'int', '1': 'str', b'2': 'bytes', 1.5: 'float'}">>,
+    Fine = [<<"{'a': 1, 'b': 2, 3: 'c'}">>,
+            <<"{1: 'int', '1': 'str', b'2': 'bytes', 1.5: 'float'}">>,
             <<"{'x': 1, b'y': 2, None: 3, erlang.Atom('nothing'): 4, float('nan'): 5}">>,
             <<"{('x',): 1, ('y',): 2, (b'z',): 3}">>,
             <<"{IdInt(5): 1, IdInt(6): 2}">>],
@@ -359,5 +370,9 @@ def with_filler(d):
          {ok, Big} = py:eval(<<"with_filler(", Dict/binary, ")">>),
          {ok, N} = py:eval(<<"len(", Dict/binary, ")">>),
          N = map_size(Small),
-         N = map_size(maps:filter(fun(K, _) -> not (is_tuple(K) andalso element(1, K) =:= <<"filler">>) end, Big))
-     end || Dict <- Fine].
+         N = map_size(Big) - 300
+     end || Dict <- Fine],
+    %% an atom's name is text: lone surrogates are refused, not made bytes
+    {error, {badarg, _}} = py:eval(<<"erlang.Atom('\\udcff')">>),
+    %% the receiver's own check, should a collision ever get past the NIF
+    {error, {duplicate_key, a}} = py_maps:finish({ok, [{py_nif:map_marker(), [{a, 1}, {b, 2}, {a, 3}]}]}).
