@@ -1,4 +1,4 @@
-#include "bigint_ext.h"
+#include "convert/bigint_ext.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "lru_cache.h"
+#include "context/lru_cache.h"
 
 #include <gtest/gtest.h>
 

@@ -5,10 +5,10 @@
 
 #include <thread>
 
-#include "code_cache.h"
-#include "embedded_source.h"
-#include "gil_check.h"
-#include "py_ref.h"
+#include "context/code_cache.h"
+#include "runtime/embedded_source.h"
+#include "runtime/gil_check.h"
+#include "runtime/py_ref.h"
 
 namespace {
 

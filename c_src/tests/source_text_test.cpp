@@ -1,4 +1,4 @@
-#include "source_text.h"
+#include "context/source_text.h"
 
 #include <gtest/gtest.h>
 

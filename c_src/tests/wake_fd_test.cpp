@@ -1,4 +1,4 @@
-#include "wake_fd.h"
+#include "event_loop/wake_fd.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>
