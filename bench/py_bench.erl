@@ -1,6 +1,6 @@
 %% `make bench`: per-call cost of the core paths. Prints µs/call and calls/s.
 -module(py_bench).
--export([main/0, run/0, event_loop/0]).
+-export([main/0, run/0, event_loop/0, async_calls/0]).
 
 -define(WARMUP, 2000).
 
@@ -39,7 +39,91 @@ run() ->
     modes(),
     callbacks(),
     event_loop(),
+    async_calls(),
+    parallel_owngil_pool(),
     ok.
+
+%% Spec §9: spawn_call + await beside py:call, streams with and without a
+%% window.
+async_calls() ->
+    io:format("~nCalls that do not wait, and streams~n"),
+    io:format("~-52s ~12s ~14s~n", ["case", "us/call", "calls/s"]),
+    Sqrt = fun() -> {ok, 4.0} = py:call(math, sqrt, [16]) end,
+    Spawned = fun() -> {ok, 4.0} = py:await(py:spawn_call(math, sqrt, [16])) end,
+    sequential("py:call(math, sqrt, [16]), 1 process (again)", 200000, Sqrt),
+    sequential("spawn_call + await, 1 process", 200000, Spawned),
+    concurrent("py:call(math, sqrt, [16]), 100 processes (again)", 100, 3000, Sqrt),
+    concurrent("spawn_call + await, 100 processes", 100, 3000, Spawned),
+    Pipelined = fun() ->
+                        Refs = [py:spawn_call(math, sqrt, [16]) || _ <- lists:seq(1, 1000)],
+                        [{ok, 4.0} = py:await(R) || R <- Refs],
+                        ok
+                end,
+    Pipelined(),
+    report_per_task("1000 spawn_call, then await all; 1 process", 100 * 1000,
+                    fun() -> repeat(Pipelined, 100) end),
+    ok = py:exec(<<"def ep_bench_gen(n):\n    for i in range(n):\n        yield i\n">>),
+    Items = 200000,
+    Free = fun() ->
+                   {ok, Ref} = py:stream_start('__main__', ep_bench_gen, [Items]),
+                   Items = drain(Ref, 0, none)
+           end,
+    Free(),
+    report_items("stream of a generator, no window", Items, Free),
+    Windowed = fun() ->
+                       {ok, Ref} = py:stream_start('__main__', ep_bench_gen, [Items], #{window => 64}),
+                       Items = drain(Ref, 0, 32)
+               end,
+    Windowed(),
+    report_items("stream of a generator, window 64 (acks every 32)", Items, Windowed).
+
+%% Items of stream Ref until done, acknowledging every AckEvery.
+drain(Ref, N, AckEvery) ->
+    receive
+        {py_stream, Ref, {data, _}} ->
+            _ = AckEvery =/= none andalso (N + 1) rem AckEvery =:= 0 andalso py:stream_ack(Ref, AckEvery),
+            drain(Ref, N + 1, AckEvery);
+        {py_stream, Ref, done} ->
+            N
+    end.
+
+report_items(Label, Items, Fun) ->
+    {Us, _} = timer:tc(Fun),
+    io:format("~-52s ~12.2f ~14b items/s~n", [Label, Us / Items, round(Items * 1.0e6 / Us)]).
+
+%% py:parallel of two CPU-bound calls on a pool of two owngil contexts,
+%% against the same two calls one after the other. The application is
+%% restarted with that pool, then as it was.
+parallel_owngil_pool() ->
+    {ok, Info} = py_nif:runtime_info(),
+    case maps:get(owngil_supported, Info) of
+        false ->
+            io:format("(py:parallel on an owngil pool: owngil not available on this Python)~n");
+        true ->
+            Mode = application:get_env(erlang_python, context_mode, worker),
+            ok = application:stop(erlang_python),
+            ok = application:set_env(erlang_python, context_mode, owngil),
+            {ok, _} = application:ensure_all_started(erlang_python),
+            Loop = <<"def spin(n):\n    s = 0\n    for i in range(n):\n        s += i * i\n    return s\n">>,
+            [ok = py:exec(py:context(I), Loop) || I <- lists:seq(1, py_context_pool:size())],
+            N = 10000000,
+            Calls = [{'__main__', spin, [N]}, {'__main__', spin, [N]}],
+            Rounds = [begin
+                          {Seq, _} = timer:tc(fun() -> [{ok, _} = py:call(py:context(I), '__main__', spin, [N])
+                                                        || I <- [1, 2]] end),
+                          {Par, {ok, [_, _]}} = timer:tc(fun() -> py:parallel(Calls) end),
+                          {Seq / Par, Seq, Par}
+                      end || _ <- lists:seq(1, 5)],
+            {Speedup, Seq, Par} = lists:nth(3, lists:sort(Rounds)),
+            io:format("py:parallel of 2 x spin(~b) on an owngil pool of ~b, median of 5: one after the other "
+                      "~b ms, parallel ~b ms, speed-up ~.2fx (all: ~s)~n",
+                      [N, py_context_pool:size(), Seq div 1000, Par div 1000, Speedup,
+                       string:join([io_lib:format("~.2f", [S]) || {S, _, _} <- Rounds], " ")]),
+            ok = application:stop(erlang_python),
+            ok = application:set_env(erlang_python, context_mode, Mode),
+            {ok, _} = application:ensure_all_started(erlang_python),
+            ok
+    end.
 
 %% The asyncio event loop: round trips of a coroutine, and tasks started in
 %% bulk then awaited.

@@ -21,6 +21,22 @@
 %% context wait `infinity' unless told (`#{timeout => Ms}'). On timeout the
 %% Python code is interrupted with `erlang.Interrupted' and the caller gets
 %% `{error, timeout}'; the context stays usable.
+%%
+%% Without waiting (spec §9): {@link spawn_call/5} queues a call and returns
+%% a `Ref'; the answer comes as a message `{py_response, Ref, Result}' (take
+%% it with {@link await/2}, or in a gen_server's `handle_info'). {@link cast/5}
+%% drops the result and logs a failure. Both run in the caller's env, as
+%% {@link call/5} does, and cost what a call costs: no process is made.
+%% {@link parallel/1} spreads calls over the pool. {@link stream_start/4}
+%% sends what a generator (any iterable, an async generator) yields, one
+%% message an item, with flow control (`window'); {@link stream/5} collects
+%% it all. {@link interrupt/1} stops the call a context is running.
+%%
+%% ```
+%% Ref = py:spawn_call(math, factorial, [20]),
+%% {ok, 2432902008176640000} = py:await(Ref),
+%% {ok, [0, 1, 2]} = py:stream(builtins, range, [3]).
+%% '''
 -module(py).
 
 -export([exec/1, exec/2, exec/3,
@@ -32,7 +48,13 @@
          register_function/2, register_function/3, unregister_function/1,
          last_traceback/0, version/0, info/0, memory_stats/0]).
 
--export_type([code/0, result/0, error/0, handle/0, options/0]).
+%% Spec §9: calls that do not wait, streams, interrupts.
+-export([spawn_call/3, spawn_call/4, spawn_call/5, await/1, await/2,
+         cast/3, cast/4, cast/5, parallel/1, interrupt/1,
+         stream/3, stream/4, stream/5, stream_start/3, stream_start/4,
+         stream_ack/1, stream_ack/2, stream_cancel/1]).
+
+-export_type([code/0, result/0, error/0, handle/0, options/0, call_ref/0, stream_ref/0, stream_options/0]).
 
 -define(DEFAULT_TIMEOUT, 30000).
 
@@ -45,6 +67,11 @@
 -type options() :: #{timeout => timeout()}.
 -type module_name() :: atom() | binary().
 -type function_name() :: atom() | binary().
+%% What spawn_call returns; its answer comes as `{py_response, Ref, Result}'.
+-type call_ref() :: reference().
+%% A stream's messages are `{py_stream, Ref, {data, V} | done | {error, R}}'.
+-type stream_ref() :: reference().
+-type stream_options() :: #{ctx => pid(), kwargs => map(), owner => pid(), window => pos_integer()}.
 
 %% ---------------------------------------------------------------------------
 %% exec
@@ -121,6 +148,283 @@ call(Ctx, Module, Function, Args, Kwargs) ->
 -spec call(pid(), module_name(), function_name(), list(), map(), options()) -> result().
 call(Ctx, Module, Function, Args, Kwargs, Opts) ->
     request(Ctx, Opts, fun(Env, Tag) -> py_nif:call(Env, Tag, Module, Function, Args, Kwargs) end).
+
+%% ---------------------------------------------------------------------------
+%% Calls that do not wait (spec §9)
+
+%% @doc `Module.Function(*Args)' on the default context, without waiting:
+%% the answer comes as `{py_response, Ref, Result}' (see {@link await/2}).
+%% Refusals (bad arguments, an overloaded context) answer the same way.
+-spec spawn_call(module_name(), function_name(), list()) -> call_ref().
+spawn_call(Module, Function, Args) ->
+    spawn_call(Module, Function, Args, #{}).
+
+%% @doc `spawn_call(Module, Function, Args, Kwargs)' on the default context,
+%% or `spawn_call(Ctx, Module, Function, Args)'.
+-spec spawn_call(module_name(), function_name(), list(), map()) -> call_ref();
+                (pid(), module_name(), function_name(), list()) -> call_ref().
+spawn_call(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
+    spawned(on_default_context(
+              fun(Ctx) -> on_env(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end) end));
+spawn_call(Ctx, Module, Function, Args) ->
+    spawn_call(Ctx, Module, Function, Args, #{}).
+
+%% @doc `Module.Function(*Args, **Kwargs)' on context `Ctx', in the caller's
+%% env there, without waiting.
+-spec spawn_call(pid(), module_name(), function_name(), list(), map()) -> call_ref().
+spawn_call(Ctx, Module, Function, Args, Kwargs) ->
+    spawned(on_env(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end)).
+
+spawned({error, Reason}) -> py_nif:async_failed(Reason);
+spawned(Ref) -> Ref.
+
+%% @doc The answer of {@link spawn_call/5}, waiting up to 30 s.
+-spec await(call_ref()) -> result().
+await(Ref) ->
+    await(Ref, ?DEFAULT_TIMEOUT).
+
+%% @doc The answer of {@link spawn_call/5}. `{error, timeout}' leaves the
+%% call running, to be awaited again; only the process that spawned the
+%% call may await it (`{error, not_owner}'). A Python exception's traceback
+%% is kept for {@link last_traceback/0}.
+-spec await(call_ref(), timeout()) -> result() | {error, not_owner}.
+await(Ref, Timeout) ->
+    case {py_call:timeout(#{timeout => Timeout}, ?DEFAULT_TIMEOUT), py_nif:async_owner(Ref)} of
+        {{error, _} = Error, _} ->
+            Error;
+        {_, {error, _} = Error} ->
+            Error;
+        {{ok, T}, {ok, Owner}} when Owner =:= self() ->
+            receive
+                {py_response, Ref, Result} -> keep_traceback(Ref, Result)
+            after T ->
+                {error, timeout}
+            end;
+        {_, {ok, _}} ->
+            {error, not_owner}
+    end.
+
+keep_traceback(Ref, {error, {_, _}} = Result) ->
+    case py_nif:async_traceback(Ref) of
+        Traceback when is_binary(Traceback) -> put(py_last_traceback, Traceback);
+        undefined -> ok
+    end,
+    Result;
+keep_traceback(_Ref, Result) ->
+    Result.
+
+%% @doc `Module.Function(*Args)' on the default context; its result is
+%% dropped, a failure (a Python exception with its traceback) is logged
+%% through `logger'. `{error, Reason}' when refused before it was queued.
+-spec cast(module_name(), function_name(), list()) -> ok | error().
+cast(Module, Function, Args) ->
+    cast(Module, Function, Args, #{}).
+
+%% @doc `cast(Module, Function, Args, Kwargs)' on the default context, or
+%% `cast(Ctx, Module, Function, Args)'.
+-spec cast(module_name(), function_name(), list(), map()) -> ok | error();
+          (pid(), module_name(), function_name(), list()) -> ok | error().
+cast(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
+    on_default_context(
+      fun(Ctx) -> on_env(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end) end);
+cast(Ctx, Module, Function, Args) ->
+    cast(Ctx, Module, Function, Args, #{}).
+
+-spec cast(pid(), module_name(), function_name(), list(), map()) -> ok | error().
+cast(Ctx, Module, Function, Args, Kwargs) ->
+    on_env(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end).
+
+%% @doc Runs the calls `[{Module, Function, Args}]' (or `{M, F, A, Kwargs}')
+%% spread over the pool's contexts, at the same time where the mode allows
+%% (owngil), and answers `{ok, [Value]}' in the order given, or the first
+%% `{error, Reason}' in that order (the calls still running are then
+%% cancelled). Waits up to 30 s in all.
+-spec parallel([{module_name(), function_name(), list()} | {module_name(), function_name(), list(), map()}]) ->
+          {ok, [term()]} | error().
+parallel(Calls) when is_list(Calls) ->
+    case {py_context_pool:size(), lists:all(fun is_call/1, Calls)} of
+        {_, false} ->
+            {error, {badarg, calls}};
+        {0, true} ->
+            {error, not_started};
+        {Size, true} ->
+            First = atomics:add_get(persistent_term:get({py_context_pool, next}), 1, length(Calls)),
+            Refs = [spawn_on_slot((First + I) rem Size + 1, Call) || {I, Call} <- enumerate(Calls)],
+            Deadline = erlang:monotonic_time(millisecond) + ?DEFAULT_TIMEOUT,
+            collect_parallel(Refs, Deadline, [])
+    end;
+parallel(_Calls) ->
+    {error, {badarg, calls}}.
+
+is_call({M, F, A}) -> is_list(A) andalso (is_atom(M) orelse is_binary(M)) andalso (is_atom(F) orelse is_binary(F));
+is_call({M, F, A, Kw}) -> is_map(Kw) andalso is_call({M, F, A});
+is_call(_) -> false.
+
+enumerate(List) -> lists:zip(lists:seq(1, length(List)), List).
+
+spawn_on_slot(Slot, Call) ->
+    {M, F, A, Kw} = case Call of
+                        {M0, F0, A0} -> {M0, F0, A0, #{}};
+                        Four -> Four
+                    end,
+    case py_context_registry:pool_pid(Slot) of
+        {ok, Ctx} -> spawn_call(Ctx, M, F, A, Kw);
+        error -> spawn_call(M, F, A, Kw)  % that slot is restarting
+    end.
+
+collect_parallel([], _Deadline, Acc) ->
+    {ok, lists:reverse(Acc)};
+collect_parallel([Ref | Rest] = Refs, Deadline, Acc) ->
+    Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+    case await(Ref, Left) of
+        {ok, Value} ->
+            collect_parallel(Rest, Deadline, [Value | Acc]);
+        {error, timeout} = Timeout ->
+            abandon(Refs),
+            Timeout;
+        {error, _} = Error ->
+            abandon(Rest),
+            Error
+    end.
+
+%% Calls whose answers nobody will take: stopped, and an answer already on
+%% its way taken, so none is left in the caller's mailbox.
+abandon(Refs) ->
+    [case py_nif:async_cancel(Ref) of
+         cancelled -> ok;
+         finished -> receive {py_response, Ref, _} -> ok after ?DEFAULT_TIMEOUT -> ok end
+     end || Ref <- Refs],
+    ok.
+
+%% @doc Raises `erlang.Interrupted' in the call context `Ctx' is running: it
+%% answers `{error, interrupted}' (unless its code catches the exception);
+%% calls queued behind it run as usual. `not_running' when the context is
+%% idle. Code blocked in a C call sees it when the call returns.
+-spec interrupt(pid()) -> ok | not_running | {error, context_not_running}.
+interrupt(Ctx) ->
+    case py_context_registry:lookup(Ctx) of
+        {ok, CtxRef} -> py_nif:context_interrupt(CtxRef);
+        error -> {error, context_not_running}
+    end.
+
+%% ---------------------------------------------------------------------------
+%% Streams (spec §9)
+
+%% @doc Everything `Module.Function(*Args)' yields (a generator, any
+%% iterable, an async generator), on the default context: `{ok, [Item]}',
+%% or `{error, Reason}' if it raised. Waits up to 30 s in all.
+-spec stream(module_name(), function_name(), list()) -> {ok, list()} | error().
+stream(Module, Function, Args) ->
+    stream(Module, Function, Args, #{}).
+
+-spec stream(module_name(), function_name(), list(), map()) -> {ok, list()} | error().
+stream(Module, Function, Args, Kwargs) ->
+    collect_stream(stream_start(Module, Function, Args, #{kwargs => Kwargs}), ?DEFAULT_TIMEOUT).
+
+%% @doc As {@link stream/4} on context `Ctx', waiting as long as it takes.
+-spec stream(pid(), module_name(), function_name(), list(), map()) -> {ok, list()} | error().
+stream(Ctx, Module, Function, Args, Kwargs) ->
+    collect_stream(stream_start(Module, Function, Args, #{ctx => Ctx, kwargs => Kwargs}), infinity).
+
+collect_stream({ok, Ref}, Timeout) ->
+    Deadline = case Timeout of
+                   infinity -> infinity;
+                   _ -> erlang:monotonic_time(millisecond) + Timeout
+               end,
+    collect_items(Ref, Deadline, []);
+collect_stream({error, _} = Error, _Timeout) ->
+    Error.
+
+collect_items(Ref, Deadline, Acc) ->
+    Left = case Deadline of
+               infinity -> infinity;
+               _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
+           end,
+    receive
+        {py_stream, Ref, {data, Item}} -> collect_items(Ref, Deadline, [Item | Acc]);
+        {py_stream, Ref, done} -> {ok, lists:reverse(Acc)};
+        {py_stream, Ref, {error, _} = Error} -> Error
+    after Left ->
+        ok = stream_cancel(Ref),
+        {error, timeout}
+    end.
+
+%% @doc Starts streaming what `Module.Function(*Args)' yields, on the
+%% default context: `{ok, Ref}', then `{py_stream, Ref, {data, Item}}' for
+%% each item and `{py_stream, Ref, done}' (or `{py_stream, Ref, {error, R}}').
+-spec stream_start(module_name(), function_name(), list()) -> {ok, stream_ref()} | error().
+stream_start(Module, Function, Args) ->
+    stream_start(Module, Function, Args, #{}).
+
+%% @doc As {@link stream_start/3}, with options: `ctx' (the context; default
+%% the caller's), `kwargs', `owner' (the process the messages go to; default
+%% the caller; the stream is cancelled when it exits), `window' (at most
+%% this many items unacknowledged, see {@link stream_ack/2}; default no
+%% limit). The stream advances in steps on its context's queue: while it
+%% waits on its window, other calls run there. It runs in the caller's env.
+-spec stream_start(module_name(), function_name(), list(), stream_options()) -> {ok, stream_ref()} | error().
+stream_start(Module, Function, Args, Opts) when is_map(Opts) ->
+    case stream_options(Opts) of
+        {ok, {undefined, Owner, Window, Kwargs}} ->
+            on_default_context(fun(Ctx) -> start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs) end);
+        {ok, {Ctx, Owner, Window, Kwargs}} ->
+            start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs);
+        {error, _} = Error ->
+            Error
+    end;
+stream_start(_Module, _Function, _Args, _Opts) ->
+    {error, {badarg, options}}.
+
+start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs) ->
+    on_env(Ctx, fun(Env) -> py_nif:stream_start(Env, Owner, Window, Module, Function, Args, Kwargs) end).
+
+stream_options(Opts) ->
+    case maps:keys(maps:without([ctx, kwargs, owner, window], Opts)) of
+        [] ->
+            Ctx = maps:get(ctx, Opts, undefined),
+            Owner = maps:get(owner, Opts, self()),
+            Window = maps:get(window, Opts, none),
+            Kwargs = maps:get(kwargs, Opts, #{}),
+            if
+                Ctx =/= undefined, not is_pid(Ctx) -> {error, {badarg, ctx}};
+                not is_pid(Owner) -> {error, {badarg, owner}};
+                not is_map(Kwargs) -> {error, {badarg, kwargs}};
+                Window =:= none -> {ok, {Ctx, Owner, 0, Kwargs}};  % the NIF's "no limit"
+                not is_integer(Window); Window < 1 -> {error, {badarg, window}};
+                true -> {ok, {Ctx, Owner, Window, Kwargs}}
+            end;
+        [Unknown | _] ->
+            {error, {badarg, {option, Unknown}}}
+    end.
+
+%% @doc The owner took one more item of a stream with a `window'.
+-spec stream_ack(stream_ref()) -> ok | error().
+stream_ack(Ref) ->
+    stream_ack(Ref, 1).
+
+%% @doc The owner took `Count' more items; the stream goes on if it had
+%% stopped at its window. Acknowledging a stream that has ended is harmless.
+-spec stream_ack(stream_ref(), pos_integer()) -> ok | error().
+stream_ack(Ref, Count) ->
+    py_nif:stream_ack(Ref, Count).
+
+%% @doc Stops a stream: its generator is closed on its context's thread (a
+%% `finally' runs), and no message of the stream comes after this returns
+%% (those already in the caller's mailbox are removed). Cancelling twice,
+%% or a stream that has ended, is fine.
+-spec stream_cancel(stream_ref()) -> ok | error().
+stream_cancel(Ref) ->
+    case py_nif:stream_cancel(Ref) of
+        ok -> flush_stream(Ref);
+        {error, _} = Error -> Error
+    end.
+
+flush_stream(Ref) ->
+    receive
+        {py_stream, Ref, _} -> flush_stream(Ref)
+    after 0 ->
+        ok
+    end.
 
 %% ---------------------------------------------------------------------------
 %% Handles: Python objects with no Erlang form
@@ -363,9 +667,16 @@ forget_env(Ctx) ->
     end.
 
 run(Ctx, Timeout, Submit) ->
+    on_env(Ctx, fun(Env) -> py_call:submit_and_wait(Env, Timeout, Submit) end).
+
+%% Fun(Env) with the caller's env on Ctx; an env whose context has gone is
+%% forgotten.
+on_env(Ctx, _Fun) when not is_pid(Ctx) ->
+    {error, {badarg, context}};
+on_env(Ctx, Fun) ->
     case local_env(Ctx) of
         {ok, Env} ->
-            case py_call:submit_and_wait(Env, Timeout, Submit) of
+            case Fun(Env) of
                 {error, context_not_running} = Error ->
                     forget_env(Ctx),
                     Error;

@@ -103,6 +103,20 @@ handle_info({'EXIT', Pid, Reason}, State) ->
         error ->
             {noreply, State}
     end;
+handle_info({'$py_response', Caller, Ref, Result}, State) ->
+    %% a py:spawn_call answer with maps only a scheduler may build
+    Caller ! {py_response, Ref, case finish(Result, true) of
+                                    {ok, Built} -> Built;
+                                    {error, _} = Error -> Error
+                                end},
+    {noreply, State};
+handle_info({'$py_stream', Ref, _Owner, Message}, State) ->
+    %% a stream message likewise; the NIF passes it on unless cancelled
+    _ = case finish(Message, true) of
+            {ok, Built} -> py_nif:stream_forward(Ref, Built);
+            {error, Reason} -> py_nif:stream_forward(Ref, {py_stream, Ref, {error, Reason}})
+        end,
+    {noreply, State};
 handle_info({'$py_send', To, Term}, State) ->
     %% a remote pid, or a term with maps only a scheduler may build
     case finish(Term, true) of

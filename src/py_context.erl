@@ -15,7 +15,7 @@
 -module(py_context).
 -behaviour(gen_server).
 
--export([start_link/2, start_link/3, stop/1, get_nif_ref/1, create_local_env/1, info/1]).
+-export([start_link/2, start_link/3, stop/1, get_nif_ref/1, create_local_env/1, info/1, interrupt/1]).
 -export([init_it/4]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -28,6 +28,7 @@
                      spin_us => non_neg_integer(),
                      code_cache_size => non_neg_integer(),
                      max_batch => pos_integer(),
+                     max_queue => pos_integer(),
                      start_timeout => timeout()}.
 
 -record(state, {id :: term(), mode :: mode(), ref :: reference()}).
@@ -38,8 +39,10 @@ start_link(Id, Mode) ->
     start_link(Id, Mode, #{}).
 
 %% @doc As {@link start_link/2}, with options: `imports' (modules imported
-%% once the context runs), `pool' (internal: a slot of the application's
-%% pool), and tuning knobs `spin_us', `code_cache_size', `max_batch'.
+%% once the context runs), `max_queue' (requests queued at most; past it
+%% calls answer `{error, overloaded}' at once; default 100000, or the app
+%% env `max_queue'), `pool' (internal: a slot of the application's pool),
+%% and tuning knobs `spin_us', `code_cache_size', `max_batch'.
 -spec start_link(term(), mode(), options()) -> {ok, pid()} | {error, term()}.
 start_link(Id, Mode, Opts) when is_map(Opts) ->
     case check_mode(Mode) of
@@ -85,14 +88,21 @@ create_local_env(Ctx) ->
         error -> {error, context_not_running}
     end.
 
-%% @doc What the context is doing: mode, whether it runs, queue length and
-%% requests served so far.
+%% @doc What the context is doing: mode, whether it runs, whether a request
+%% runs now (`busy'), queue length, its peak and limit (`queue_peak',
+%% `max_queue'), calls refused past the limit (`refused'), and requests
+%% served so far.
 -spec info(pid()) -> {ok, map()} | {error, context_not_running}.
 info(Ctx) ->
     case py_context_registry:lookup(Ctx) of
         {ok, Ref} -> {ok, py_nif:context_info(Ref)};
         error -> {error, context_not_running}
     end.
+
+%% @doc Interrupts the call the context is running (see {@link py:interrupt/1}).
+-spec interrupt(pid()) -> ok | not_running | {error, context_not_running}.
+interrupt(Ctx) ->
+    py:interrupt(Ctx).
 
 %% ---------------------------------------------------------------------------
 
@@ -141,7 +151,7 @@ init({Id, Mode, Opts}) ->
     %% for Python to let go of the thread.
     process_flag(trap_exit, true),
     Tag = make_ref(),
-    NifOpts = maps:with([spin_us, code_cache_size, max_batch], with_defaults(Opts)),
+    NifOpts = maps:with([spin_us, code_cache_size, max_batch, max_queue], with_defaults(Opts)),
     case py_nif:context_new(Mode, NifOpts, Tag) of
         {ok, Ref} ->
             Timeout = maps:get(start_timeout, Opts, 60000),
@@ -157,7 +167,8 @@ init({Id, Mode, Opts}) ->
 
 with_defaults(Opts) ->
     Spin = application:get_env(erlang_python, context_spin_us, 50),
-    maps:merge(#{spin_us => Spin}, Opts).
+    MaxQueue = application:get_env(erlang_python, max_queue, 100000),
+    maps:merge(#{spin_us => Spin, max_queue => MaxQueue}, Opts).
 
 started(Id, Mode, Ref, Opts) ->
     Slot = case maps:get(pool, Opts, false) of

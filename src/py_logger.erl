@@ -87,8 +87,12 @@ report_dropped(#state{dropped = Dropped} = State) ->
 log(LevelNo, Name, Message, Location) ->
     %% No `domain': OTP's default handler only shows events without one
     %% (or under [otp]); `python_logger' is there to filter on.
-    Meta0 = #{python_logger => Name,
-              python_location => maps:with([file, line, function], Location)},
+    Meta0 = case Location of
+                #{file := File} when is_binary(File) ->
+                    #{python_logger => Name, python_location => maps:with([file, line, function], Location)};
+                _ ->  % a record of ours, not from Python code
+                    #{python_logger => Name}
+            end,
     Meta = case Location of
                #{caller := Pid} when is_pid(Pid) -> Meta0#{pid => Pid};
                _ -> Meta0

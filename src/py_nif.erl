@@ -9,7 +9,9 @@
          ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
          callback_begin/1, callback_names_reset/0,
          event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
-         event_loop_submit/8, event_loop_code/6]).
+         event_loop_submit/8, event_loop_code/6,
+         context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
+         async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2]).
 
 %% The event loop's per-process namespace (spec §6): these wait for the reply.
 -export([event_loop_exec/2, event_loop_eval/2]).
@@ -23,7 +25,9 @@
        ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
        callback_begin/1, callback_names_reset/0,
        event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
-       event_loop_submit/8, event_loop_code/6]).
+       event_loop_submit/8, event_loop_code/6,
+       context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
+       async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2]).
 
 -on_load(load/0).
 
@@ -33,7 +37,9 @@
 -type handle() :: reference().
 -type request_id() :: pos_integer().
 -type submitted() :: request_id() | {error, term()}.
--export_type([ctx_ref/0, loop_ref/0, env_ref/0, handle/0]).
+-type call_ref() :: reference().
+-type stream_ref() :: reference().
+-export_type([ctx_ref/0, loop_ref/0, env_ref/0, handle/0, call_ref/0, stream_ref/0]).
 
 load() ->
     Path = filename:join(priv_dir(), "erlang_python_nif"),
@@ -231,3 +237,51 @@ event_loop_submit(_LoopRef, _Tag, _Op, _Lookup, _Module, _Function, _Args, _Kwar
 %% @doc Queues code to run (`exec') or evaluate (`eval') in `Env' on the loop.
 -spec event_loop_code(loop_ref(), reference(), env_ref(), exec | eval, binary(), map()) -> submitted().
 event_loop_code(_LoopRef, _Tag, _Env, _Op, _Code, _Locals) -> ?NOT_LOADED.
+
+%% @doc Raises `erlang.Interrupted' in the request the context runs now, which
+%% answers `{error, interrupted}'; `not_running' when none runs.
+-spec context_interrupt(ctx_ref()) -> ok | not_running | {error, term()}.
+context_interrupt(_CtxRef) -> ?NOT_LOADED.
+
+%% @doc Queues `Module:Function(*Args, **Kwargs)' in `Env'; the answer comes
+%% as `{py_response, Ref, Result}'.
+-spec spawn_call(env_ref(), atom() | binary(), atom() | binary(), list(), map()) -> call_ref() | {error, term()}.
+spawn_call(_Env, _Module, _Function, _Args, _Kwargs) -> ?NOT_LOADED.
+
+%% @doc Queues the call; nobody is answered, a failure is logged.
+-spec cast(env_ref(), atom() | binary(), atom() | binary(), list(), map()) -> ok | {error, term()}.
+cast(_Env, _Module, _Function, _Args, _Kwargs) -> ?NOT_LOADED.
+
+%% @doc A Ref answering `{py_response, Ref, {error, Reason}}' at once: a
+%% spawn_call refused before it was queued.
+-spec async_failed(term()) -> call_ref().
+async_failed(_Reason) -> ?NOT_LOADED.
+
+%% @doc The process a spawn_call's answer goes to.
+-spec async_owner(call_ref()) -> {ok, pid()} | {error, term()}.
+async_owner(_Ref) -> ?NOT_LOADED.
+
+%% @doc The traceback of the exception a spawn_call raised, once answered.
+-spec async_traceback(call_ref()) -> binary() | undefined.
+async_traceback(_Ref) -> ?NOT_LOADED.
+
+%% @doc `cancelled': no answer will come; `finished': it is in the mailbox
+%% or on its way.
+-spec async_cancel(call_ref()) -> cancelled | finished | {error, term()}.
+async_cancel(_Ref) -> ?NOT_LOADED.
+
+%% @doc Starts streaming what `Module:Function(*Args, **Kwargs)' returns to
+%% `Owner', at most `Window' items unacknowledged (0: no limit).
+-spec stream_start(env_ref(), pid(), non_neg_integer(), atom() | binary(), atom() | binary(), list(), map()) ->
+          {ok, stream_ref()} | {error, term()}.
+stream_start(_Env, _Owner, _Window, _Module, _Function, _Args, _Kwargs) -> ?NOT_LOADED.
+
+-spec stream_ack(stream_ref(), pos_integer()) -> ok | {error, term()}.
+stream_ack(_Ref, _N) -> ?NOT_LOADED.
+
+-spec stream_cancel(stream_ref()) -> ok | {error, term()}.
+stream_cancel(_Ref) -> ?NOT_LOADED.
+
+%% @doc Passes on a relayed stream message whose maps were built (py_callbacks).
+-spec stream_forward(stream_ref(), term()) -> ok | {error, term()}.
+stream_forward(_Ref, _Message) -> ?NOT_LOADED.

@@ -11,6 +11,8 @@
 #include "runtime/native_thread.h"
 #include "runtime/python_runtime.h"
 #include "context/request_runner.h"
+#include "context/stream.h"
+#include "context/stream_driver.h"
 
 namespace ep {
 
@@ -52,9 +54,25 @@ bool Context::start(Notify ready, std::string* error) {
     return true;
 }
 
-std::uint64_t Context::submit(std::unique_ptr<Request> req) {
-    if (state_.load(std::memory_order_acquire) != State::Running) return 0;
-    return queue_.push(std::move(req));
+std::uint64_t Context::submit(std::unique_ptr<Request>& req, Queue::Push* status) {
+    if (state_.load(std::memory_order_acquire) != State::Running) {
+        *status = Queue::Push::Closed;
+        return 0;
+    }
+    return queue_.push(req, config_.max_queue, status);
+}
+
+bool Context::submit_internal(std::unique_ptr<Request> req) {
+    if (!req || state_.load(std::memory_order_acquire) != State::Running) return false;
+    return queue_.push(std::move(req)) != 0;
+}
+
+bool Context::interrupt_running() {
+    std::uint64_t id = queue_.interrupt_running();
+    if (id == 0) return false;
+    interrupt(id, false);
+    queue_.poke();  // a request waiting for an Erlang callback checks for this
+    return true;
 }
 
 Context::Queue::Cancel Context::cancel(std::uint64_t id) {
@@ -85,7 +103,7 @@ bool Context::stop(ErlNifEnv* caller_env, Notify* done) {
         if (done) stop_waiters_.push_back(std::move(*done));
     }
     if (!first) return true;
-    for (auto& req : queue_.close()) req->reply(make_error(req->env.get(), atoms::context_stopped), caller_env);
+    for (auto& req : queue_.close()) req->fail(atoms::context_stopped, caller_env);
     if (std::uint64_t running = queue_.running_id()) interrupt(running, /*repeat=*/true);
     return true;
 }
@@ -105,7 +123,7 @@ bool Context::deliver_interrupt(std::uint64_t id) {
     // end; a request already being finished takes no new interrupt.
     if (id == 0 || queue_.running_id() != id || finishing_id_ == id) return false;
     bool stopping = state_.load(std::memory_order_acquire) == State::Stopping;
-    if (queue_.cancelled_running_id() != id && !stopping) return false;
+    if (!queue_.innermost_wants_interrupt(id) && !stopping) return false;
     // A timeout interrupts once; a stop keeps interrupting (the interrupter
     // repeats the job), in case the code swallows the exception.
     if (interrupted_id_ != id || stopping) {
@@ -141,7 +159,7 @@ void Context::thread_main(Notify ready) {
         state_.store(State::Stopped, std::memory_order_release);
         waiters.swap(stop_waiters_);
     }
-    for (auto& req : queue_.close()) req->reply(make_error(req->env.get(), atoms::context_stopped));
+    for (auto& req : queue_.close()) req->fail(atoms::context_stopped);
     for (auto& w : waiters) w.send(atoms::stopped);
 }
 
@@ -188,13 +206,42 @@ std::shared_ptr<Env> Context::shared_env() const {
     return shared_env_;
 }
 
+namespace {
+// Adds `item` to a list of weak pointers, dropping the expired ones once the
+// list has doubled since last time.
+template <class T>
+void remember(std::vector<std::weak_ptr<T>>& list, std::size_t& pruned_at, const std::shared_ptr<T>& item) {
+    if (list.size() >= pruned_at) {
+        std::erase_if(list, [](const std::weak_ptr<T>& w) { return w.expired(); });
+        pruned_at = std::max<std::size_t>(64, list.size() * 2);
+    }
+    list.push_back(item);
+}
+}  // namespace
+
 void Context::register_env(const std::shared_ptr<Env>& env) {
     std::lock_guard lock(mutex_);
-    if (envs_.size() >= envs_pruned_at_) {
-        std::erase_if(envs_, [](const std::weak_ptr<Env>& w) { return w.expired(); });
-        envs_pruned_at_ = std::max<std::size_t>(64, envs_.size() * 2);
+    remember(envs_, envs_pruned_at_, env);
+}
+
+void Context::register_stream(const std::shared_ptr<Stream>& stream) {
+    std::lock_guard lock(mutex_);
+    remember(streams_, streams_pruned_at_, stream);
+}
+
+void Context::close_streams(RequestRunner& runner) {
+    std::vector<std::weak_ptr<Stream>> streams;
+    {
+        std::lock_guard lock(mutex_);
+        streams.swap(streams_);
     }
-    envs_.push_back(env);
+    MsgEnv env;
+    for (auto& weak : streams) {
+        auto stream = weak.lock();
+        if (!stream) continue;
+        stream->end_with_error(env.get(), atoms::context_stopped);
+        runner.streams().close(*stream);
+    }
 }
 
 void Context::detach_lane() {
@@ -237,6 +284,10 @@ void Context::serve() {
     current_call().context = nullptr;
     runner_ = nullptr;
     GilHold gil(tstate_);
+    try {
+        close_streams(runner);  // their `finally` blocks run here, on this thread
+    } catch (...) {
+    }
     runner.clear();  // cached code objects die under the GIL, whatever happened
 }
 
@@ -267,7 +318,7 @@ bool Context::wait_for_callback(CallbackWaiter& waiter) {
     // Checked right before nested requests run, never after: an interrupt
     // raised for this request while we waited must not fire in one of them.
     auto give_up = [&] {
-        return queue_.closed() || (mine != 0 && (queue_.is_cancelled(mine) || interrupted_id_ == mine));
+        return queue_.closed() || (mine != 0 && (queue_.is_cancelled_or_interrupted(mine) || interrupted_id_ == mine));
     };
     // Only requests of this call's own chain run nested: unrelated ones keep
     // their place in the queue (running them here would nest as deep as the
@@ -296,15 +347,24 @@ void Context::flush_pending_interrupt() {
 
 void Context::handle(Request& req, std::uint64_t id, RequestRunner& runner) {
     RunResult result;
+    bool more = false;
     RequestScope scope(&req);  // erlang.self() and erlang.call see it
     try {
-        result = runner.run(req);
+        if (req.reply_to == ReplyTo::Stream)
+            more = runner.streams().run(req, [this] { return queue_.size() != 0; }, &result);
+        else
+            result = runner.run(req);
     } catch (...) {
         // Allocation failure inside the request: it fails, the context goes on.
         if (PyErr_Occurred()) PyErr_Clear();
         result = RunResult{RunResult::Failure, atoms::internal_error};
+        more = false;
     }
     finish(req, id, result);
+    // A stream's next step goes to the back of the queue: other calls run
+    // in between.
+    if (more && !submit_internal(Request::internal(Op::StreamStep, req.stream)))
+        req.stream->end_with_error(req.env.get(), atoms::context_stopped);
 }
 
 void Context::finish(Request& req, std::uint64_t id, RunResult& result) {
@@ -312,26 +372,20 @@ void Context::finish(Request& req, std::uint64_t id, RunResult& result) {
     // An interrupt raised into this request may not have fired yet; let it
     // fire now, harmlessly, so it cannot hit the next request.
     flush_pending_interrupt();
-    bool send = queue_.finish_running();
+    bool interrupted = false;  // by py:interrupt
+    bool send = queue_.finish_running(&interrupted);
     finishing_id_ = 0;
     const bool stopping = state_.load(std::memory_order_acquire) == State::Stopping;
-    // The request this one ran nested in may have been cancelled, or the
-    // context told to stop, while this one ran: only the innermost request
-    // takes interrupts, so it is its turn now.
+    // The request this one ran nested in may have been cancelled or
+    // interrupted, or the context told to stop, while this one ran: only the
+    // innermost request takes interrupts, so it is its turn now.
     if (std::uint64_t outer = queue_.running_id()) {
-        if (stopping || queue_.cancelled_running_id() == outer) interrupt(outer, stopping);
+        if (stopping || queue_.innermost_wants_interrupt(outer)) interrupt(outer, stopping);
     }
     if (!send) return;  // its caller timed out and has gone on
-    ErlNifEnv* env = req.env.get();
-    if (result.interrupted && stopping) {
-        req.reply(make_error(env, atoms::context_stopped));
-    } else if (result.kind == RunResult::PythonError) {
-        req.reply_python_error(result.value, result.traceback);
-    } else if (result.kind == RunResult::Failure) {
-        req.reply(make_error(env, result.value));
-    } else {
-        req.reply(result.value);
-    }
+    if (result.interrupted && stopping) req.fail(atoms::context_stopped);
+    else if (result.interrupted && interrupted) req.fail(atoms::interrupted);
+    else req.answer(result);
 }
 
 }  // namespace ep

@@ -26,6 +26,7 @@ namespace ep {
 class CallbackWaiter;
 class Env;
 class RequestRunner;
+class Stream;
 struct RunResult;
 
 enum class Mode : std::uint8_t { Worker, Subinterp, OwnGil };
@@ -35,6 +36,7 @@ struct ContextConfig {
     std::chrono::microseconds spin{50};  // busy-wait before sleeping when idle
     std::size_t code_cache_size = 256;
     std::size_t max_batch = 64;  // requests run per GIL hold before others get a turn
+    std::size_t max_queue = 100000;  // requests queued at most; past it, {error, overloaded}
 };
 
 // Someone to tell when the context is ready or stopped: {Tag, Message}.
@@ -62,9 +64,17 @@ public:
     // could be made.
     bool start(Notify ready, std::string* error);
 
-    // Any thread. Queues `req`; returns its id, or 0 when the context is not
-    // running (stopped, failed, or not yet started).
-    std::uint64_t submit(std::unique_ptr<Request> req);
+    // Any thread. Queues `req`; returns its id, or 0 (with `req` left to
+    // the caller) when the context is not running (stopped, failed, or not
+    // yet started: Closed) or its queue is full (Full).
+    std::uint64_t submit(std::unique_ptr<Request>& req, Queue::Push* status);
+    // Any thread: a request of the context's own making (a stream's next
+    // step), past the limit. False when the context no longer runs.
+    bool submit_internal(std::unique_ptr<Request> req);
+
+    // Any thread (py:interrupt): raises erlang.Interrupted in the request
+    // running now, which answers {error, interrupted}. False when none runs.
+    bool interrupt_running();
 
     // Any thread. Cancels request `id` after its caller timed out: a queued
     // request is dropped; a running one is interrupted and its reply
@@ -91,6 +101,10 @@ public:
     // Any thread: an env made for this context; its namespace is released
     // when the context stops, not when its process next happens to call.
     void register_env(const std::shared_ptr<Env>& env);
+    // Any thread: a stream run on this context; when the context stops, a
+    // stream still running ends with {error, context_stopped} and its
+    // iterator is closed on this thread.
+    void register_stream(const std::shared_ptr<Stream>& stream);
 
     // Called by an interrupter with this context's interpreter's GIL
     // held: raises erlang.Interrupted in request `id` if it is still running
@@ -101,6 +115,9 @@ public:
     Mode mode() const { return config_.mode; }
     bool running() const { return state_.load(std::memory_order_acquire) == State::Running; }
     std::size_t queue_length() const { return queue_.size(); }
+    std::size_t queue_peak() const { return queue_.peak(); }
+    std::uint64_t refused() const { return queue_.refused(); }
+    std::size_t max_queue() const { return config_.max_queue; }
     bool busy() const { return queue_.running_id() != 0; }  // a request is running
     std::uint64_t requests_served() const { return served_.load(std::memory_order_relaxed); }
     // Set once the thread is ready; never changes after.
@@ -126,6 +143,8 @@ private:
     void run_batch(RequestRunner& runner, std::uint64_t parent = 0);
     void handle(Request& req, std::uint64_t id, RequestRunner& runner);
     void finish(Request& req, std::uint64_t id, RunResult& result);
+    // This thread, GIL held, as the context stops: ends every stream left.
+    void close_streams(RequestRunner& runner);
 
     ContextConfig config_;
     Queue queue_;
@@ -137,6 +156,8 @@ private:
     std::vector<Notify> stop_waiters_;
     std::vector<std::weak_ptr<Env>> envs_;
     std::size_t envs_pruned_at_ = 64;
+    std::vector<std::weak_ptr<Stream>> streams_;
+    std::size_t streams_pruned_at_ = 64;
     std::shared_ptr<Env> shared_env_;
 
     // Owned by the context thread.

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -32,19 +33,43 @@ public:
         NotFound,  // already finished (its reply is sent or on its way)
     };
 
+    enum class Push {
+        Queued,
+        Closed,  // the queue takes nothing more
+        Full,    // it holds `limit` items already (the item is handed back)
+    };
+
     // Adds an item and returns its id (never 0), or 0 when the queue is closed.
     std::uint64_t push(std::unique_ptr<T> item) {
+        Push status;
+        return push(item, SIZE_MAX, &status);
+    }
+
+    // Adds an item unless the queue is closed or holds `limit` items already;
+    // its id (never 0), or 0 with `item` left to the caller.
+    std::uint64_t push(std::unique_ptr<T>& item, std::size_t limit, Push* status) {
         bool wake = false;
         std::uint64_t id = 0;
         {
             std::lock_guard lock(mutex_);
-            if (closed_) return 0;
+            if (closed_) {
+                *status = Push::Closed;
+                return 0;
+            }
+            if (items_.size() >= limit) {
+                refused_.fetch_add(1, std::memory_order_relaxed);
+                *status = Push::Full;
+                return 0;
+            }
             id = ++last_id_;
             items_.push_back(Entry{id, std::move(item)});
             size_.store(items_.size(), std::memory_order_release);
+            if (items_.size() > peak_.load(std::memory_order_relaxed))
+                peak_.store(items_.size(), std::memory_order_relaxed);
             wake = sleeping_;
         }
         if (wake) cv_.notify_one();
+        *status = Push::Queued;
         return id;
     }
 
@@ -137,13 +162,32 @@ public:
         return std::move(entry.item);
     }
 
-    // Ends the innermost running item. True when its reply must be sent.
-    bool finish_running() {
+    // Ends the innermost running item. True when its reply must be sent;
+    // `interrupted` says whether interrupt_running() was called for it.
+    bool finish_running(bool* interrupted = nullptr) {
         std::lock_guard lock(mutex_);
         if (running_.empty()) return false;
         bool send = !running_.back().cancelled;
+        if (interrupted) *interrupted = running_.back().interrupted;
         running_.pop_back();
         return send;
+    }
+
+    // Marks the innermost running item as interrupted on request (its
+    // reply is still sent); its id, or 0 when nothing runs.
+    std::uint64_t interrupt_running() {
+        std::lock_guard lock(mutex_);
+        if (running_.empty()) return 0;
+        running_.back().interrupted = true;
+        return running_.back().id;
+    }
+
+    // True when `id` is the innermost running item and it was cancelled or
+    // interrupted: an interrupt raised now lands in it.
+    bool innermost_wants_interrupt(std::uint64_t id) const {
+        std::lock_guard lock(mutex_);
+        return !running_.empty() && running_.back().id == id &&
+               (running_.back().cancelled || running_.back().interrupted);
     }
 
     // Cancels item `id`. A dequeued item is handed back through `removed` so
@@ -187,6 +231,14 @@ public:
         return false;
     }
 
+    // True when running item `id` has been cancelled or interrupted.
+    bool is_cancelled_or_interrupted(std::uint64_t id) const {
+        std::lock_guard lock(mutex_);
+        for (const Running& r : running_)
+            if (r.id == id) return r.cancelled || r.interrupted;
+        return false;
+    }
+
     // Refuses further pushes and returns everything still queued, oldest
     // first. The running item is left alone: it still finishes and replies.
     std::deque<std::unique_ptr<T>> close() {
@@ -205,6 +257,8 @@ public:
 
     bool closed() const { return closed_flag_.load(std::memory_order_acquire); }
     std::size_t size() const { return size_.load(std::memory_order_acquire); }
+    std::size_t peak() const { return peak_.load(std::memory_order_relaxed); }        // the most ever queued
+    std::uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }  // pushes past the limit
 
 private:
     struct Entry {
@@ -214,6 +268,7 @@ private:
     struct Running {
         std::uint64_t id;
         bool cancelled;
+        bool interrupted = false;
     };
 
     mutable std::mutex mutex_;
@@ -226,6 +281,8 @@ private:
     std::atomic<bool> closed_flag_{false};
     std::atomic<bool> poked_{false};
     std::atomic<std::size_t> size_{0};
+    std::atomic<std::size_t> peak_{0};
+    std::atomic<std::uint64_t> refused_{0};
 };
 
 }  // namespace ep

@@ -8,14 +8,16 @@
 #include "context/handle.h"
 #include "convert/py_to_term.h"
 #include "convert/term_to_py.h"
+#include "runtime/py_errors.h"
 
 namespace ep {
 
 namespace {
-// {ok, V}, or {deferred_maps, {ok, V}} when V holds maps the caller builds.
-ERL_NIF_TERM ok_result(ErlNifEnv* env, ERL_NIF_TERM value, bool deferred_maps) {
-    ERL_NIF_TERM ok = make_ok(env, value);
-    return deferred_maps ? enif_make_tuple2(env, atoms::deferred_maps, ok) : ok;
+// {ok, V}; `deferred_maps` when V holds maps the receiver builds.
+RunResult ok_result(ErlNifEnv* env, ERL_NIF_TERM value, bool deferred_maps) {
+    RunResult result{RunResult::Ok, make_ok(env, value)};
+    result.deferred_maps = deferred_maps;
+    return result;
 }
 
 // Binds eval's Locals as globals for the expression's duration, so that
@@ -71,9 +73,13 @@ bool source_of(ErlNifEnv* env, ERL_NIF_TERM term, std::string_view* out) {
 
 RequestRunner::RequestRunner(std::shared_ptr<Interpreter> interp, std::weak_ptr<Context> context,
                              std::size_t code_cache_size)
-    : interp_(std::move(interp)), scope_{interp_, std::move(context), &atom_names_}, code_(code_cache_size) {}
+    : interp_(std::move(interp)),
+      scope_{interp_, std::move(context), &atom_names_},
+      code_(code_cache_size),
+      streams_(*this) {}
 
 void RequestRunner::clear() {
+    streams_.clear();
     code_.clear();
     atom_names_.clear();
     flush_globals_.reset();
@@ -104,6 +110,9 @@ RunResult RequestRunner::run(Request& req) {
     case Op::GetAttr: return get_attr(req);
     case Op::CallMethod: return call_method(req);
     case Op::ToTerm: return to_term(req);
+    case Op::StreamStart:
+    case Op::StreamStep:
+    case Op::StreamClose: break;  // StreamDriver's
     }
     return failure(atoms::badarg);
 }
@@ -119,7 +128,7 @@ RunResult RequestRunner::result_of(Request& req, PyObject* value) {
     ERL_NIF_TERM term;
     bool deferred = false;
     if (!py_to_term(owned.get(), req.env.get(), scope_, &term, &deferred)) return failure(term);
-    return success(ok_result(req.env.get(), term, deferred));
+    return ok_result(req.env.get(), term, deferred);
 }
 
 
@@ -283,7 +292,7 @@ RunResult RequestRunner::to_term(Request& req) {
     bool deferred = false;
     if (!py_to_term(req.target->object(), req.env.get(), scope_, &term, &deferred, Unwrap::TopLevel))
         return failure(term);
-    return success(ok_result(req.env.get(), term, deferred));
+    return ok_result(req.env.get(), term, deferred);
 }
 
 }  // namespace ep

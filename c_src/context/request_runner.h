@@ -5,18 +5,11 @@
 #include <span>
 
 #include "context/code_cache.h"
-#include "convert/convert.h"
 #include "context/request.h"
+#include "context/stream_driver.h"
+#include "convert/convert.h"
 
 namespace ep {
-
-struct RunResult {
-    enum Kind : std::uint8_t { Ok, Failure, PythonError };
-    Kind kind = Ok;
-    ERL_NIF_TERM value = 0;      // Ok: ok | {ok, V}; otherwise the error reason
-    ERL_NIF_TERM traceback = 0;  // PythonError only
-    bool interrupted = false;    // the Python error was our erlang.Interrupted
-};
 
 // One per context thread. Every method runs with the context's GIL held.
 class RequestRunner {
@@ -43,6 +36,10 @@ public:
     // The pending Python exception as the request's error.
     RunResult python_error(Request& req);
 
+    // Stream requests (Op::StreamStart, StreamStep, StreamClose).
+    StreamDriver& streams() { return streams_; }
+    const ConvertScope& scope() const { return scope_; }
+
 private:
     RunResult exec(Request& req, PyObject* globals);
     RunResult eval(Request& req, PyObject* globals);
@@ -61,6 +58,7 @@ private:
     ConvertScope scope_;
     CodeCache code_;
     PyRef flush_globals_;
+    StreamDriver streams_;
 };
 
 }  // namespace ep

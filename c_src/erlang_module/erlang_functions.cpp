@@ -3,6 +3,8 @@
 // callables.
 #include "erlang_module/erlang_functions.h"
 
+#include <vector>
+
 
 #include "erlang_module/callbacks.h"
 #include "context/context.h"
@@ -50,24 +52,69 @@ PyObject* erlang_self(PyObject* module, PyObject*) {
     return pid;
 }
 
-// erlang.send(pid, term): sends the converted term; a dead local process
-// raises ProcessLookupError.
+// The process registered as `name` (an erlang.Atom or a str), into *pid.
+// False when none is; with a Python exception set when `name` is no name.
+bool registered_process(const ErlangModuleState* st, PyObject* name, ErlNifPid* pid, const char* what) {
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &size) : nullptr;
+    if (utf8 == nullptr) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s: the name must be an erlang.Atom or a str", what);
+        return false;
+    }
+    (void)st;
+    if (size == 0 || size > 255 * 4) return false;
+    // An atom that does not exist names no process: never make one here
+    // (the atom table is not Python's to fill). OTP 25 finds existing atoms
+    // by Latin-1 name only, so the name goes as ATOM_UTF8_EXT through a
+    // "safe" binary_to_term, which refuses to make atoms.
+    std::vector<unsigned char> ext{131, 118, static_cast<unsigned char>(size >> 8), static_cast<unsigned char>(size)};
+    ext.insert(ext.end(), utf8, utf8 + size);
+    MsgEnv env;
+    ERL_NIF_TERM atom;
+    if (!env || enif_binary_to_term(env.get(), ext.data(), ext.size(), &atom, ERL_NIF_BIN2TERM_SAFE) == 0 ||
+        !enif_is_atom(env.get(), atom))
+        return false;
+    return enif_whereis_pid(nullptr, atom, pid) != 0;
+}
+
+// erlang.whereis(name): the erlang.Pid registered as `name`, or None.
+PyObject* erlang_whereis(PyObject* module, PyObject* name) {
+    const ErlangModuleState* st = state_or_raise(module);
+    if (st == nullptr) return nullptr;
+    ErlNifPid pid;
+    if (!registered_process(st, name, &pid, "erlang.whereis")) {
+        if (PyErr_Occurred()) return nullptr;
+        Py_RETURN_NONE;
+    }
+    return make_term_object(st->pid_type, pid.pid);
+}
+
+// erlang.send(dest, term): sends the converted term to an erlang.Pid or to
+// the process registered under an erlang.Atom; a dead local process (or a
+// name nobody holds) raises ProcessLookupError.
 PyObject* erlang_send_impl(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
     const ErlangModuleState* st = state_or_raise(module);
     if (st == nullptr) return nullptr;
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "erlang.send(pid, term) takes 2 arguments");
+        PyErr_SetString(PyExc_TypeError, "erlang.send(dest, term) takes 2 arguments");
         return nullptr;
     }
-    if (!PyObject_TypeCheck(args[0], st->pid_type)) {
-        PyErr_SetString(PyExc_TypeError, "erlang.send: the first argument must be an erlang.Pid");
+    const bool by_name = Py_IS_TYPE(args[0], st->atom_type);
+    if (!by_name && !PyObject_TypeCheck(args[0], st->pid_type)) {
+        PyErr_SetString(PyExc_TypeError, "erlang.send: the destination must be an erlang.Pid or an erlang.Atom");
         return nullptr;
     }
     MsgEnv env;
     ERL_NIF_TERM term;
     bool deferred = false;
     if (!python_to_message(args[1], env.get(), &term, &deferred, "erlang.send")) return nullptr;
-    ERL_NIF_TERM pid_term = term_object_value(args[0], env.get());
+    ErlNifPid named;
+    if (by_name && !registered_process(st, args[0], &named, "erlang.send")) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_ProcessLookupError, "erlang.send: no process is registered as %R", args[0]);
+        return nullptr;
+    }
+    ERL_NIF_TERM pid_term = by_name ? make_pid(env.get(), named) : term_object_value(args[0], env.get());
     ErlNifPid to;
     if (!deferred && enif_get_local_pid(env.get(), pid_term, &to)) {
         if (!env.send(to, term)) {
@@ -217,7 +264,9 @@ PyObject* erlang_getattr(PyObject* module, PyObject* name) {
 PyMethodDef erlang_module_functions[] = {
     {"self", erlang_self, METH_NOARGS, "self() -> the erlang.Pid of the Erlang process whose call runs on this thread"},
     {"send", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(erlang_send)), METH_FASTCALL,
-     "send(pid, term): send a message to an Erlang process; ProcessLookupError if it is not alive"},
+     "send(dest, term): send a message to an Erlang process (an erlang.Pid, or an erlang.Atom it is registered "
+     "as); ProcessLookupError if it is not alive"},
+    {"whereis", erlang_whereis, METH_O, "whereis(name): the erlang.Pid registered as name, or None"},
     {"call", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(erlang_call)), METH_FASTCALL,
      "call(name, *args): call the Erlang function registered as name; erlang.Error if it fails"},
     {"_log", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(erlang_log)), METH_FASTCALL,

@@ -138,7 +138,29 @@ ERL_NIF_TERM str_term(ErlNifEnv* env, PyObject* obj, std::size_t limit = kMaxMes
     return make_binary(env, out);
 }
 
+// {py_log, Level, Name, Message, Meta} to py_logger; the one shape of a record.
+void send_record(MsgEnv& msg, long level, ERL_NIF_TERM name, ERL_NIF_TERM message, ERL_NIF_TERM caller,
+                 ERL_NIF_TERM file, long line, ERL_NIF_TERM function, ErlNifEnv* caller_env) {
+    ErlNifPid logger;
+    if (!enif_whereis_pid(caller_env, atoms::py_logger, &logger)) {
+        enif_clear_env(msg.get());
+        return;
+    }
+    ErlNifEnv* env = msg.get();
+    ERL_NIF_TERM keys[] = {enif_make_atom(env, "file"), enif_make_atom(env, "line"), atoms::function,
+                           enif_make_atom(env, "caller")};
+    ERL_NIF_TERM values[] = {file, enif_make_long(env, line), function, caller};
+    ERL_NIF_TERM meta;
+    enif_make_map_from_arrays(env, keys, values, 4, &meta);
+    msg.send(logger, enif_make_tuple5(env, atoms::py_log, enif_make_long(env, level), name, message, meta), caller_env);
+}
+
 }  // namespace
+
+void send_log_record(MsgEnv& msg, long level, ERL_NIF_TERM name, ERL_NIF_TERM message, ERL_NIF_TERM caller,
+                     ErlNifEnv* caller_env) {
+    send_record(msg, level, name, message, caller, atoms::undefined, 0, atoms::undefined, caller_env);
+}
 
 PyObject* erlang_log(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 6 || !PyLong_Check(args[0]) || !PyLong_Check(args[4])) {
@@ -149,9 +171,6 @@ PyObject* erlang_log(PyObject* module, PyObject* const* args, Py_ssize_t nargs) 
     long line = PyLong_AsLong(args[4]);
     if (PyErr_Occurred()) return nullptr;
     try {
-        ErlNifPid logger;
-        // Python never runs on a scheduler thread, hence no caller env.
-        if (!enif_whereis_pid(nullptr, atoms::py_logger, &logger)) Py_RETURN_NONE;
         MsgEnv msg;
         if (!msg) return PyErr_NoMemory();
         ErlNifEnv* env = msg.get();
@@ -163,14 +182,9 @@ PyObject* erlang_log(PyObject* module, PyObject* const* args, Py_ssize_t nargs) 
             if (pid) caller = term_object_value(pid.get(), env);
             else PyErr_Clear();
         }
-        ERL_NIF_TERM keys[] = {enif_make_atom(env, "file"), enif_make_atom(env, "line"), atoms::function,
-                               enif_make_atom(env, "caller")};
-        ERL_NIF_TERM values[] = {str_term(env, args[3]), enif_make_long(env, line), str_term(env, args[5]), caller};
-        ERL_NIF_TERM meta;
-        enif_make_map_from_arrays(env, keys, values, 4, &meta);
-        ERL_NIF_TERM record = enif_make_tuple5(env, atoms::py_log, enif_make_long(env, level),
-                                               str_term(env, args[1]), str_term(env, args[2]), meta);
-        msg.send(logger, record);
+        // Python never runs on a scheduler thread, hence no caller env.
+        send_record(msg, level, str_term(env, args[1]), str_term(env, args[2]), caller, str_term(env, args[3]), line,
+                    str_term(env, args[5]), nullptr);
     } catch (...) {
         return PyErr_NoMemory();
     }

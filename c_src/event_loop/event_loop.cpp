@@ -70,7 +70,7 @@ bool EventLoop::stop(ErlNifEnv* caller_env) {
         state_.store(s == State::Created ? State::Stopped : State::Stopping, std::memory_order_release);
         queued = take_unanswered_locked();
     }
-    for (auto& job : queued) job->req->reply(make_error(job->req->env.get(), atoms::event_loop_stopped), caller_env);
+    for (auto& job : queued) job->req->fail(atoms::event_loop_stopped, caller_env);
     wake_.signal();
     interrupt_when_stuck();
     return true;
@@ -172,7 +172,7 @@ bool EventLoop::start_jobs(LoopDriver& driver) {
         } catch (...) {
             // Out of memory: a job not yet taken over is answered, not lost.
             if (job && job->op != LoopOp::Spawn && (job->op != LoopOp::Task || claim_reply(job->id)))
-                job->req->reply(make_error(job->req->env.get(), atoms::no_memory));
+                job->req->fail(atoms::no_memory);
         }
     }
     return !more;
@@ -239,7 +239,7 @@ void EventLoop::thread_main(Notify ready) {
         state_.store(State::Stopped, std::memory_order_release);
         queued = take_unanswered_locked();
     }
-    for (auto& job : queued) job->req->reply(make_error(job->req->env.get(), atoms::event_loop_stopped));
+    for (auto& job : queued) job->req->fail(atoms::event_loop_stopped);
 }
 
 }  // namespace ep

@@ -377,13 +377,7 @@ void LoopDriver::finish(LoopJob& job, RunResult& result) {
         return;
     }
     if (job.op == LoopOp::Task && !loop_.claim_reply(job.id)) return;  // its caller gave up
-    if (result.kind == RunResult::PythonError) {
-        req.reply_python_error(result.value, result.traceback);
-    } else if (result.kind == RunResult::Failure) {
-        req.reply(make_error(req.env.get(), result.value));
-    } else {
-        req.reply(result.value);
-    }
+    req.answer(result);
 }
 
 void LoopDriver::report_spawn_failure(LoopJob& job, const RunResult& result) {

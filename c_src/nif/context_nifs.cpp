@@ -13,13 +13,23 @@
 #include "nif/resources.h"
 
 namespace ep {
+
+ERL_NIF_TERM queue_request(ErlNifEnv* env, const std::shared_ptr<Context>& ctx, std::unique_ptr<Request> req,
+                           std::uint64_t* id) {
+    if (!req) return make_error(env, atoms::no_memory);
+    if (!ctx) return make_error(env, atoms::context_not_running);
+    Context::Queue::Push status;
+    *id = ctx->submit(req, &status);
+    if (*id != 0) return 0;
+    return make_error(env, status == Context::Queue::Push::Full ? atoms::overloaded : atoms::context_not_running);
+}
+
 namespace {
 
 ERL_NIF_TERM enqueue(ErlNifEnv* env, const std::shared_ptr<Context>& ctx, std::unique_ptr<Request> req) {
-    if (!req) return make_error(env, atoms::no_memory);
-    std::uint64_t id = ctx ? ctx->submit(std::move(req)) : 0;
-    if (id == 0) return make_error(env, atoms::context_not_running);
-    return enif_make_uint64(env, id);
+    std::uint64_t id = 0;
+    ERL_NIF_TERM error = queue_request(env, ctx, std::move(req), &id);
+    return error != 0 ? error : enif_make_uint64(env, id);
 }
 
 // A request on an env: {error, _} for a bad env, else enqueued on its context.
@@ -78,6 +88,7 @@ ERL_NIF_TERM nif_context_new(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     if (!get_map_size_t(env, argv[1], "spin_us", &spin) ||
         !get_map_size_t(env, argv[1], "code_cache_size", &config.code_cache_size) ||
         !get_map_size_t(env, argv[1], "max_batch", &config.max_batch) || config.max_batch == 0 ||
+        !get_map_size_t(env, argv[1], "max_queue", &config.max_queue) || config.max_queue == 0 ||
         spin > 100000)  // 100 ms: beyond that spinning is just burning a core
         return badarg(env, enif_make_atom(env, "options"));
     config.spin = std::chrono::microseconds(spin);
@@ -102,14 +113,24 @@ ERL_NIF_TERM nif_context_info(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     if (!ctx) return badarg(env, atoms::handle);
     ERL_NIF_TERM mode = ctx->mode() == Mode::Worker ? atoms::worker : ctx->mode() == Mode::Subinterp ? atoms::subinterp : atoms::owngil;
     auto interp = ctx->interpreter();
-    ERL_NIF_TERM keys[] = {atoms::mode, atoms::running, atoms::queue_length, atoms::requests, atoms::interpreter_id,
-                           enif_make_atom(env, "busy")};
+    ERL_NIF_TERM keys[] = {atoms::mode,
+                           atoms::running,
+                           atoms::queue_length,
+                           atoms::requests,
+                           atoms::interpreter_id,
+                           enif_make_atom(env, "busy"),
+                           enif_make_atom(env, "queue_peak"),
+                           enif_make_atom(env, "max_queue"),
+                           enif_make_atom(env, "refused")};
     ERL_NIF_TERM values[] = {mode,
                              ctx->running() ? atoms::true_ : atoms::false_,
                              enif_make_uint64(env, ctx->queue_length()),
                              enif_make_uint64(env, ctx->requests_served()),
                              interp ? enif_make_int64(env, interp->id()) : atoms::undefined,
-                             ctx->busy() ? atoms::true_ : atoms::false_};
+                             ctx->busy() ? atoms::true_ : atoms::false_,
+                             enif_make_uint64(env, ctx->queue_peak()),
+                             enif_make_uint64(env, ctx->max_queue()),
+                             enif_make_uint64(env, ctx->refused())};
     ERL_NIF_TERM map;
     enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
     return map;
@@ -194,6 +215,14 @@ ERL_NIF_TERM nif_cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     // A context that is gone answered everything it had before it went.
     if (!ctx) return atoms::finished;
     return ctx->cancel(id) == Context::Queue::Cancel::NotFound ? atoms::finished : atoms::cancelled;
+}
+
+// context_interrupt(CtxRef) -> ok | not_running | {error, context_not_running}
+ERL_NIF_TERM nif_context_interrupt(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    auto ctx = get_context(env, argv[0]);
+    if (!ctx) return badarg(env, enif_make_atom(env, "context"));
+    if (!ctx->running()) return make_error(env, atoms::context_not_running);
+    return ctx->interrupt_running() ? atoms::ok : atoms::not_running;
 }
 
 ERL_NIF_TERM nif_is_handle(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {

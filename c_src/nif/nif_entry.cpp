@@ -8,7 +8,9 @@
 #include "erl/atoms.h"
 #include "erlang_module/callbacks.h"
 #include "context/context.h"
+#include "nif/async_nifs.h"
 #include "nif/context_nifs.h"
+#include "context/stream.h"
 #include "context/env.h"
 #include "event_loop/event_loop.h"
 #include "nif/event_loop_nifs.h"
@@ -78,7 +80,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_atom(env, "contexts_alive"), enif_make_atom(env, "envs_alive"),
         enif_make_atom(env, "handles_alive"),  enif_make_atom(env, "owngil_supported"),
         enif_make_atom(env, "subinterp_supported"), enif_make_atom(env, "gil_violations"),
-        enif_make_atom(env, "releases_pending"),
+        enif_make_atom(env, "releases_pending"), enif_make_atom(env, "streams_alive"),
     };
     ERL_NIF_TERM values[] = {
         make_binary(env, info.version),
@@ -92,6 +94,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         shared_gil_subinterpreters_supported() ? atoms::true_ : atoms::false_,
         enif_make_uint64(env, gil_violations()),
         enif_make_uint64(env, Interpreter::releases_unfinished_everywhere()),
+        enif_make_uint64(env, Stream::alive()),
     };
     ERL_NIF_TERM map;
     enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
@@ -214,6 +217,17 @@ ErlNifFunc functions[] = {
     {"ctx_exec", 4, sized_request<nif_context_exec>, 0},
     {"ctx_eval", 5, sized_request<nif_context_eval>, 0},
     {"cancel", 2, guarded<nif_cancel>, 0},
+    {"context_interrupt", 1, guarded<nif_context_interrupt>, 0},
+    {"spawn_call", 5, sized_request<nif_spawn_call>, 0},
+    {"cast", 5, sized_request<nif_cast>, 0},
+    {"async_failed", 1, guarded<nif_async_failed>, 0},
+    {"async_owner", 1, guarded<nif_async_owner>, 0},
+    {"async_traceback", 1, guarded<nif_async_traceback>, 0},
+    {"async_cancel", 1, guarded<nif_async_cancel>, 0},
+    {"stream_start", 7, sized_request<nif_stream_start>, 0},
+    {"stream_ack", 2, guarded<nif_stream_ack>, 0},
+    {"stream_cancel", 1, guarded<nif_stream_cancel>, 0},
+    {"stream_forward", 2, sized_request<nif_stream_forward>, 0},
     {"is_handle", 1, nif_is_handle, 0},
     {"event_loop_new", 1, guarded<nif_event_loop_new>, 0},
     {"event_loop_stop", 1, guarded<nif_event_loop_stop>, 0},

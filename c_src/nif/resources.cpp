@@ -2,8 +2,11 @@
 
 #include <new>
 
+#include "context/async_call.h"
 #include "context/context.h"
 #include "context/env.h"
+#include "context/request.h"
+#include "context/stream.h"
 #include "event_loop/event_loop.h"
 #include "context/handle.h"
 
@@ -19,6 +22,8 @@ ErlNifResourceType* context_type = nullptr;
 ErlNifResourceType* env_type = nullptr;
 ErlNifResourceType* handle_type = nullptr;
 ErlNifResourceType* loop_type = nullptr;
+ErlNifResourceType* stream_type = nullptr;
+ErlNifResourceType* call_type = nullptr;
 
 template <class T>
 void holder_dtor(ErlNifEnv*, void* obj) {
@@ -38,6 +43,16 @@ void stop_quietly(ErlNifEnv* env, Context& ctx) noexcept {
 void stop_quietly(ErlNifEnv* env, EventLoop& loop) noexcept {
     try {
         loop.stop(env);
+    } catch (...) {
+    }
+}
+
+// A stream's owner died: no more messages, and its iterator is closed on
+// its context's thread.
+void stop_quietly(ErlNifEnv*, Stream& stream) noexcept {
+    try {
+        if (!stream.cancel()) return;
+        if (auto ctx = stream.context()) ctx->submit_internal(Request::internal(Op::StreamClose, stream.shared_from_this()));
     } catch (...) {
     }
 }
@@ -89,7 +104,10 @@ bool open_resource_types(ErlNifEnv* env) {
     env_type = open_type(env, "py_env", holder_dtor<Env>);
     handle_type = open_type(env, "py_object", holder_dtor<Handle>);
     loop_type = open_type(env, "py_event_loop", stopping_dtor<EventLoop>, owner_down<EventLoop>);
-    return context_type && env_type && handle_type && loop_type;
+    // A running stream holds its own Ref: dropping the others changes nothing.
+    stream_type = open_type(env, "py_stream", holder_dtor<Stream>, owner_down<Stream>);
+    call_type = open_type(env, "py_call", holder_dtor<AsyncCall>);
+    return context_type && env_type && handle_type && loop_type && stream_type && call_type;
 }
 
 std::shared_ptr<Context> get_context(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Context>(env, term, context_type); }
@@ -97,6 +115,11 @@ std::shared_ptr<Env> get_env(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Env
 std::shared_ptr<Handle> get_handle(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Handle>(env, term, handle_type); }
 std::shared_ptr<EventLoop> get_event_loop(ErlNifEnv* env, ERL_NIF_TERM term) {
     return get<EventLoop>(env, term, loop_type);
+}
+
+std::shared_ptr<Stream> get_stream(ErlNifEnv* env, ERL_NIF_TERM term) { return get<Stream>(env, term, stream_type); }
+std::shared_ptr<AsyncCall> get_async_call(ErlNifEnv* env, ERL_NIF_TERM term) {
+    return get<AsyncCall>(env, term, call_type);
 }
 
 bool is_handle(ErlNifEnv* env, ERL_NIF_TERM term) {
@@ -122,6 +145,15 @@ ERL_NIF_TERM make_context_term(ErlNifEnv* env, std::shared_ptr<Context> context,
 
 ERL_NIF_TERM make_event_loop_term(ErlNifEnv* env, std::shared_ptr<EventLoop> loop, const ErlNifPid& owner) {
     return make_owned(env, loop_type, std::move(loop), owner);
+}
+
+ERL_NIF_TERM make_stream_term(ErlNifEnv* env, std::shared_ptr<Stream> stream) {
+    ErlNifPid owner = stream->owner();
+    return make_owned(env, stream_type, std::move(stream), owner);
+}
+
+ERL_NIF_TERM make_async_call_term(ErlNifEnv* env, std::shared_ptr<AsyncCall> call) {
+    return make(env, call_type, std::move(call));
 }
 
 ERL_NIF_TERM make_env_term(ErlNifEnv* env, std::shared_ptr<Env> ns) { return make(env, env_type, std::move(ns)); }
