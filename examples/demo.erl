@@ -28,6 +28,13 @@ main() ->
          py:eval(Ctx, <<"exec('while True: pass')">>, #{}, #{timeout => 100})),
     show("the same context afterwards", py:eval(Ctx, <<"6 * 7">>)),
 
+    %% Calls that do not wait, and a generator streamed item by item.
+    Ref = py:spawn_call(math, factorial, [25]),
+    show("py:spawn_call(math, factorial, [25]), then py:await", py:await(Ref)),
+    ok = py:exec(<<"def tokens(text):\n    for word in text.split():\n        yield word.upper()\n">>),
+    {ok, Stream} = py:stream_start('__main__', tokens, [<<"streamed one word at a time">>], #{window => 2}),
+    show("a stream with window => 2, acknowledged as it goes", take_stream(Stream, [])),
+
     %% Coroutines run on the asyncio event loop, concurrently.
     ok = py:exec(<<"import asyncio\nasync def nap(i):\n    await asyncio.sleep(0.1)\n    return i\n">>),
     {Us, Naps} = timer:tc(fun() ->
@@ -36,6 +43,12 @@ main() ->
                           end),
     show(io_lib:format("1000 tasks sleeping 100 ms: done in ~b ms", [Us div 1000]), lists:sum(Naps)),
     ok.
+
+take_stream(Ref, Acc) ->
+    receive
+        {py_stream, Ref, {data, Word}} -> ok = py:stream_ack(Ref), take_stream(Ref, [Word | Acc]);
+        {py_stream, Ref, done} -> lists:reverse(Acc)
+    end.
 
 show(Label, Value) ->
     io:format("~-55s ~0p~n", [Label, Value]).

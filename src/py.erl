@@ -343,7 +343,9 @@ collect_items(Ref, Deadline, Acc) ->
     receive
         {py_stream, Ref, {data, Item}} -> collect_items(Ref, Deadline, [Item | Acc]);
         {py_stream, Ref, done} -> {ok, lists:reverse(Acc)};
-        {py_stream, Ref, {error, _} = Error} -> Error
+        {py_stream, Ref, {error, _} = Error} ->
+            ok = stream_cancel(Ref),  % it has ended; nothing may follow in the mailbox
+            Error
     after Left ->
         ok = stream_cancel(Ref),
         {error, timeout}

@@ -113,8 +113,13 @@ handle_info({'$py_response', Caller, Ref, Result}, State) ->
 handle_info({'$py_stream', Ref, _Owner, Message}, State) ->
     %% a stream message likewise; the NIF passes it on unless cancelled
     _ = case finish(Message, true) of
-            {ok, Built} -> py_nif:stream_forward(Ref, Built);
-            {error, Reason} -> py_nif:stream_forward(Ref, {py_stream, Ref, {error, Reason}})
+            {ok, Built} ->
+                case py_nif:stream_forward(Ref, Built) of
+                    ok -> ok;
+                    {error, Refused} -> py_nif:stream_fail(Ref, Refused)
+                end;
+            {error, Reason} ->
+                py_nif:stream_fail(Ref, Reason)
         end,
     {noreply, State};
 handle_info({'$py_send', To, Term}, State) ->

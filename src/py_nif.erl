@@ -11,7 +11,7 @@
          event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
          event_loop_submit/8, event_loop_code/6,
          context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
-         async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2]).
+         async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2]).
 
 %% The event loop's per-process namespace (spec §6): these wait for the reply.
 -export([event_loop_exec/2, event_loop_eval/2]).
@@ -27,7 +27,7 @@
        event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
        event_loop_submit/8, event_loop_code/6,
        context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
-       async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2]).
+       async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2]).
 
 -on_load(load/0).
 
@@ -285,3 +285,8 @@ stream_cancel(_Ref) -> ?NOT_LOADED.
 %% @doc Passes on a relayed stream message whose maps were built (py_callbacks).
 -spec stream_forward(stream_ref(), term()) -> ok | {error, term()}.
 stream_forward(_Ref, _Message) -> ?NOT_LOADED.
+
+%% @doc Ends a stream with `{error, Reason}' and closes its iterator (a
+%% relayed message py_callbacks could not finish).
+-spec stream_fail(stream_ref(), term()) -> ok | {error, term()}.
+stream_fail(_Ref, _Reason) -> ?NOT_LOADED.

@@ -22,7 +22,9 @@ groups() ->
              stream_forms, stream_of_iterators, stream_of_async_generator, stream_errors, generator_raising_midway,
              window_bounds_unacknowledged, stream_waiting_lets_others_run, cancel_closes_on_its_thread,
              cancel_async_generator_closes_it, no_message_after_cancel, owner_exit_closes_generator,
-             stream_owner_option, stream_items_convert_in_order, overload_refuses_at_once, whereis_and_send_to_name],
+             stream_owner_option, stream_items_convert_in_order, overload_refuses_at_once, whereis_and_send_to_name,
+             stream_inside_a_callback, stream_of_a_dead_owner, stream_failed_from_outside,
+             interrupt_caught_then_calls_work, async_generator_interrupted_while_awaiting],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
      {once, [], [parallel_in_order, parallel_first_error_cancels_rest, parallel_bad_input,
                  max_queue_option_and_app_env, stream_churn_10000_processes]}].
@@ -664,3 +666,123 @@ stream_churn_10000_processes(_Config) ->
     ct:pal("10,000 streams started and left: envs ~b -> ~b, streams ~b -> ~b, Python objects ~b -> ~b",
            [Envs0, Envs1, Streams0, Streams1, Objs0, Objs1]),
     true = Objs1 - Objs0 < 200.
+
+%% ---------------------------------------------------------------------------
+%% Found in review
+
+%% An Erlang function that Python waits for streams from the very context
+%% waiting: the stream's steps run nested there (they would otherwise queue
+%% behind the wait for ever), with or without a window, while unrelated
+%% calls are queued.
+stream_inside_a_callback(Config) ->
+    Ctx = ctx(Config),
+    ok = py:register_function(async_suite_streams, fun([N]) ->
+                                                           {ok, Items} = py:stream(Ctx, builtins, range, [N], #{}),
+                                                           {ok, Ref} = py:stream_start(builtins, range, [3],
+                                                                                       #{ctx => Ctx, window => 1}),
+                                                           Windowed = [receive {py_stream, Ref, {data, I}} ->
+                                                                                   ok = py:stream_ack(Ref), I
+                                                                       end || _ <- [1, 2, 3]],
+                                                           receive {py_stream, Ref, done} -> ok end,
+                                                           {length(Items), Windowed}
+                                                   end),
+    Self = self(),
+    Gate = py_test_util:gate(Config, Ctx),
+    spawn(fun() -> Self ! {outer, py:eval(Ctx, <<"__import__('test_gate').wait(g) or __import__('erlang').async_suite_streams(200)">>,
+                                          #{g => Gate})} end),
+    true = busy(Ctx),
+    Others = [py:spawn_call(Ctx, operator, add, [N, 1]) || N <- lists:seq(1, 5)],
+    ok = py_test_util:open_gate(Gate),
+    receive {outer, R} -> {ok, {200, [0, 1, 2]}} = R after ?PATIENCE -> ct:fail(deadlocked) end,
+    [{ok, _} = py:await(O) || O <- Others],
+    py:unregister_function(async_suite_streams).
+
+%% A stream whose owner is dead when it starts is cancelled at once and
+%% freed: it does not hold itself alive.
+stream_of_a_dead_owner(Config) ->
+    Ctx = ctx(Config),
+    Dead = spawn(fun() -> ok end),
+    MRef = monitor(process, Dead),
+    receive {'DOWN', MRef, _, _, _} -> ok end,
+    py_test_util:drain_gc(),
+    Before = streams_alive(),
+    _ = [{ok, _} = py:stream_start(builtins, range, [10], #{ctx => Ctx, owner => Dead}) || _ <- lists:seq(1, 50)],
+    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), streams_alive() =< Before end),
+    {ok, 1} = py:eval(Ctx, <<"1">>).
+
+streams_alive() ->
+    {ok, #{streams_alive := N}} = py_nif:runtime_info(),
+    N.
+
+%% What py_callbacks does when it cannot finish a relayed item: the stream
+%% ends with the error, its generator is closed, and nothing follows.
+stream_failed_from_outside(Config) ->
+    Ctx = ctx(Config),
+    closing_tracker(Ctx),
+    {ok, Ref} = py:stream_start('__main__', tracked, [1000], #{ctx => Ctx, window => 1}),
+    receive {py_stream, Ref, {data, 0}} -> ok after ?PATIENCE -> ct:fail(stuck) end,
+    ok = py_nif:stream_fail(Ref, relay_failed),
+    receive {py_stream, Ref, E} -> {error, relay_failed} = E after ?PATIENCE -> ct:fail(not_ended) end,
+    true = py_test_util:wait_until(fun() -> {ok, 1} =:= py:eval(Ctx, <<"len(__import__('_ep_closed').log)">>) end),
+    ok = py:stream_ack(Ref),
+    {ok, 1} = py:eval(Ctx, <<"1">>),
+    receive {py_stream, Ref, _} = Late -> ct:fail({after_the_end, Late}) after 0 -> ok end,
+    {error, {badarg, ref}} = py_nif:stream_fail(make_ref(), x).
+
+%% Code that catches the interrupt and goes on is not interrupted again:
+%% later Erlang calls of the same request work, and it answers its value.
+interrupt_caught_then_calls_work(Config) ->
+    Ctx = ctx(Config),
+    Self = self(),
+    ok = py:register_function(async_suite_add, fun([A, B]) -> A + B end),
+    ok = py:register_function(async_suite_wait, fun(_) -> Self ! {waiting, self()}, receive go -> waited end end),
+    ok = py:exec(Ctx, <<"
+import erlang
+def catches_in_code(pid):
+    try:
+        erlang.send(pid, 'spinning')
+        while True:
+            pass
+    except erlang.Interrupted:
+        pass
+    return erlang.async_suite_add(1, 2)
+def catches_in_call():
+    try:
+        erlang.async_suite_wait()
+    except erlang.Interrupted:
+        pass
+    return erlang.async_suite_add(3, 4)
+">>),
+    InCode = py:spawn_call(Ctx, '__main__', catches_in_code, [Self]),
+    receive <<"spinning">> -> ok after ?PATIENCE -> ct:fail(not_spinning) end,
+    ok = py:interrupt(Ctx),
+    {ok, 3} = py:await(InCode, ?PATIENCE),
+    InCall = py:spawn_call(Ctx, '__main__', catches_in_call, []),
+    receive {waiting, _} -> ok after ?PATIENCE -> ct:fail(no_callback) end,
+    ok = py:interrupt(Ctx),
+    {ok, 7} = py:await(InCall, ?PATIENCE),
+    [py:unregister_function(N) || N <- [async_suite_add, async_suite_wait]].
+
+%% An async generator interrupted while it awaits (the interrupt lands in
+%% the loop's own code): the stream ends with {error, interrupted} and the
+%% generator's finally still runs.
+async_generator_interrupted_while_awaiting(Config) ->
+    Ctx = ctx(Config),
+    closing_tracker(Ctx),
+    ok = py:exec(Ctx, <<"
+import asyncio, threading
+async def naps():
+    try:
+        yield 'first'
+        await asyncio.sleep(3600)
+        yield 'never'
+    finally:
+        closed_state.log.append(threading.get_ident())
+">>),
+    {ok, Ref} = py:stream_start('__main__', naps, [], #{ctx => Ctx}),
+    receive {py_stream, Ref, {data, <<"first">>}} -> ok after ?PATIENCE -> ct:fail(stuck) end,
+    true = busy(Ctx),
+    ok = py:interrupt(Ctx),
+    receive {py_stream, Ref, End} -> {error, interrupted} = End after ?PATIENCE -> ct:fail(not_interrupted) end,
+    true = py_test_util:wait_until(fun() -> {ok, 1} =:= py:eval(Ctx, <<"len(__import__('_ep_closed').log)">>) end),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>).

@@ -127,9 +127,24 @@ bool Context::deliver_interrupt(std::uint64_t id) {
     // A timeout interrupts once; a stop keeps interrupting (the interrupter
     // repeats the job), in case the code swallows the exception.
     if (interrupted_id_ != id || stopping) {
-        PyThreadState_SetAsyncExc(thread_ident_, interp_->types().interrupted);
+        if (waiting_id_ == id) {
+            // Waiting in erlang.call, out of Python: woken, the wait sees
+            // this and erlang.call raises the exception itself. An
+            // asynchronous one would fire again, later, in whatever Python
+            // runs next (the code that caught the first, say).
+            queue_.poke();
+        } else {
+            PyThreadState_SetAsyncExc(thread_ident_, interp_->types().interrupted);
+            // An async generator's step may be waiting in its loop's
+            // select(): the exception only fires once that returns. (The
+            // runner is this context's; its loop is made and dropped only
+            // under this same GIL.)
+            if (runner_ != nullptr) runner_->streams().wake();
+        }
         interrupted_id_ = id;
+        ++interrupts_raised_;
     }
+    queue_.take_interrupt(id);  // a py:interrupt is raised once
     return stopping;
 }
 
@@ -317,8 +332,24 @@ bool Context::wait_for_callback(CallbackWaiter& waiter) {
     const std::uint64_t call = waiter.id();
     // Checked right before nested requests run, never after: an interrupt
     // raised for this request while we waited must not fire in one of them.
+    // A py:interrupt not yet raised is taken here (the GIL is ours, so the
+    // interrupter cannot raise it meanwhile): erlang.call then raises it.
+    // An interrupt raised into this request before the wait began (and
+    // caught by its code, say) is no reason to give up; one raised since is.
+    bool gave_up = false;
+    const std::uint64_t raised_before = interrupts_raised_;
+    // Tells deliver_interrupt that this request waits out of Python.
+    struct Waiting {
+        std::uint64_t& slot;
+        std::uint64_t saved;
+        Waiting(std::uint64_t& s, std::uint64_t id) : slot(s), saved(s) { slot = id; }
+        ~Waiting() { slot = saved; }
+    } waiting{waiting_id_, mine};
     auto give_up = [&] {
-        return queue_.closed() || (mine != 0 && (queue_.is_cancelled_or_interrupted(mine) || interrupted_id_ == mine));
+        gave_up = gave_up || queue_.closed() ||
+                  (mine != 0 && (queue_.is_cancelled(mine) || queue_.take_interrupt(mine) ||
+                                 (interrupted_id_ == mine && interrupts_raised_ != raised_before)));
+        return gave_up;
     };
     // Only requests of this call's own chain run nested: unrelated ones keep
     // their place in the queue (running them here would nest as deep as the

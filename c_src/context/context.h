@@ -168,6 +168,8 @@ private:
     unsigned long thread_ident_ = 0;
     // Guarded by the interpreter's GIL: the request an interrupt was raised in.
     std::uint64_t interrupted_id_ = 0;
+    std::uint64_t interrupts_raised_ = 0;  // likewise: how many, ever
+    std::uint64_t waiting_id_ = 0;         // likewise: the request waiting in erlang.call
     std::uint64_t finishing_id_ = 0;  // the request being finished takes no new interrupt
 
     static std::atomic<std::size_t> alive_;

@@ -28,6 +28,9 @@ std::unique_ptr<Request> Request::internal(Op op, std::shared_ptr<Stream> stream
     req->op = op;
     req->reply_to = ReplyTo::Stream;
     req->caller = stream->owner();
+    // Started from inside an Erlang function that Python waits for: its
+    // steps run nested there too, or the wait would never end.
+    req->callback_parent = stream->callback_parent();
     req->stream = std::move(stream);
     return req;
 }

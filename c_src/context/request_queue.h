@@ -174,20 +174,37 @@ public:
     }
 
     // Marks the innermost running item as interrupted on request (its
-    // reply is still sent); its id, or 0 when nothing runs.
+    // reply is still sent): an interrupt is wanted once. Its id, or 0 when
+    // nothing runs.
     std::uint64_t interrupt_running() {
         std::lock_guard lock(mutex_);
         if (running_.empty()) return 0;
         running_.back().interrupted = true;
+        running_.back().interrupt_wanted = true;
         return running_.back().id;
     }
 
-    // True when `id` is the innermost running item and it was cancelled or
-    // interrupted: an interrupt raised now lands in it.
+    // True when `id` is the innermost running item and an interrupt should
+    // be raised in it: it was cancelled, or interrupt_running() asked for one
+    // not yet delivered.
     bool innermost_wants_interrupt(std::uint64_t id) const {
         std::lock_guard lock(mutex_);
         return !running_.empty() && running_.back().id == id &&
-               (running_.back().cancelled || running_.back().interrupted);
+               (running_.back().cancelled || running_.back().interrupt_wanted);
+    }
+
+    // The interrupt interrupt_running() asked for in running item `id` is
+    // taken care of (raised, or the request gave up its wait for it); true
+    // if one was wanted. Code that catches it and goes on is not asked again.
+    bool take_interrupt(std::uint64_t id) {
+        std::lock_guard lock(mutex_);
+        for (Running& r : running_) {
+            if (r.id != id) continue;
+            bool wanted = r.interrupt_wanted;
+            r.interrupt_wanted = false;
+            return wanted;
+        }
+        return false;
     }
 
     // Cancels item `id`. A dequeued item is handed back through `removed` so
@@ -231,13 +248,7 @@ public:
         return false;
     }
 
-    // True when running item `id` has been cancelled or interrupted.
-    bool is_cancelled_or_interrupted(std::uint64_t id) const {
-        std::lock_guard lock(mutex_);
-        for (const Running& r : running_)
-            if (r.id == id) return r.cancelled || r.interrupted;
-        return false;
-    }
+
 
     // Refuses further pushes and returns everything still queued, oldest
     // first. The running item is left alone: it still finishes and replies.
@@ -268,7 +279,8 @@ private:
     struct Running {
         std::uint64_t id;
         bool cancelled;
-        bool interrupted = false;
+        bool interrupted = false;       // by interrupt_running(): answer {error, interrupted}
+        bool interrupt_wanted = false;  // ... and that interrupt is still to be raised
     };
 
     mutable std::mutex mutex_;

@@ -39,6 +39,7 @@ public:
     // Stream requests (Op::StreamStart, StreamStep, StreamClose).
     StreamDriver& streams() { return streams_; }
     const ConvertScope& scope() const { return scope_; }
+    const std::shared_ptr<Interpreter>& interpreter() const { return interp_; }
 
 private:
     RunResult exec(Request& req, PyObject* globals);

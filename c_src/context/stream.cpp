@@ -23,6 +23,9 @@ Stream::~Stream() {
 
 void Stream::set_ref(ERL_NIF_TERM ref) {
     std::lock_guard lock(mutex_);
+    // Cancelled already (an owner dead before the stream was made): holding
+    // its own Ref now would keep it alive for ever.
+    if (cancelled_ || ended_) return;
     ref_ = ref_env_.copy(ref);
 }
 

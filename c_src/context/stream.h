@@ -33,6 +33,10 @@ public:
     ~Stream();
 
     const ErlNifPid& owner() const { return owner_; }
+    // The Erlang call the stream was started for (its steps run nested in
+    // the context waiting for that call), or 0. Set before it is queued.
+    void set_callback_parent(std::uint64_t parent) { callback_parent_ = parent; }
+    std::uint64_t callback_parent() const { return callback_parent_; }
     std::shared_ptr<Context> context() const { return context_.lock(); }
     const std::shared_ptr<Interpreter>& interpreter() const { return interp_; }
 
@@ -95,6 +99,7 @@ private:
     const std::size_t window_;
     const std::shared_ptr<Interpreter> interp_;
     const std::weak_ptr<Context> context_;
+    std::uint64_t callback_parent_ = 0;
 
     mutable std::mutex mutex_;
     MsgEnv ref_env_;

@@ -5,8 +5,71 @@
 #include "context/stream.h"
 #include "convert/py_to_term.h"
 #include "erl/atoms.h"
+#include "runtime/embedded_source.h"
+
+#include <unistd.h>
 
 namespace ep {
+namespace {
+
+// Async iterators advance one item per step in an asyncio loop of the
+// context's thread.
+const char* const kAsyncSteps = R"PY(
+import asyncio, os
+
+class AsyncSteps:
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        # written (from C, by an interrupter) to bring the loop out of select()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.loop.add_reader(self.wake_r, self._drain)
+
+    def _drain(self):
+        try:
+            os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            pass
+
+    def run(self, awaitable):
+        if self.loop.is_running():
+            raise RuntimeError('an async generator streamed from inside the step of another one, '
+                               'on the same context')
+        task = asyncio.ensure_future(awaitable, loop=self.loop)
+        try:
+            return self.loop.run_until_complete(task)
+        except BaseException:
+            # An interrupt lands in the loop's own code, not in the task: the
+            # task is left half-way and its generator "already running".
+            # Cancelled and settled, the generator can still be closed.
+            if not task.done():
+                task.cancel()
+                try:
+                    self.loop.run_until_complete(task)
+                except BaseException:
+                    pass
+            raise
+
+    def next(self, iterator):
+        return self.run(iterator.__anext__())
+
+    def close(self, iterator):
+        aclose = getattr(iterator, 'aclose', None)
+        if aclose is not None:
+            self.run(aclose())
+
+    def shutdown(self):
+        try:
+            self.run(self.loop.shutdown_asyncgens())
+        finally:
+            self.loop.remove_reader(self.wake_r)
+            self.loop.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+)PY";
+
+}  // namespace
 
 bool StreamDriver::run(Request& req, const std::function<bool()>& others_waiting, RunResult* result) {
     Stream& stream = *req.stream;
@@ -25,7 +88,7 @@ bool StreamDriver::run(Request& req, const std::function<bool()>& others_waiting
 bool StreamDriver::start(Request& req, RunResult* result) {
     Stream& stream = *req.stream;
     if (stream.ended()) return false;  // cancelled before it ran
-    if (req.ns->interpreter() != stream.interpreter()) {
+    if (req.ns->interpreter() != runner_.interpreter()) {
         *result = RunResult{RunResult::Failure, atoms::env_wrong_interpreter};
         return false;
     }
@@ -107,8 +170,8 @@ PyObject* StreamDriver::next_item(Stream& stream, bool* exhausted) {
         *exhausted = item == nullptr && !PyErr_Occurred();
         return item;
     }
-    PyRef awaitable = PyRef::steal(PyObject_CallMethod(it, "__anext__", nullptr));
-    PyObject* item = awaitable ? run_awaitable(awaitable.get()) : nullptr;
+    PyObject* steps = async_steps();
+    PyObject* item = steps ? PyObject_CallMethod(steps, "next", "O", it) : nullptr;
     if (item == nullptr && PyErr_ExceptionMatches(PyExc_StopAsyncIteration)) {
         PyErr_Clear();
         *exhausted = true;
@@ -116,22 +179,17 @@ PyObject* StreamDriver::next_item(Stream& stream, bool* exhausted) {
     return item;
 }
 
-PyObject* StreamDriver::run_awaitable(PyObject* awaitable) {
-    if (!loop_) {
-        PyRef asyncio = PyRef::steal(PyImport_ImportModule("asyncio"));
-        loop_ = asyncio ? PyRef::steal(PyObject_CallMethod(asyncio.get(), "new_event_loop", nullptr)) : PyRef();
-        if (!loop_) return nullptr;
+PyObject* StreamDriver::async_steps() {
+    if (!steps_) {
+        PyRef ns = run_embedded_source(kAsyncSteps);
+        PyObject* cls = ns ? PyDict_GetItemString(ns.get(), "AsyncSteps") : nullptr;  // borrowed
+        steps_ = cls ? PyRef::steal(PyObject_CallNoArgs(cls)) : PyRef();
+        PyRef fd = steps_ ? PyRef::steal(PyObject_GetAttrString(steps_.get(), "wake_w")) : PyRef();
+        long n = fd ? PyLong_AsLong(fd.get()) : -1;
+        if (n < 0) PyErr_Clear();
+        wake_fd_.store(static_cast<int>(n), std::memory_order_release);
     }
-    // A step of an async generator that made an Erlang call, whose function
-    // streamed on this same context: this loop is busy under it.
-    PyRef running = PyRef::steal(PyObject_CallMethod(loop_.get(), "is_running", nullptr));
-    if (!running) return nullptr;
-    if (PyObject_IsTrue(running.get())) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "an async generator streamed from inside another one's step on the same context");
-        return nullptr;
-    }
-    return PyObject_CallMethod(loop_.get(), "run_until_complete", "O", awaitable);
+    return steps_.get();
 }
 
 void StreamDriver::close(Stream& stream) {
@@ -140,21 +198,33 @@ void StreamDriver::close(Stream& stream) {
     // Whatever the iterator's clean-up raises stays here: the stream has
     // ended (or was cancelled) already.
     if (stream.is_async()) {
-        if (PyObject_HasAttrString(it.get(), "aclose")) {
-            PyRef closing = PyRef::steal(PyObject_CallMethod(it.get(), "aclose", nullptr));
-            PyRef done = closing ? PyRef::steal(run_awaitable(closing.get())) : PyRef();
-        }
+        PyObject* steps = async_steps();
+        PyRef done = steps ? PyRef::steal(PyObject_CallMethod(steps, "close", "O", it.get())) : PyRef();
     } else if (PyObject_HasAttrString(it.get(), "close")) {
         PyRef done = PyRef::steal(PyObject_CallMethod(it.get(), "close", nullptr));
     }
     if (PyErr_Occurred()) PyErr_Clear();
 }
 
+void StreamDriver::wake() {
+    // No Python here: code run on the interrupter thread right after
+    // PyThreadState_SetAsyncExc could take the signal meant for the
+    // context thread (seen: the exception then fired a second time, late).
+    int fd = wake_fd_.load(std::memory_order_acquire);
+    if (fd >= 0) {
+        char byte = 1;
+        ssize_t written = ::write(fd, &byte, 1);  // full pipe: it is awake anyway
+        (void)written;
+    }
+}
+
 void StreamDriver::clear() {
-    if (!loop_) return;
-    PyRef closed = PyRef::steal(PyObject_CallMethod(loop_.get(), "close", nullptr));
-    if (!closed) PyErr_Clear();
-    loop_.reset();
+    wake_fd_.store(-1, std::memory_order_release);
+    if (!steps_) return;
+    // Async generators never closed (none, normally) get their aclose here.
+    PyRef done = PyRef::steal(PyObject_CallMethod(steps_.get(), "shutdown", nullptr));
+    if (!done) PyErr_Clear();
+    steps_.reset();
 }
 
 }  // namespace ep

@@ -6,6 +6,7 @@
 // with it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 
@@ -30,6 +31,10 @@ public:
     void close(Stream& stream);
     // Drops the private loop; before the thread state goes away.
     void clear();
+    // Any thread (an interrupter): makes the private loop leave select(),
+    // so that an interrupt just raised in an async generator's step fires
+    // now rather than at the loop's next event. Runs no Python.
+    void wake();
 
 private:
     static constexpr int kItemsPerStep = 64;
@@ -39,12 +44,13 @@ private:
     // The next item (new reference); nullptr with *exhausted, or with a
     // Python exception set.
     PyObject* next_item(Stream& stream, bool* exhausted);
-    // Runs `awaitable` to its end in the private loop: its result, or
-    // nullptr with a Python exception set.
-    PyObject* run_awaitable(PyObject* awaitable);
+    // The stepper of async iterators (made on the first one), or nullptr
+    // with a Python exception set.
+    PyObject* async_steps();
 
     RequestRunner& runner_;
-    PyRef loop_;  // made on the first async generator
+    PyRef steps_;  // an AsyncSteps (see stream_driver.cpp): its loop is this thread's
+    std::atomic<int> wake_fd_{-1};  // the write end of its wake-up pipe
 };
 
 }  // namespace ep

@@ -120,6 +120,7 @@ ERL_NIF_TERM nif_stream_start(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         req->ns = std::move(ns);
         req->reply_to = ReplyTo::Stream;
         req->stream = stream;
+        stream->set_callback_parent(req->callback_parent);
     }
     ctx->register_stream(stream);  // before it can run: a stop then finds it
     std::uint64_t id = 0;
@@ -156,6 +157,17 @@ ERL_NIF_TERM nif_stream_cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         // closed it already.
         if (auto ctx = stream->context()) ctx->submit_internal(Request::internal(Op::StreamClose, stream));
     }
+    return atoms::ok;
+}
+
+// stream_fail(Ref, Reason): ends the stream with {error, Reason} (a relayed
+// message whose maps py_callbacks could not build) and closes its iterator.
+ERL_NIF_TERM nif_stream_fail(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    auto stream = get_stream(env, argv[0]);
+    if (!stream) return badarg(env, enif_make_atom(env, "ref"));
+    MsgEnv msg;
+    stream->end_with_error(msg.get(), msg.copy(argv[1]), env);
+    if (auto ctx = stream->context()) ctx->submit_internal(Request::internal(Op::StreamClose, stream));
     return atoms::ok;
 }
 

@@ -17,5 +17,6 @@ ERL_NIF_TERM nif_stream_start(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[
 ERL_NIF_TERM nif_stream_ack(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_stream_cancel(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_stream_forward(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_stream_fail(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 }  // namespace ep

@@ -228,6 +228,7 @@ ErlNifFunc functions[] = {
     {"stream_ack", 2, guarded<nif_stream_ack>, 0},
     {"stream_cancel", 1, guarded<nif_stream_cancel>, 0},
     {"stream_forward", 2, sized_request<nif_stream_forward>, 0},
+    {"stream_fail", 2, guarded<nif_stream_fail>, 0},
     {"is_handle", 1, nif_is_handle, 0},
     {"event_loop_new", 1, guarded<nif_event_loop_new>, 0},
     {"event_loop_stop", 1, guarded<nif_event_loop_stop>, 0},
