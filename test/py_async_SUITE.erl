@@ -24,7 +24,8 @@ groups() ->
              cancel_async_generator_closes_it, no_message_after_cancel, owner_exit_closes_generator,
              stream_owner_option, stream_items_convert_in_order, overload_refuses_at_once, whereis_and_send_to_name,
              stream_inside_a_callback, stream_of_a_dead_owner, stream_failed_from_outside,
-             interrupt_caught_then_calls_work, async_generator_interrupted_while_awaiting],
+             interrupt_caught_then_calls_work, async_generator_interrupted_while_awaiting,
+             owner_exit_keeps_the_generators_globals],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
      {once, [], [parallel_in_order, parallel_first_error_cancels_rest, parallel_bad_input,
                  max_queue_option_and_app_env, stream_churn_10000_processes]}].
@@ -786,3 +787,27 @@ async def naps():
     receive {py_stream, Ref, End} -> {error, interrupted} = End after ?PATIENCE -> ct:fail(not_interrupted) end,
     true = py_test_util:wait_until(fun() -> {ok, 1} =:= py:eval(Ctx, <<"len(__import__('_ep_closed').log)">>) end),
     {ok, 2} = py:eval(Ctx, <<"1 + 1">>).
+
+%% The owner (whose env the generator lives in) dies while the context is
+%% busy: its env is released and the stream closed, in whichever order the
+%% context gets to them; the generator's finally still finds its globals.
+owner_exit_keeps_the_generators_globals(Config) ->
+    Ctx = ctx(Config),
+    Gate = py_test_util:gate(Config, Ctx),
+    Self = self(),
+    Owner = spawn(fun() ->
+                      closing_tracker(Ctx),
+                      {ok, Ref} = py:stream_start('__main__', tracked, [1000], #{ctx => Ctx, window => 1}),
+                      receive {py_stream, Ref, {data, 0}} -> Self ! started end,
+                      receive never -> ok end
+                  end),
+    receive started -> ok after ?PATIENCE -> ct:fail(not_started) end,
+    Busy = py:spawn_call(Ctx, test_gate, wait, [Gate]),
+    true = busy(Ctx),
+    MRef = monitor(process, Owner),
+    exit(Owner, kill),
+    receive {'DOWN', MRef, _, _, _} -> ok end,
+    py_test_util:drain_gc(),
+    ok = py_test_util:open_gate(Gate),
+    {ok, none} = py:await(Busy, ?PATIENCE),
+    true = py_test_util:wait_until(fun() -> {ok, 1} =:= py:eval(Ctx, <<"len(__import__('_ep_closed').log)">>) end).

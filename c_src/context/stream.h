@@ -21,6 +21,7 @@
 namespace ep {
 
 class Context;
+class Env;
 class Interpreter;
 
 class Stream : public std::enable_shared_from_this<Stream> {
@@ -87,6 +88,13 @@ public:
         return it;
     }
 
+    // The env the stream runs in, held until its iterator is closed: the
+    // generator's globals must outlive it (its finally may use them), even
+    // when the process that owned the env has gone. Set before the stream
+    // is queued; released by the context thread when it closes the stream.
+    void hold_env(std::shared_ptr<Env> env) { env_ = std::move(env); }
+    std::shared_ptr<Env> release_env() { return std::move(env_); }
+
     static std::size_t alive() { return alive_.load(std::memory_order_relaxed); }
 
 private:
@@ -112,6 +120,7 @@ private:
 
     // Context thread only (GIL held).
     PyObject* iterator_ = nullptr;
+    std::shared_ptr<Env> env_;
     bool async_ = false;
 
     static std::atomic<std::size_t> alive_;

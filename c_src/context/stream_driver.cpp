@@ -193,6 +193,8 @@ PyObject* StreamDriver::async_steps() {
 }
 
 void StreamDriver::close(Stream& stream) {
+    // Let go of the env after the iterator: its finally still sees its globals.
+    std::shared_ptr<Env> env = stream.release_env();
     PyRef it = PyRef::steal(stream.take_iterator());
     if (!it) return;
     // Whatever the iterator's clean-up raises stays here: the stream has

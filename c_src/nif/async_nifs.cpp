@@ -121,6 +121,7 @@ ERL_NIF_TERM nif_stream_start(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         req->reply_to = ReplyTo::Stream;
         req->stream = stream;
         stream->set_callback_parent(req->callback_parent);
+        stream->hold_env(req->ns);
     }
     ctx->register_stream(stream);  // before it can run: a stop then finds it
     std::uint64_t id = 0;
