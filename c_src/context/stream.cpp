@@ -1,5 +1,7 @@
 #include "context/stream.h"
 
+#include "context/context.h"
+#include "context/request.h"
 #include "erl/atoms.h"
 #include "erl/erl_terms.h"
 #include "runtime/interpreter.h"
@@ -51,6 +53,10 @@ void Stream::end_with_error(ErlNifEnv* env, ERL_NIF_TERM reason, ErlNifEnv* call
     if (!cancelled_ && !ended_) send_locked(env, make_error(env, reason), false, caller_env);
     else enif_clear_env(env);
     end_locked();
+}
+
+void Stream::close_on_context() {
+    if (auto ctx = context()) ctx->submit_internal(Request::internal(Op::StreamClose, shared_from_this()));
 }
 
 void Stream::forward(ErlNifEnv* env, ERL_NIF_TERM message, ErlNifEnv* caller_env) {

@@ -95,6 +95,11 @@ public:
     void hold_env(std::shared_ptr<Env> env) { env_ = std::move(env); }
     std::shared_ptr<Env> release_env() { return std::move(env_); }
 
+    // Any thread: queues the closing of the iterator on the stream's context
+    // (after a cancel or an end decided elsewhere). A stopped context has
+    // closed it already.
+    void close_on_context();
+
     static std::size_t alive() { return alive_.load(std::memory_order_relaxed); }
 
 private:

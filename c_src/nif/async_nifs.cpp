@@ -153,11 +153,7 @@ ERL_NIF_TERM nif_stream_ack(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ERL_NIF_TERM nif_stream_cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     auto stream = get_stream(env, argv[0]);
     if (!stream) return badarg(env, enif_make_atom(env, "ref"));
-    if (stream->cancel()) {
-        // Its iterator is closed on its own thread; a stopped context has
-        // closed it already.
-        if (auto ctx = stream->context()) ctx->submit_internal(Request::internal(Op::StreamClose, stream));
-    }
+    if (stream->cancel()) stream->close_on_context();  // its iterator, on its own thread
     return atoms::ok;
 }
 
@@ -168,7 +164,7 @@ ERL_NIF_TERM nif_stream_fail(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     if (!stream) return badarg(env, enif_make_atom(env, "ref"));
     MsgEnv msg;
     stream->end_with_error(msg.get(), msg.copy(argv[1]), env);
-    if (auto ctx = stream->context()) ctx->submit_internal(Request::internal(Op::StreamClose, stream));
+    stream->close_on_context();
     return atoms::ok;
 }
 

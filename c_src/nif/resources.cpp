@@ -5,7 +5,6 @@
 #include "context/async_call.h"
 #include "context/context.h"
 #include "context/env.h"
-#include "context/request.h"
 #include "context/stream.h"
 #include "event_loop/event_loop.h"
 #include "context/handle.h"
@@ -51,8 +50,7 @@ void stop_quietly(ErlNifEnv* env, EventLoop& loop) noexcept {
 // its context's thread.
 void stop_quietly(ErlNifEnv*, Stream& stream) noexcept {
     try {
-        if (!stream.cancel()) return;
-        if (auto ctx = stream.context()) ctx->submit_internal(Request::internal(Op::StreamClose, stream.shared_from_this()));
+        if (stream.cancel()) stream.close_on_context();
     } catch (...) {
     }
 }
