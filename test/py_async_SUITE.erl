@@ -7,9 +7,6 @@
 -include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
-%% logger handler for cast failures
--export([log/2]).
-
 all() ->
     [{group, worker}, {group, subinterp}, {group, owngil}, {group, once}].
 
@@ -213,7 +210,7 @@ cast_forms(Config) ->
 
 cast_failure_logged(Config) ->
     Ctx = ctx(Config),
-    ok = logger:add_handler(?MODULE, ?MODULE, #{config => #{pid => self()}}),
+    ok = py_test_util:capture_logs(?MODULE, fun(Meta) -> maps:get(python_logger, Meta, x) =:= <<"erlang_python.cast">> end),
     try
         ok = py:exec(Ctx, <<"def broken(x):\n    raise KeyError(x)">>),
         ok = py:cast(Ctx, '__main__', broken, [<<"cast key">>]),
@@ -229,12 +226,6 @@ cast_failure_logged(Config) ->
         end
     after
         logger:remove_handler(?MODULE)
-    end.
-
-log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
-    case Meta of
-        #{python_logger := <<"erlang_python.cast">>} -> Pid ! {logged, Level, py_test_util:log_text(Msg), Meta};
-        _ -> ok
     end.
 
 %% ---------------------------------------------------------------------------
@@ -429,14 +420,22 @@ stream_waiting_lets_others_run(Config) ->
 %% stream_cancel closes the generator (its finally runs) on the context's
 %% own thread.
 cancel_closes_on_its_thread(Config) ->
-    Ctx = ctx(Config),
+    Ref = cancelled_after_one_item(ctx(Config), tracked),
+    ok = py:stream_cancel(Ref).
+
+cancel_async_generator_closes_it(Config) ->
+    cancelled_after_one_item(ctx(Config), tracked_async).
+
+%% Streams Generator (of closing_tracker), cancels it after its first item
+%% and checks that its finally ran once, on the context's thread.
+cancelled_after_one_item(Ctx, Generator) ->
     closing_tracker(Ctx),
     {ok, Thread} = py:eval(Ctx, <<"__import__('threading').get_ident()">>),
-    {ok, Ref} = py:stream_start('__main__', tracked, [1000], #{ctx => Ctx, window => 1}),
+    {ok, Ref} = py:stream_start('__main__', Generator, [1000], #{ctx => Ctx, window => 1}),
     receive {py_stream, Ref, {data, 0}} -> ok after ?PATIENCE -> ct:fail(stuck) end,
     ok = py:stream_cancel(Ref),
     true = py_test_util:wait_until(fun() -> py:eval(Ctx, <<"__import__('_ep_closed').log">>) =:= {ok, [Thread]} end),
-    ok = py:stream_cancel(Ref).
+    Ref.
 
 closing_tracker(Ctx) ->
     ok = py:exec(Ctx, <<"
@@ -456,15 +455,6 @@ async def tracked_async(n):
     finally:
         closed_state.log.append(threading.get_ident())
 ">>).
-
-cancel_async_generator_closes_it(Config) ->
-    Ctx = ctx(Config),
-    closing_tracker(Ctx),
-    {ok, Thread} = py:eval(Ctx, <<"__import__('threading').get_ident()">>),
-    {ok, Ref} = py:stream_start('__main__', tracked_async, [1000], #{ctx => Ctx, window => 1}),
-    receive {py_stream, Ref, {data, 0}} -> ok after ?PATIENCE -> ct:fail(stuck) end,
-    ok = py:stream_cancel(Ref),
-    true = py_test_util:wait_until(fun() -> py:eval(Ctx, <<"__import__('_ep_closed').log">>) =:= {ok, [Thread]} end).
 
 %% A free-running stream cancelled mid-flight: once stream_cancel returns,
 %% nothing more of it arrives (the context is past its close when a call

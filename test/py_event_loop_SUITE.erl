@@ -8,9 +8,6 @@
 -include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
-%% logger handler used by spawn_task_failures_are_logged
--export([log/2]).
-
 all() ->
     [spec_defining_functions, spec_evaluating_expressions, spec_process_isolation,
      namespace_removed_on_exit, spec_env_reuse, lookup_order, plain_functions_and_awaitables,
@@ -631,7 +628,7 @@ async def closes_loop():
     {ok, 5.0} = py_event_loop:run(math, sqrt, [25]).
 
 spawn_task_failures_are_logged(_Config) ->
-    ok = logger:add_handler(?MODULE, ?MODULE, #{config => #{pid => self()}}),
+    ok = py_test_util:capture_logs(?MODULE, fun(Meta) -> element(1, maps:get(mfa, Meta, {x})) =:= py_event_loop end),
     try
         LoopRef = loop_ref(),
         ok = py_nif:event_loop_exec(LoopRef, <<"
@@ -640,7 +637,7 @@ async def broken():
 ">>),
         ok = py_event_loop:spawn_task('__main__', broken, []),
         receive
-            {logged, warning, Text} ->
+            {logged, warning, Text, _} ->
                 {match, _} = re:run(Text, "spawned and failed"),
                 {match, _} = re:run(Text, "Traceback")
         after ?PATIENCE ->
@@ -648,14 +645,6 @@ async def broken():
         end
     after
         logger:remove_handler(?MODULE)
-    end.
-
-log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
-    case Meta of
-        #{mfa := {py_event_loop, _, _}} ->
-            Pid ! {logged, Level, py_test_util:log_text(Msg)};
-        _ ->
-            ok
     end.
 
 %% An idle loop sleeps in epoll: its thread uses no CPU.

@@ -6,9 +6,6 @@
 -include("py_test.hrl").
 -compile([export_all, nowarn_export_all]).
 
-%% logger handler that forwards Python's records to the test process
--export([log/2]).
-
 all() ->
     [warning_reaches_logger, levels, exception_traceback, from_threads_and_the_loop,
      from_subinterpreters, without_the_relay, flood, handler_can_be_added_back,
@@ -24,7 +21,7 @@ end_per_suite(_Config) ->
 init_per_testcase(_Case, Config) ->
     #{level := Level} = logger:get_primary_config(),
     ok = logger:set_primary_config(level, all),
-    ok = logger:add_handler(?MODULE, ?MODULE, #{config => #{pid => self()}}),
+    ok = py_test_util:capture_logs(?MODULE, fun(Meta) -> maps:is_key(python_logger, Meta) end),
     [{primary_level, Level} | Config].
 
 end_per_testcase(_Case, Config) ->
@@ -33,17 +30,9 @@ end_per_testcase(_Case, Config) ->
     py_test_util:flush(),
     ok.
 
-log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
-    case Meta of
-        #{python_logger := Name} ->
-            Pid ! {py_record, Level, Name, py_test_util:log_text(Msg), Meta};
-        _ ->
-            ok
-    end.
-
 record(Name) ->
     receive
-        {py_record, Level, Name, Text, Meta} -> {Level, Text, Meta}
+        {logged, Level, Text, #{python_logger := Name} = Meta} -> {Level, Text, Meta}
     after ?PATIENCE ->
         error({no_record, Name})
     end.
@@ -53,7 +42,7 @@ record(Name) ->
 %% one that must not arrive shows it did not: it comes first.
 next_record() ->
     receive
-        {py_record, Level, Name, Text, _Meta} -> {Level, Name, Text}
+        {logged, Level, Text, #{python_logger := Name}} -> {Level, Name, Text}
     after ?PATIENCE ->
         error(no_record)
     end.
@@ -188,7 +177,7 @@ quiet_flood(Event, _) ->
 
 got_after() ->
     receive
-        {py_record, error, <<"after">>, <<"after the flood">>, _} -> true;
+        {logged, error, <<"after the flood">>, #{python_logger := <<"after">>}} -> true;
         _ -> got_after()
     after 100 ->
         false

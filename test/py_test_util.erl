@@ -3,7 +3,7 @@
 -include("py_test.hrl").
 
 -export([start/0, stop/0, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
-         python_objects/0, settle/1, gate/2, open_gate/1, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
+         python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -71,6 +71,19 @@ settle(EnvsBefore) ->
 python_objects() ->
     {ok, N} = py:eval(<<"(__import__('gc').collect(), len(__import__('gc').get_objects()))[1]">>),
     N.
+
+%% Adds logger handler Id, which sends {logged, Level, Text, Meta} to the
+%% calling process for each event whose metadata Match accepts. Remove it
+%% with logger:remove_handler(Id).
+capture_logs(Id, Match) ->
+    logger:add_handler(Id, ?MODULE, #{config => #{pid => self(), match => Match}}).
+
+%% @private the handler of capture_logs/2
+log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid, match := Match}}) ->
+    case Match(Meta) of
+        true -> Pid ! {logged, Level, log_text(Msg), Meta};
+        false -> ok
+    end.
 
 %% The text of a logger event's msg, as a binary (for test log handlers).
 log_text({string, S}) -> unicode:characters_to_binary(S);
