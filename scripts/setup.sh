@@ -9,6 +9,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-dialyzer erlang-edoc rebar3 \
-    cmake g++ make python3-dev libgtest-dev procps
+    cmake g++ make python3-dev libgtest-dev procps python3-numpy
 
 rebar3 compile

@@ -43,7 +43,7 @@
          eval/1, eval/2, eval/3, eval/4,
          call/3, call/4, call/5, call/6,
          getattr/2, getattr/3, call_method/3, call_method/4, call_method/5,
-         to_term/1, to_term/2, is_handle/1,
+         to_term/1, to_term/2, is_handle/1, buffer/1, buffer/2,
          context/0, context/1,
          register_function/2, register_function/3, unregister_function/1,
          last_traceback/0, version/0, info/0, memory_stats/0]).
@@ -54,7 +54,7 @@
          stream/3, stream/4, stream/5, stream_start/3, stream_start/4,
          stream_ack/1, stream_ack/2, stream_cancel/1]).
 
--export_type([code/0, result/0, error/0, handle/0, options/0, call_ref/0, stream_ref/0, stream_options/0]).
+-export_type([code/0, result/0, error/0, handle/0, buffer_info/0, options/0, call_ref/0, stream_ref/0, stream_options/0]).
 
 -define(DEFAULT_TIMEOUT, 30000).
 
@@ -66,6 +66,11 @@
 -type result() :: {ok, term()} | error().
 -type options() :: #{timeout => timeout()}.
 -type module_name() :: atom() | binary().
+%% What py:buffer/1 returns: `format' is the struct-module format of one
+%% item (`<<"d">>', `<<"<f4">>'...), `shape' has one length per dimension
+%% (`[]' for a 0-d array).
+-type buffer_info() :: #{data := binary(), format := binary(), itemsize := non_neg_integer(),
+                         shape := [non_neg_integer()]}.
 -type function_name() :: atom() | binary().
 %% What spawn_call returns; its answer comes as `{py_response, Ref, Result}'.
 -type call_ref() :: reference().
@@ -462,6 +467,25 @@ to_term(Handle) ->
 -spec to_term(handle(), options()) -> result().
 to_term(Handle, Opts) ->
     run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_to_term(H, Tag) end).
+
+%% @doc The bytes and layout of an object that exports a buffer (a numpy
+%% array, `array.array', `memoryview', `bytes'...): one flat copy of its
+%% C-contiguous bytes at most, never element by element (spec §10).
+%% `{error, not_a_buffer}' for an object without one, `{error,
+%% not_contiguous}' for a strided view (`numpy.ascontiguousarray' makes one).
+%%
+%% ```
+%% {ok, A} = py:eval(<<"__import__('array').array('d', [1.5, 2.5])">>),
+%% {ok, #{data := <<1.5:64/float-native, 2.5:64/float-native>>,
+%%        format := <<"d">>, itemsize := 8, shape := [2]}} = py:buffer(A).
+%% '''
+-spec buffer(handle()) -> {ok, buffer_info()} | error().
+buffer(Handle) ->
+    buffer(Handle, #{}).
+
+-spec buffer(handle(), options()) -> {ok, buffer_info()} | error().
+buffer(Handle, Opts) ->
+    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_buffer(H, Tag) end).
 
 %% @doc True for an opaque Python object handle.
 -spec is_handle(term()) -> boolean().

@@ -5,7 +5,7 @@
 -module(py_nif).
 
 -export([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
-         exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
+         exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2, handle_buffer/2,
          ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
          callback_begin/1, callback_names_reset/0,
          event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
@@ -21,7 +21,7 @@
          context_eval/3, context_eval/4, context_eval/5]).
 
 -nifs([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
-       exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2,
+       exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2, handle_buffer/2,
        ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
        callback_begin/1, callback_names_reset/0,
        event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
@@ -174,6 +174,9 @@ handle_call_method(_Handle, _Tag, _Name, _Args, _Kwargs) -> ?NOT_LOADED.
 
 -spec handle_to_term(handle(), reference()) -> submitted().
 handle_to_term(_Handle, _Tag) -> ?NOT_LOADED.
+
+-spec handle_buffer(handle(), reference()) -> submitted().
+handle_buffer(_Handle, _Tag) -> ?NOT_LOADED.
 
 -spec ctx_exec(ctx_ref(), reference(), binary(), env_ref() | undefined) -> submitted().
 ctx_exec(_CtxRef, _Tag, _Code, _Env) -> ?NOT_LOADED.

@@ -24,6 +24,7 @@ enum class Op : std::uint8_t {
     GetAttr,      // args: Name               (on `target`)
     CallMethod,   // args: Name, Args, Kwargs (on `target`)
     ToTerm,       //                          (on `target`)
+    Buffer,       // py:buffer                (on `target`)
     StreamStart,  // args as Call: the iterable to stream (of `stream`)
     StreamStep,   // the next items of `stream`
     StreamClose,  // `stream` was cancelled: close its iterator

@@ -6,6 +6,7 @@
 #include "context/env.h"
 #include "erl/erl_terms.h"
 #include "context/handle.h"
+#include "convert/buffer_export.h"
 #include "convert/py_to_term.h"
 #include "convert/term_to_py.h"
 #include "runtime/py_errors.h"
@@ -110,6 +111,7 @@ RunResult RequestRunner::run(Request& req) {
     case Op::GetAttr: return get_attr(req);
     case Op::CallMethod: return call_method(req);
     case Op::ToTerm: return to_term(req);
+    case Op::Buffer: return buffer(req);
     case Op::StreamStart:
     case Op::StreamStep:
     case Op::StreamClose: break;  // StreamDriver's
@@ -293,6 +295,12 @@ RunResult RequestRunner::to_term(Request& req) {
     if (!py_to_term(req.target->object(), req.env.get(), scope_, &term, &deferred, Unwrap::TopLevel))
         return failure(term);
     return ok_result(req.env.get(), term, deferred);
+}
+
+RunResult RequestRunner::buffer(Request& req) {
+    ERL_NIF_TERM term;
+    if (!buffer_to_term(req.target->object(), req.env.get(), &term)) return failure(term);
+    return ok_result(req.env.get(), term, false);
 }
 
 }  // namespace ep

@@ -48,6 +48,7 @@ private:
     RunResult get_attr(Request& req);
     RunResult call_method(Request& req);
     RunResult to_term(Request& req);
+    RunResult buffer(Request& req);
 
     static RunResult failure(ERL_NIF_TERM reason) { return RunResult{RunResult::Failure, reason}; }
     static RunResult success(ERL_NIF_TERM value) { return RunResult{RunResult::Ok, value}; }

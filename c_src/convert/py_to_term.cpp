@@ -12,6 +12,8 @@
 #include "context/handle.h"
 #include "runtime/py_errors.h"
 #include "convert/pylong_bytes.h"
+#include "convert/shared_bytes.h"
+#include "erlang_module/buffer_object.h"
 #include "nif/resources.h"
 
 namespace ep {
@@ -33,9 +35,11 @@ public:
         if (PyLong_Check(obj)) return integer(obj, out);
         if (PyFloat_Check(obj)) return real(PyFloat_AS_DOUBLE(obj), out);
         if (PyUnicode_Check(obj)) return text(obj, out);
-        if (PyBytes_Check(obj)) return binary(PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj)), out);
+        if (PyBytes_Check(obj))
+            return immutable_binary(obj, PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj)), out);
         if (PyByteArray_Check(obj))
             return binary(PyByteArray_AS_STRING(obj), static_cast<size_t>(PyByteArray_GET_SIZE(obj)), out);
+        if (Py_IS_TYPE(obj, types_.buffer)) return set(out, buffer_object_value(obj, env_));
         if (PyList_Check(obj)) return sequence(obj, depth, /*tuple=*/false, out);
         if (PyTuple_Check(obj)) return sequence(obj, depth, /*tuple=*/true, out);
         if (PyDict_Check(obj)) return dict(obj, depth, out);
@@ -63,6 +67,15 @@ private:
     bool binary(const char* data, size_t size, ERL_NIF_TERM* out) {
         if ((words_ += size / 8) > kMaxResultWords) return too_large();
         return set(out, make_binary(env_, {data, size}));
+    }
+
+    // The bytes of an immutable object: large ones are shared, not copied.
+    // They still count against the budget: the bound is on the result as
+    // the receiver sees it (§5), whatever it costs to build.
+    bool immutable_binary(PyObject* owner, const char* data, size_t size, ERL_NIF_TERM* out) {
+        if (size < kShareBytesFrom) return binary(data, size, out);
+        if ((words_ += size / 8) > kMaxResultWords) return too_large();
+        return set(out, share_bytes(env_, owner, data, size, scope_.interp));
     }
 
     bool integer(PyObject* obj, ERL_NIF_TERM* out) {
@@ -111,7 +124,7 @@ private:
                 env_, atoms::badarg,
                 make_binary(env_, "erlang.Atom: name over 255 characters, or too many new atoms made from Python")));
         }
-        return binary(data, static_cast<size_t>(size), out);
+        return immutable_binary(obj, data, static_cast<size_t>(size), out);
     }
 
     bool sequence(PyObject* obj, int depth, bool tuple, ERL_NIF_TERM* out) {

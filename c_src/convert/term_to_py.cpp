@@ -5,6 +5,7 @@
 
 #include "convert/bigint_ext.h"
 #include "erl/erl_terms.h"
+#include "erlang_module/buffer_object.h"
 #include "erlang_module/erlang_module.h"
 #include "context/handle.h"
 #include "runtime/py_errors.h"
@@ -140,6 +141,8 @@ private:
         ErlNifBinary bin;
         if (arity == 2 && items[0] == atoms::bytes && enif_inspect_binary(env_, items[1], &bin))
             return check(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(bin.data), static_cast<Py_ssize_t>(bin.size)));
+        if (arity == 2 && items[0] == atoms::buffer && enif_is_binary(env_, items[1]))
+            return check(make_buffer_object(scope_.interp->types().buffer, items[1]));
         PyObject* tuple = check(PyTuple_New(arity));
         if (tuple == nullptr) return nullptr;
         for (int i = 0; i < arity; ++i) {

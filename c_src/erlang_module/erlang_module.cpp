@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "erlang_module/buffer_object.h"
 #include "erlang_module/erlang_functions.h"
 
 namespace ep {
@@ -86,6 +87,7 @@ int erlang_exec(PyObject* module) {
     if (add_type(module, &pid_spec, nullptr, &st->pid_type) < 0) return -1;
     if (add_type(module, &ref_spec, nullptr, &st->ref_type) < 0) return -1;
     if (add_type(module, &atom_spec, reinterpret_cast<PyObject*>(&PyUnicode_Type), &st->atom_type) < 0) return -1;
+    if (add_type(module, &buffer_spec, nullptr, &st->buffer_type) < 0) return -1;
     st->interrupted = PyErr_NewExceptionWithDoc(
         "erlang.Interrupted",
         "Raised inside Python code whose Erlang caller timed out, or whose context is stopping. "
@@ -109,6 +111,7 @@ int erlang_traverse(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->pid_type);
     Py_VISIT(st->ref_type);
     Py_VISIT(st->atom_type);
+    Py_VISIT(st->buffer_type);
     Py_VISIT(st->interrupted);
     Py_VISIT(st->error);
     Py_VISIT(st->caller_var);
@@ -120,6 +123,7 @@ int erlang_clear(PyObject* module) {
     Py_CLEAR(st->pid_type);
     Py_CLEAR(st->ref_type);
     Py_CLEAR(st->atom_type);
+    Py_CLEAR(st->buffer_type);
     Py_CLEAR(st->interrupted);
     Py_CLEAR(st->error);
     Py_CLEAR(st->caller_var);

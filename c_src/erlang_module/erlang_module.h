@@ -1,6 +1,7 @@
-// The built-in Python module `erlang`: Erlang pids, references and atoms as
-// Python types. Multi-phase init with all state in the module (none in C
-// globals), so every interpreter gets its own copy (PEP 489, PEP 684).
+// The built-in Python module `erlang`: Erlang pids, references, atoms and
+// shared binaries (erlang.Buffer) as Python types. Multi-phase init with all
+// state in the module (none in C globals), so every interpreter gets its own
+// copy (PEP 489, PEP 684).
 #pragma once
 
 #include <Python.h>
@@ -12,6 +13,7 @@ struct ErlangModuleState {
     PyTypeObject* pid_type;
     PyTypeObject* ref_type;
     PyTypeObject* atom_type;
+    PyTypeObject* buffer_type;  // erlang.Buffer (buffer_object.h)
     PyObject* interrupted;
     PyObject* error;  // erlang.Error: a registered Erlang function failed
     // The erlang.Pid of the process a task on the event loop was started for:

@@ -188,6 +188,11 @@ ERL_NIF_TERM nif_handle_to_term(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) 
     return enqueue_on_handle(env, Op::ToTerm, argv, 0);
 }
 
+// handle_buffer(Handle, Tag) -> Id | {error, Reason}
+ERL_NIF_TERM nif_handle_buffer(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    return enqueue_on_handle(env, Op::Buffer, argv, 0);
+}
+
 // context_exec(CtxRef, Tag, Code, Env | undefined) -> Id | {error, Reason}
 ERL_NIF_TERM nif_context_exec(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     if (!enif_is_binary(env, argv[2])) return badarg(env, atoms::code);

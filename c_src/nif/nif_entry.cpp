@@ -18,6 +18,7 @@
 #include "erl/erl_terms.h"
 #include "context/handle.h"
 #include "convert/py_to_term.h"
+#include "convert/shared_bytes.h"
 #include "runtime/python_runtime.h"
 #include "nif/resources.h"
 #include "runtime/subinterpreter.h"
@@ -55,7 +56,7 @@ std::vector<std::string> path_option(ErlNifEnv* env, ERL_NIF_TERM map) {
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     atoms::init(env);
     init_map_marker(env);
-    if (!open_resource_types(env) || !open_callback_watch_type(env)) return 1;
+    if (!open_resource_types(env) || !open_callback_watch_type(env) || !open_shared_bytes_type(env)) return 1;
     RuntimeOptions options;
     // ERLANG_PYTHON_HOME beats the app env, which beats the build's Python.
     const char* env_home = std::getenv("ERLANG_PYTHON_HOME");
@@ -81,6 +82,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_atom(env, "handles_alive"),  enif_make_atom(env, "owngil_supported"),
         enif_make_atom(env, "subinterp_supported"), enif_make_atom(env, "gil_violations"),
         enif_make_atom(env, "releases_pending"), enif_make_atom(env, "streams_alive"),
+        enif_make_atom(env, "shared_binaries"),
     };
     ERL_NIF_TERM values[] = {
         make_binary(env, info.version),
@@ -95,6 +97,7 @@ ERL_NIF_TERM runtime_info(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
         enif_make_uint64(env, gil_violations()),
         enif_make_uint64(env, Interpreter::releases_unfinished_everywhere()),
         enif_make_uint64(env, Stream::alive()),
+        enif_make_uint64(env, shared_bytes_alive()),
     };
     ERL_NIF_TERM map;
     enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
@@ -214,6 +217,7 @@ ErlNifFunc functions[] = {
     {"handle_getattr", 3, sized_request<nif_handle_getattr>, 0},
     {"handle_call_method", 5, sized_request<nif_handle_call_method>, 0},
     {"handle_to_term", 2, sized_request<nif_handle_to_term>, 0},
+    {"handle_buffer", 2, sized_request<nif_handle_buffer>, 0},
     {"ctx_exec", 4, sized_request<nif_context_exec>, 0},
     {"ctx_eval", 5, sized_request<nif_context_eval>, 0},
     {"cancel", 2, guarded<nif_cancel>, 0},

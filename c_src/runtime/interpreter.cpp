@@ -133,6 +133,7 @@ bool Interpreter::load_erlang_module() {
     types_.pid = st->pid_type;
     types_.ref = st->ref_type;
     types_.atom = st->atom_type;
+    types_.buffer = st->buffer_type;
     types_.interrupted = st->interrupted;
     types_.caller_var = st->caller_var;
     return true;

@@ -24,6 +24,7 @@ struct ErlangTypes {
     PyTypeObject* pid = nullptr;
     PyTypeObject* ref = nullptr;
     PyTypeObject* atom = nullptr;
+    PyTypeObject* buffer = nullptr;
     PyObject* interrupted = nullptr;  // exception type raised on timeout/stop
     PyObject* caller_var = nullptr;   // see ErlangModuleState::caller_var
 };
