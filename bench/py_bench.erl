@@ -1,6 +1,6 @@
 %% `make bench`: per-call cost of the core paths. Prints µs/call and calls/s.
 -module(py_bench).
--export([main/0, run/0, event_loop/0, async_calls/0]).
+-export([main/0, run/0, event_loop/0, async_calls/0, data_plane/0]).
 
 -define(WARMUP, 2000).
 
@@ -36,12 +36,87 @@ run() ->
                fun() -> {ok, none} = py:call(Ctx, '__main__', take, [Map]) end),
     sequential("1000-key map, Python -> Erlang", 10000,
                fun() -> {ok, #{}} = py:eval(Ctx, <<"big_map">>) end),
+    data_plane(),
     modes(),
     callbacks(),
     event_loop(),
     async_calls(),
     parallel_owngil_pool(),
     ok.
+
+%% Spec §10 and issue 12's table: each payload's round trip through
+%% py:call, the goal beside it. Goals on the cost above an empty call are
+%% read against the empty call of the same run.
+data_plane() ->
+    io:format("~nData plane (round trips through py:call on one context; goal beside each)~n"),
+    io:format("~-52s ~12s ~14s  ~s~n", ["case", "us/call", "calls/s", "goal"]),
+    Ctx = py:context(1),
+    ok = py:exec(Ctx, <<"
+def echo(x):
+    return x
+def nothing():
+    return None
+payload = bytes(1 << 20)
+def bytes_out(b):
+    return payload
+">>),
+    Empty = goal_row("empty call: py:call(Ctx, '__main__', nothing, [])", 100000,
+                     fun() -> {ok, none} = py:call(Ctx, '__main__', nothing, []) end, ""),
+    Bin = binary:copy(<<"0123456789abcdef">>, 65536),
+    Str = goal_row("1 MiB binary in (as str), 1 MiB str out", 2000,
+                   fun() -> {ok, _} = py:call(Ctx, '__main__', echo, [Bin]) end, "(was 524 us)"),
+    Buf = goal_row("{buffer, 1 MiB} in, 1 MiB bytes out", 20000,
+                   fun() -> {ok, _} = py:call(Ctx, '__main__', bytes_out, [{buffer, Bin}]) end,
+                   io_lib:format("<= ~.1f (empty + 10)", [Empty + 10])),
+    io:format("  1 MiB payload: str path ~.1f us, buffer path ~.1f us (~.1fx)~n", [Str, Buf, Str / Buf]),
+    Floats = [X * 0.5 || X <- lists:seq(1, 100000)],
+    goal_row("100k-float list round trip", 200,
+             fun() -> {ok, [_ | _]} = py:call(Ctx, '__main__', echo, [Floats]) end, "<= 4000"),
+    IntMap = maps:from_list([{I, I} || I <- lists:seq(1, 1000)]),
+    goal_row("1000-key integer map round trip", 2000,
+             fun() -> {ok, #{}} = py:call(Ctx, '__main__', echo, [IntMap]) end, "<= 180"),
+    {FromList, _} = timer:tc(fun() -> repeat(fun() -> maps:from_list([{I, I} || I <- lists:seq(1, 1000)]) end, 1000) end),
+    io:format("  (OTP's own maps:from_list of 1000 pairs here: ~.1f us)~n", [FromList / 1000]),
+    Json = maps:from_list([{<<"key_", (integer_to_binary(I))/binary>>,
+                            #{<<"id">> => I, <<"name">> => <<"item">>, <<"score">> => I * 0.25, <<"ok">> => true}}
+                           || I <- lists:seq(1, 200)]),
+    goal_row("200-key JSON-like map round trip", 2000,
+             fun() -> {ok, #{}} = py:call(Ctx, '__main__', echo, [Json]) end, "<= 100"),
+    Fresh = fresh_process_us(20000),
+    report_goal("first call in a fresh process (env creation)", 20000, Fresh * 20000, "<= 10"),
+    Ping = message_round_trip_us(200000),
+    report_goal("Erlang message round trip (for the ratio below)", 200000, Ping * 200000, ""),
+    Sqrt = goal_row("py:call(math, sqrt, [16])", 200000, fun() -> {ok, 4.0} = py:call(math, sqrt, [16]) end, ""),
+    io:format("  py:call / message round trip: ~.1fx (goal <= 4x)~n", [Sqrt / Ping]),
+    ok.
+
+goal_row(Label, N, Fun, Goal) ->
+    repeat(Fun, min(N, ?WARMUP)),
+    {Us, ok} = timer:tc(fun() -> repeat(Fun, N) end),
+    report_goal(Label, N, Us, Goal).
+
+report_goal(Label, N, Us, Goal) ->
+    io:format("~-52s ~12.2f ~14b  ~s~n", [Label, Us / N, round(N * 1.0e6 / max(Us, 1)), Goal]),
+    Us / N.
+
+fresh_process_us(N) ->
+    Parent = self(),
+    One = fun() ->
+              spawn(fun() -> {ok, 4.0} = py:call(math, sqrt, [16]), Parent ! done end),
+              receive done -> ok end
+          end,
+    repeat(One, ?WARMUP),
+    {Us, ok} = timer:tc(fun() -> repeat(One, N) end),
+    Us / N.
+
+message_round_trip_us(N) ->
+    Echo = spawn_link(fun Loop() -> receive {From, M} -> From ! {self(), M}, Loop() end end),
+    One = fun() -> Echo ! {self(), ping}, receive {Echo, ping} -> ok end end,
+    repeat(One, ?WARMUP),
+    {Us, ok} = timer:tc(fun() -> repeat(One, N) end),
+    unlink(Echo),
+    exit(Echo, kill),
+    Us / N.
 
 %% Spec §9: spawn_call + await beside py:call, streams with and without a
 %% window.

@@ -4,7 +4,7 @@
 %% for a Python exception). Use {@link py} rather than these directly.
 -module(py_nif).
 
--export([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
+-export([runtime_info/0, map_marker/0, finish_maps/1, context_new/3, context_stop/2, context_info/1, env_new/1,
          exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2, handle_buffer/2,
          ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
          callback_begin/1, callback_names_reset/0,
@@ -20,7 +20,7 @@
 -export([context_exec/2, context_exec/3, context_exec/4,
          context_eval/3, context_eval/4, context_eval/5]).
 
--nifs([runtime_info/0, map_marker/0, context_new/3, context_stop/2, context_info/1, env_new/1,
+-nifs([runtime_info/0, map_marker/0, finish_maps/1, context_new/3, context_stop/2, context_info/1, env_new/1,
        exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2, handle_buffer/2,
        ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
        callback_begin/1, callback_names_reset/0,
@@ -140,6 +140,11 @@ runtime_info() -> ?NOT_LOADED.
 %% receiver to build (see `py_maps').
 -spec map_marker() -> reference().
 map_marker() -> ?NOT_LOADED.
+
+%% @doc Builds, on the caller's scheduler, every map a context thread left
+%% for the receiver (see `py_maps').
+-spec finish_maps(term()) -> {ok, term()} | {error, {duplicate_key, term()} | no_memory}.
+finish_maps(_Term) -> ?NOT_LOADED.
 
 %% @doc Starts a context thread; it sends `{Tag, ok | {error, Reason}}' to
 %% the caller when ready. The context stops when the caller dies.

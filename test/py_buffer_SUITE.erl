@@ -117,6 +117,7 @@ buffer_reads_like_bytes(Config) ->
                        " bytes(b) == b, memoryview(b).nbytes, b == bytearray(bytes(b))]">>,
                 #{b => {buffer, B}}),
     {ok, [0, <<>>, true]} = py:eval(Ctx, <<"[len(b), bytes(b), b == b'']">>, #{b => {buffer, <<>>}}),
+    {ok, [[1, 2, 255], 258]} = py:eval(Ctx, <<"[list(b), sum(b)]">>, #{b => {buffer, <<1, 2, 255>>}}),
     %% A small binary (on the heap, not reference-counted) works alike.
     {ok, [<<"abc">>, <<"<erlang.Buffer of 3 bytes>">>]} =
         py:eval(Ctx, <<"[bytes(b), repr(b)]">>, #{b => {buffer, <<"abc">>}}),

@@ -12,7 +12,7 @@ all() ->
      nesting_bound_erlang_to_python, nesting_bound_python_to_erlang, cyclic_python_values,
      shared_python_values_bounded, shared_erlang_terms_bounded, int_subclass_overrides_ignored,
      unicode_exception_names, keys_equal_in_python_refused, python_keys_colliding_refused,
-     round_trip_property].
+     round_trip_property, deferred_maps_anywhere_in_a_result].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -376,3 +376,19 @@ def send_error(d):
     {error, {badarg, _}} = py:eval(<<"erlang.Atom('\\udcff')">>),
     %% the receiver's own check, should a collision ever get past the NIF
     {error, {duplicate_key, a}} = py_maps:finish({ok, [{py_nif:map_marker(), [{a, 1}, {b, 2}, {a, 3}]}]}).
+
+%% Dicts of more than 128 keys are built by the receiver (py_maps): wherever
+%% they sit in the result, and with whatever inside them, they come out as
+%% the maps they are, and what holds no such dict comes out untouched.
+deferred_maps_anywhere_in_a_result(_Config) ->
+    ok = py:exec(<<"big = {i: str(i) for i in range(200)}\nbigger = {('k', i): dict(big) for i in range(150)}">>),
+    Big = maps:from_list([{I, integer_to_binary(I)} || I <- lists:seq(0, 199)]),
+    Bigger = maps:from_list([{{<<"k">>, I}, Big} || I <- lists:seq(0, 149)]),
+    {ok, #{<<"a">> := [Big, {Big, #{<<"x">> := Big}}, 1.5, [2, 3]], <<"b">> := Bigger, <<"c">> := #{<<"small">> := [1]}}} =
+        py:eval(<<"{'a': [big, (big, {'x': big}), 1.5, [2, 3]], 'b': bigger, 'c': {'small': [1]}}">>),
+    {ok, [[], {}, #{}, Big]} = py:eval(<<"[[], (), {}, big]">>),
+    %% The receiving NIF's own refusal of a key given twice, and of nothing else.
+    M = py_nif:map_marker(),
+    {error, {duplicate_key, {1, 2}}} = py_nif:finish_maps([x, #{k => {M, [{{1, 2}, a}, {b, c}, {{1, 2}, d}]}}]),
+    {ok, {x, #{1 := #{}}}} = py_nif:finish_maps({x, {M, [{1, {M, []}}]}}),
+    {ok, [M, {M, notalist}]} = py_nif:finish_maps([M, {M, notalist}]).

@@ -128,20 +128,38 @@ private:
     }
 
     bool sequence(PyObject* obj, int depth, bool tuple, ERL_NIF_TERM* out) {
-        Py_ssize_t n = tuple ? PyTuple_GET_SIZE(obj) : PyList_GET_SIZE(obj);
-        std::vector<ERL_NIF_TERM> items;
-        items.reserve(static_cast<size_t>(n));
-        for (Py_ssize_t i = 0; i < (tuple ? PyTuple_GET_SIZE(obj) : PyList_GET_SIZE(obj)); ++i) {
-            // A list may change while we convert (an item's conversion can run
-            // Python code), so hold the item and re-check the length each time.
-            PyRef item = PyRef::borrow(tuple ? PyTuple_GET_ITEM(obj, i) : PyList_GET_ITEM(obj, i));
+        return tuple ? tuple_items(obj, depth, out) : list_items(obj, depth, out);
+    }
+
+    // Built from the last item to the first, cell by cell: no array of the
+    // items (for a long list, a fresh allocation on every call).
+    bool list_items(PyObject* obj, int depth, ERL_NIF_TERM* out) {
+        ERL_NIF_TERM tail = enif_make_list(env_, 0);
+        for (Py_ssize_t i = PyList_GET_SIZE(obj); i-- > 0;) {
+            // A list may change while we convert (an item's conversion can
+            // run Python code, a __del__ say), so hold the item and re-check
+            // the length each time.
+            if (i >= PyList_GET_SIZE(obj)) continue;
+            PyRef item = PyRef::borrow(PyList_GET_ITEM(obj, i));
             ERL_NIF_TERM term;
             if (!convert(item.get(), depth + 1, &term)) return false;
-            items.push_back(term);
+            tail = enif_make_list_cell(env_, term, tail);
         }
-        auto count = static_cast<unsigned>(items.size());
-        return set(out, tuple ? enif_make_tuple_from_array(env_, items.data(), count)
-                              : enif_make_list_from_array(env_, items.data(), count));
+        return set(out, tail);
+    }
+
+    bool tuple_items(PyObject* obj, int depth, ERL_NIF_TERM* out) {
+        Py_ssize_t n = PyTuple_GET_SIZE(obj);
+        ERL_NIF_TERM small[8];
+        std::vector<ERL_NIF_TERM> large;
+        ERL_NIF_TERM* items = small;
+        if (n > 8) {
+            large.resize(static_cast<size_t>(n));
+            items = large.data();
+        }
+        for (Py_ssize_t i = 0; i < n; ++i)
+            if (!convert(PyTuple_GET_ITEM(obj, i), depth + 1, &items[i])) return false;
+        return set(out, enif_make_tuple_from_array(env_, items, static_cast<unsigned>(n)));
     }
 
     bool dict(PyObject* obj, int depth, ERL_NIF_TERM* out) {

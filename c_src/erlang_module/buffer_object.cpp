@@ -102,6 +102,15 @@ Py_hash_t buffer_hash(PyObject* self) {
     return b->hash;
 }
 
+// Its bytes as ints, like bytes: through a memoryview, which holds the Buffer.
+PyObject* buffer_iter(PyObject* self) {
+    PyObject* view = PyMemoryView_FromObject(self);
+    if (view == nullptr) return nullptr;
+    PyObject* it = PyObject_GetIter(view);
+    Py_DECREF(view);
+    return it;
+}
+
 PyObject* buffer_repr(PyObject* self) { return PyUnicode_FromFormat("<erlang.Buffer of %zd bytes>", as_buffer(self)->size); }
 
 PyType_Slot buffer_slots[] = {
@@ -109,13 +118,14 @@ PyType_Slot buffer_slots[] = {
     {Py_tp_repr, reinterpret_cast<void*>(buffer_repr)},
     {Py_tp_hash, reinterpret_cast<void*>(buffer_hash)},
     {Py_tp_richcompare, reinterpret_cast<void*>(buffer_richcompare)},
+    {Py_tp_iter, reinterpret_cast<void*>(buffer_iter)},
     {Py_bf_getbuffer, reinterpret_cast<void*>(buffer_getbuffer)},
     {Py_sq_length, reinterpret_cast<void*>(buffer_length)},
     {Py_mp_length, reinterpret_cast<void*>(buffer_length)},
     {Py_mp_subscript, reinterpret_cast<void*>(buffer_subscript)},
     {Py_tp_doc, const_cast<char*>("The bytes of an Erlang binary passed as {buffer, Bin}: read-only, no copy. "
-                                  "Supports the buffer protocol (memoryview, numpy.frombuffer), len, indexing "
-                                  "and slicing (a slice is a Buffer over the same bytes).")},
+                                  "Supports the buffer protocol (memoryview, numpy.frombuffer), len, iteration, "
+                                  "indexing and slicing (a slice is a Buffer over the same bytes).")},
     {0, nullptr},
 };
 

@@ -19,6 +19,7 @@
 #include "context/handle.h"
 #include "convert/py_to_term.h"
 #include "convert/shared_bytes.h"
+#include "nif/deferred_maps.h"
 #include "runtime/python_runtime.h"
 #include "nif/resources.h"
 #include "runtime/subinterpreter.h"
@@ -203,6 +204,7 @@ ERL_NIF_TERM nif_callback_name(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 ErlNifFunc functions[] = {
     {"runtime_info", 0, runtime_info, 0},
     {"map_marker", 0, nif_map_marker, 0},
+    {"finish_maps", 1, guarded<nif_finish_maps>, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"callback_reply", 2, sized_request<nif_callback_reply, callback_reply_refused>, 0},
     {"callback_begin", 1, guarded<nif_callback_begin>, 0},
     {"callback_names_reset", 0, guarded<nif_callback_names_reset>, 0},
