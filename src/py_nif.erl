@@ -143,7 +143,7 @@ map_marker() -> ?NOT_LOADED.
 
 %% @doc Builds, on the caller's scheduler, every map a context thread left
 %% for the receiver (see `py_maps').
--spec finish_maps(term()) -> {ok, term()} | {error, {duplicate_key, term()} | no_memory}.
+-spec finish_maps(term()) -> {ok, term()} | {error, {duplicate_key, term()} | no_memory} | too_deep.
 finish_maps(_Term) -> ?NOT_LOADED.
 
 %% @doc Starts a context thread; it sends `{Tag, ok | {error, Reason}}' to

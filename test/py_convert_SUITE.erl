@@ -391,4 +391,19 @@ deferred_maps_anywhere_in_a_result(_Config) ->
     M = py_nif:map_marker(),
     {error, {duplicate_key, {1, 2}}} = py_nif:finish_maps([x, #{k => {M, [{{1, 2}, a}, {b, c}, {{1, 2}, d}]}}]),
     {ok, {x, #{1 := #{}}}} = py_nif:finish_maps({x, {M, [{1, {M, []}}]}}),
-    {ok, [M, {M, notalist}]} = py_nif:finish_maps([M, {M, notalist}]).
+    {ok, [M, {M, notalist}]} = py_nif:finish_maps([M, {M, notalist}]),
+    %% Small maps on the way to a big one are walked once each (40 levels
+    %% would be 2^40 walks otherwise), and markers nested past the NIF's
+    %% depth bound are finished in Erlang: both answer in full.
+    ok = py:exec(<<"w = dict(big)\nfor _ in range(40): w = {'k': w}\n"
+                   "deep = {i: i for i in range(130)}\nfor _ in range(300): deep = {**{i: i for i in range(130)}, 'd': deep}">>),
+    {ok, Wrapped} = py:eval(<<"w">>),
+    Big = lists:foldl(fun(_, #{<<"k">> := Inner}) -> Inner end, Wrapped, lists:seq(1, 40)),
+    {ok, Deep} = py:eval(<<"deep">>),
+    Levels = fun L(#{<<"d">> := D}, N) -> L(D, N + 1); L(#{129 := 129}, N) -> N end,
+    300 = Levels(Deep, 0),
+    %% An erlang.Buffer key equals its bytes: with a str of the same text,
+    %% two Python keys become one binary, whatever the dict's size.
+    [{error, {duplicate_key, <<"x">>}} = py:eval(<<"dict([(b, 1), ('x', 2)] + [(i, i) for i in range(n)])">>,
+                                                  #{b => {buffer, <<"x">>}, n => N}) || N <- [0, 200]],
+    ok.

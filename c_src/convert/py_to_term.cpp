@@ -39,7 +39,12 @@ public:
             return immutable_binary(obj, PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj)), out);
         if (PyByteArray_Check(obj))
             return binary(PyByteArray_AS_STRING(obj), static_cast<size_t>(PyByteArray_GET_SIZE(obj)), out);
-        if (Py_IS_TYPE(obj, types_.buffer)) return set(out, buffer_object_value(obj, env_));
+        if (Py_IS_TYPE(obj, types_.buffer)) {
+            // A sub-binary over a reference-counted binary, or a copied heap
+            // binary of at most 64 bytes: about this many words either way.
+            if ((words_ += 12) > kMaxResultWords) return too_large();
+            return set(out, buffer_object_value(obj, env_));
+        }
         if (PyList_Check(obj)) return sequence(obj, depth, /*tuple=*/false, out);
         if (PyTuple_Check(obj)) return sequence(obj, depth, /*tuple=*/true, out);
         if (PyDict_Check(obj)) return dict(obj, depth, out);
@@ -214,7 +219,7 @@ private:
             else if (PyLong_CheckExact(key)) return;
             else if (key == Py_None || PyBool_Check(key) || Py_IS_TYPE(key, types_.atom)) ++atoms_;
             else if (PyFloat_CheckExact(key)) atoms_ += std::isfinite(PyFloat_AS_DOUBLE(key)) ? 0 : 1;
-            else if (PyBytes_CheckExact(key)) bytes_ = true;
+            else if (PyBytes_CheckExact(key) || Py_IS_TYPE(key, types_.buffer)) bytes_ = true;
             else if (PyTuple_CheckExact(key)) ++tuples_;
             else if (PyLong_Check(key) || PyFloat_Check(key) || PyUnicode_Check(key) || PyBytes_Check(key) ||
                      PyTuple_Check(key))

@@ -9,24 +9,37 @@
 namespace ep {
 namespace {
 
+constexpr int kMaxDepth = 100;
+
 class MapBuilder {
 public:
     explicit MapBuilder(ErlNifEnv* env) : env_(env), marker_(map_marker(env)) {}
 
     // *out is `term` with its deferred maps built; true if it differs.
     // False from build() alone: duplicate() says which key was given twice.
+    // Results nest up to 1000 levels, each a few frames here: past
+    // kMaxDepth the walk gives up (too_deep()) rather than risk a dirty
+    // scheduler's small stack, and py_maps finishes the term in Erlang.
     bool build(ERL_NIF_TERM term, ERL_NIF_TERM* out, bool* changed) {
         *out = term;
         *changed = false;
-        switch (enif_term_type(env_, term)) {
-        case ERL_NIF_TERM_TYPE_TUPLE: return tuple(term, out, changed);
-        case ERL_NIF_TERM_TYPE_LIST: return list(term, out, changed);
-        case ERL_NIF_TERM_TYPE_MAP: return map(term, out, changed);
-        default: return true;
+        ErlNifTermType type = enif_term_type(env_, term);
+        if (type != ERL_NIF_TERM_TYPE_TUPLE && type != ERL_NIF_TERM_TYPE_LIST && type != ERL_NIF_TERM_TYPE_MAP)
+            return true;
+        if (depth_ >= kMaxDepth) {
+            too_deep_ = true;
+            return false;
         }
+        ++depth_;
+        bool ok = type == ERL_NIF_TERM_TYPE_TUPLE ? tuple(term, out, changed)
+                  : type == ERL_NIF_TERM_TYPE_LIST ? list(term, out, changed)
+                                                   : map(term, out, changed);
+        --depth_;
+        return ok;
     }
 
     ERL_NIF_TERM duplicate() const { return duplicate_; }
+    bool too_deep() const { return too_deep_; }
 
 private:
     bool tuple(ERL_NIF_TERM term, ERL_NIF_TERM* out, bool* changed) {
@@ -76,45 +89,28 @@ private:
         return true;
     }
 
-    // Most maps in a result hold no marker (they were small enough to be
-    // built where they were made): those are looked through, not copied.
+    // One pass: a map that is not itself deferred has at most 128 pairs,
+    // so collecting them costs little; it is rebuilt only if one changed.
     bool map(ERL_NIF_TERM term, ERL_NIF_TERM* out, bool* changed) {
-        if (!any_pair_changes(term)) return !failed_;
-        if (failed_) return false;
         std::vector<ERL_NIF_TERM> keys, values;
         ErlNifMapIterator it;
         if (!enif_map_iterator_create(env_, term, &it, ERL_NIF_MAP_ITERATOR_FIRST)) return true;
         ERL_NIF_TERM k, v;
-        bool ok = true;
+        bool ok = true, any = false;
         while (ok && enif_map_iterator_get_pair(env_, &it, &k, &v)) {
             ERL_NIF_TERM kb, vb;
             bool kc = false, vc = false;
             ok = build(k, &kb, &kc) && build(v, &vb, &vc);
+            any = any || kc || vc;
             keys.push_back(kb);
             values.push_back(vb);
             enif_map_iterator_next(env_, &it);
         }
         enif_map_iterator_destroy(env_, &it);
         if (!ok) return false;
+        if (!any) return true;
         *changed = true;
         return make_map(keys, values, out);
-    }
-
-    // Whether building some key or value of `map` changes it (a failure
-    // counts as a change and sets failed_).
-    bool any_pair_changes(ERL_NIF_TERM map) {
-        ErlNifMapIterator it;
-        if (!enif_map_iterator_create(env_, map, &it, ERL_NIF_MAP_ITERATOR_FIRST)) return false;
-        ERL_NIF_TERM k, v, built;
-        bool any = false;
-        while (!any && enif_map_iterator_get_pair(env_, &it, &k, &v)) {
-            bool kc = false, vc = false;
-            if (!build(k, &built, &kc) || !build(v, &built, &vc)) failed_ = any = true;
-            any = any || kc || vc;
-            enif_map_iterator_next(env_, &it);
-        }
-        enif_map_iterator_destroy(env_, &it);
-        return any;
     }
 
     bool pairs(ERL_NIF_TERM list, ERL_NIF_TERM* out) {
@@ -151,16 +147,17 @@ private:
     ErlNifEnv* env_;
     ERL_NIF_TERM marker_;
     ERL_NIF_TERM duplicate_ = 0;
-    bool failed_ = false;
+    int depth_ = 0;
+    bool too_deep_ = false;
 };
 
 ERL_NIF_TERM finish(ErlNifEnv* env, ERL_NIF_TERM term) {
     MapBuilder builder(env);
     ERL_NIF_TERM out;
     bool changed = false;
-    if (!builder.build(term, &out, &changed))
-        return enif_make_tuple2(env, atoms::error, enif_make_tuple2(env, atoms::duplicate_key, builder.duplicate()));
-    return enif_make_tuple2(env, atoms::ok, out);
+    if (builder.build(term, &out, &changed)) return enif_make_tuple2(env, atoms::ok, out);
+    if (builder.too_deep()) return enif_make_atom(env, "too_deep");
+    return enif_make_tuple2(env, atoms::error, enif_make_tuple2(env, atoms::duplicate_key, builder.duplicate()));
 }
 
 }  // namespace

@@ -9,7 +9,8 @@
 
 namespace ep {
 
-// finish_maps(Term) -> {ok, Term'} | {error, {duplicate_key, K}}
+// finish_maps(Term) -> {ok, Term'} | {error, {duplicate_key, K}} | too_deep
+// (markers nested past 100 levels: the caller finishes those itself)
 ERL_NIF_TERM nif_finish_maps(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
 }  // namespace ep
