@@ -391,6 +391,9 @@ deferred_maps_anywhere_in_a_result(_Config) ->
     M = py_nif:map_marker(),
     {error, {duplicate_key, {1, 2}}} = py_nif:finish_maps([x, #{k => {M, [{{1, 2}, a}, {b, c}, {{1, 2}, d}]}}]),
     {ok, {x, #{1 := #{}}}} = py_nif:finish_maps({x, {M, [{1, {M, []}}]}}),
+    %% 1 and 1.0 are two keys (=:=); the one given twice is named.
+    {error, {duplicate_key, k}} = py_nif:finish_maps({M, [{1, a}, {1.0, b}, {k, c}, {k, d}]}),
+    {ok, #{1 := a, 1.0 := b}} = py_nif:finish_maps({M, [{1, a}, {1.0, b}]}),
     {ok, [M, {M, notalist}]} = py_nif:finish_maps([M, {M, notalist}]),
     %% Small maps on the way to a big one are walked once each (40 levels
     %% would be 2^40 walks otherwise), and markers nested past the NIF's

@@ -189,7 +189,7 @@ private:
             // Two Python keys that became one term ('x' and b'x') must not
             // lose an entry in the receiver's maps:from_list.
             if (classes.may_collide()) {
-                std::size_t dup = find_duplicate(keys);
+                std::size_t dup = find_duplicate_key(keys);
                 if (dup < keys.size()) return fail(enif_make_tuple2(env_, atoms::duplicate_key, keys[dup]));
             }
             std::vector<ERL_NIF_TERM> pairs(keys.size());
@@ -201,7 +201,7 @@ private:
         ERL_NIF_TERM map;
         if (enif_make_map_from_arrays(env_, keys.data(), values.data(), keys.size(), &map)) return set(out, map);
         // Refused only for a key given twice: two Python keys became the same term.
-        std::size_t dup = find_duplicate(keys);
+        std::size_t dup = find_duplicate_key(keys);
         return fail(enif_make_tuple2(env_, atoms::duplicate_key, dup < keys.size() ? keys[dup] : atoms::undefined));
     }
 
@@ -233,18 +233,6 @@ private:
         int atoms_ = 0, tuples_ = 0;
     };
 
-    // The index of a key identical to an earlier one, or keys.size().
-    std::size_t find_duplicate(const std::vector<ERL_NIF_TERM>& keys) const {
-        std::vector<std::pair<ErlNifUInt64, std::size_t>> hashed(keys.size());
-        for (std::size_t i = 0; i < keys.size(); ++i) hashed[i] = {enif_hash(ERL_NIF_INTERNAL_HASH, keys[i], 0), i};
-        std::sort(hashed.begin(), hashed.end());
-        for (std::size_t i = 0; i < hashed.size(); ++i)
-            for (std::size_t j = i + 1; j < hashed.size() && hashed[j].first == hashed[i].first; ++j)
-                if (enif_is_identical(keys[hashed[i].second], keys[hashed[j].second]))
-                    return std::max(hashed[i].second, hashed[j].second);
-        return keys.size();
-    }
-
     bool handle(PyObject* obj, ERL_NIF_TERM* out) {
         // Code run outside any context (the event loop) hands its handles
         // to one of the interpreter's contexts.
@@ -260,6 +248,21 @@ private:
     bool deferred_maps_ = false;
     std::size_t words_ = 0;
 };
+
+}  // namespace
+
+std::size_t find_duplicate_key(const std::vector<ERL_NIF_TERM>& keys) {
+    std::vector<std::pair<ErlNifUInt64, std::size_t>> hashed(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) hashed[i] = {enif_hash(ERL_NIF_INTERNAL_HASH, keys[i], 0), i};
+    std::sort(hashed.begin(), hashed.end());
+    for (std::size_t i = 0; i < hashed.size(); ++i)
+        for (std::size_t j = i + 1; j < hashed.size() && hashed[j].first == hashed[i].first; ++j)
+            if (enif_is_identical(keys[hashed[i].second], keys[hashed[j].second]))
+                return std::max(hashed[i].second, hashed[j].second);
+    return keys.size();
+}
+
+namespace {
 
 ErlNifEnv* marker_env = nullptr;
 ERL_NIF_TERM marker_term = 0;

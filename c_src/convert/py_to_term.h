@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "convert/convert.h"
 
@@ -28,6 +29,9 @@ constexpr std::size_t kMaxResultWords = std::size_t{128} << 20;
 // `deferred_maps` is set when the term holds dicts larger than kDirectMapKeys.
 bool py_to_term(PyObject* obj, ErlNifEnv* env, const ConvertScope& scope, ERL_NIF_TERM* out,
                 bool* deferred_maps, Unwrap unwrap = Unwrap::No);
+
+// The index of a key identical (=:=) to an earlier one, or keys.size().
+std::size_t find_duplicate_key(const std::vector<ERL_NIF_TERM>& keys);
 
 // The marker of deferred maps: a reference made at load time, which Python
 // code cannot forge. Call init on a scheduler (load), then copy freely.

@@ -1,6 +1,5 @@
 #include "nif/deferred_maps.h"
 
-#include <algorithm>
 #include <vector>
 
 #include "convert/py_to_term.h"
@@ -137,10 +136,8 @@ private:
     bool make_map(std::vector<ERL_NIF_TERM>& keys, std::vector<ERL_NIF_TERM>& values, ERL_NIF_TERM* out) {
         if (enif_make_map_from_arrays(env_, keys.data(), values.data(), keys.size(), out)) return true;
         // Refused only for a key given twice.
-        std::sort(keys.begin(), keys.end(), [](ERL_NIF_TERM a, ERL_NIF_TERM b) { return enif_compare(a, b) < 0; });
-        auto dup = std::adjacent_find(keys.begin(), keys.end(),
-                                      [](ERL_NIF_TERM a, ERL_NIF_TERM b) { return enif_compare(a, b) == 0; });
-        duplicate_ = dup != keys.end() ? *dup : atoms::undefined;
+        std::size_t dup = find_duplicate_key(keys);
+        duplicate_ = dup < keys.size() ? keys[dup] : atoms::undefined;
         return false;
     }
 
