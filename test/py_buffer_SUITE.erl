@@ -95,10 +95,10 @@ big(Size) ->
 
 %% Every shared binary gone and every release done. Any process may hold
 %% a dead one until its next collection (py_callbacks, which relays
-%% callback arguments, say), so all are collected first.
+%% callback arguments, say), so all are collected each time.
 settle() ->
-    [erlang:garbage_collect(P) || P <- processes()],
     case py_test_util:wait_until(fun() ->
+             py_test_util:drain_gc(),
              {ok, #{shared_binaries := S, releases_pending := R}} = py_nif:runtime_info(),
              S =:= 0 andalso R =:= 0
          end) of

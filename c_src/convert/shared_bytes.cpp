@@ -3,6 +3,7 @@
 #include <atomic>
 #include <new>
 
+#include "erl/resource_type.h"
 #include "runtime/interpreter.h"
 
 namespace ep {
@@ -28,10 +29,7 @@ void shared_bytes_dtor(ErlNifEnv*, void* raw) {
 }  // namespace
 
 bool open_shared_bytes_type(ErlNifEnv* load_env) {
-    ErlNifResourceTypeInit init{};
-    init.dtor = shared_bytes_dtor;
-    init.members = 1;
-    shared_bytes_type = enif_init_resource_type(load_env, "py_shared_bytes", &init, ERL_NIF_RT_CREATE, nullptr);
+    shared_bytes_type = open_resource_type(load_env, "py_shared_bytes", shared_bytes_dtor);
     return shared_bytes_type != nullptr;
 }
 

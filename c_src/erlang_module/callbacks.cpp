@@ -9,6 +9,7 @@
 #include "context/context.h"
 #include "context/current_call.h"
 #include "erl/erl_terms.h"
+#include "erl/resource_type.h"
 #include "runtime/interpreter.h"
 #include "runtime/py_ref.h"
 #include "convert/py_to_term.h"
@@ -161,10 +162,7 @@ void CallbackWaiter::on_complete(std::function<void()> wake) {
 }
 
 bool open_callback_watch_type(ErlNifEnv* env) {
-    ErlNifResourceTypeInit init{};
-    init.down = dispatcher_down;
-    init.members = 3;
-    watch_type = enif_init_resource_type(env, "ep_callbacks_watch", &init, ERL_NIF_RT_CREATE, nullptr);
+    watch_type = open_resource_type(env, "ep_callbacks_watch", nullptr, dispatcher_down);
     return watch_type != nullptr;
 }
 

@@ -8,6 +8,7 @@
 #include "context/stream.h"
 #include "event_loop/event_loop.h"
 #include "context/handle.h"
+#include "erl/resource_type.h"
 
 namespace ep {
 namespace {
@@ -69,15 +70,6 @@ void owner_down(ErlNifEnv* env, void* obj, ErlNifPid*, ErlNifMonitor*) {
     if (holder->ptr) stop_quietly(env, *holder->ptr);
 }
 
-ErlNifResourceType* open_type(ErlNifEnv* env, const char* name, ErlNifResourceDtor* dtor,
-                              ErlNifResourceDown* down = nullptr) {
-    ErlNifResourceTypeInit init{};
-    init.dtor = dtor;
-    init.down = down;
-    init.members = down ? 3 : 1;
-    return enif_init_resource_type(env, name, &init, ERL_NIF_RT_CREATE, nullptr);
-}
-
 template <class T>
 std::shared_ptr<T> get(ErlNifEnv* env, ERL_NIF_TERM term, ErlNifResourceType* type) {
     void* obj = nullptr;
@@ -98,13 +90,13 @@ ERL_NIF_TERM make(ErlNifEnv* env, ErlNifResourceType* type, std::shared_ptr<T> p
 }  // namespace
 
 bool open_resource_types(ErlNifEnv* env) {
-    context_type = open_type(env, "py_context", stopping_dtor<Context>, owner_down<Context>);
-    env_type = open_type(env, "py_env", holder_dtor<Env>);
-    handle_type = open_type(env, "py_object", holder_dtor<Handle>);
-    loop_type = open_type(env, "py_event_loop", stopping_dtor<EventLoop>, owner_down<EventLoop>);
+    context_type = open_resource_type(env, "py_context", stopping_dtor<Context>, owner_down<Context>);
+    env_type = open_resource_type(env, "py_env", holder_dtor<Env>);
+    handle_type = open_resource_type(env, "py_object", holder_dtor<Handle>);
+    loop_type = open_resource_type(env, "py_event_loop", stopping_dtor<EventLoop>, owner_down<EventLoop>);
     // A running stream holds its own Ref: dropping the others changes nothing.
-    stream_type = open_type(env, "py_stream", holder_dtor<Stream>, owner_down<Stream>);
-    call_type = open_type(env, "py_call", holder_dtor<AsyncCall>);
+    stream_type = open_resource_type(env, "py_stream", holder_dtor<Stream>, owner_down<Stream>);
+    call_type = open_resource_type(env, "py_call", holder_dtor<AsyncCall>);
     return context_type && env_type && handle_type && loop_type && stream_type && call_type;
 }
 
