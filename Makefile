@@ -42,7 +42,7 @@ other-pythons: build
 	$(REBAR) compile
 
 demo: build
-	mkdir -p $(EXTRA) && erlc -o $(EXTRA) examples/demo.erl
+	mkdir -p $(EXTRA) && erlc -o $(EXTRA) examples/demo.erl examples/ml_example.erl
 	$(ERL_RUN) -s demo main -s init stop
 
 bench: build

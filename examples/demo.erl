@@ -42,6 +42,10 @@ main() ->
                                   [element(2, py_event_loop:await(R)) || R <- Refs]
                           end),
     show(io_lib:format("1000 tasks sleeping 100 ms: done in ~b ms", [Us div 1000]), lists:sum(Naps)),
+
+    %% A scikit-learn model served by Erlang processes (examples/ml_example.erl).
+    io:format("~nA pickled scikit-learn model, one env per serving process:~n"),
+    _ = ml_example:main(),
     ok.
 
 take_stream(Ref, Acc) ->

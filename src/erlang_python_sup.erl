@@ -1,4 +1,5 @@
 %% @doc Top supervisor: the context registry (contexts register with it),
+%% what every interpreter gets (py_packages),
 %% the pool of contexts, the Erlang-function registry, the asyncio event
 %% loop and the relay of Python's log records.
 -module(erlang_python_sup).
@@ -15,6 +16,10 @@ init([]) ->
     Children = [
         #{id => py_context_registry,
           start => {py_context_registry, start_link, []},
+          type => worker},
+        %% Before the pool: each context joins it as it starts.
+        #{id => py_packages,
+          start => {py_packages, start_link, []},
           type => worker},
         #{id => py_context_pool,
           start => {py_context_pool, start_link, []},

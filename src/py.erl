@@ -54,6 +54,10 @@
          stream/3, stream/4, stream/5, stream_start/3, stream_start/4,
          stream_ack/1, stream_ack/2, stream_cancel/1]).
 
+%% Spec §12: packages, venvs, paths, imports, preload (see py_packages).
+-export([activate_venv/1, deactivate_venv/0, venv_info/0, ensure_venv/2, ensure_venv/3,
+         add_path/1, import/1, preload/1]).
+
 -export_type([code/0, result/0, error/0, handle/0, buffer_info/0, options/0, call_ref/0, stream_ref/0, stream_options/0]).
 
 -define(DEFAULT_TIMEOUT, 30000).
@@ -626,6 +630,58 @@ memory_stats() ->
         {error, _} = Error ->
             Error
     end.
+
+%% ---------------------------------------------------------------------------
+%% Packages, venvs, paths (spec §12): every interpreter, running and future.
+%% Details and failure shapes in py_packages and py_venv.
+
+%% @doc Puts venv `Dir''s site-packages (and its `.pth' entries) on
+%% `sys.path' in every interpreter. A venv of another Python version is
+%% refused: `{error, {venv_python_mismatch, #{venv, running, path}}}'.
+-spec activate_venv(file:name_all()) -> ok | {error, term()}.
+activate_venv(Dir) ->
+    py_packages:activate_venv(Dir).
+
+%% @doc Takes the active venv off `sys.path' everywhere.
+-spec deactivate_venv() -> ok | {error, term()}.
+deactivate_venv() ->
+    py_packages:deactivate_venv().
+
+%% @doc `{ok, #{active := true, path, version, site_packages,
+%% system_site_packages}}', or `{ok, #{active := false}}'.
+-spec venv_info() -> {ok, map()}.
+venv_info() ->
+    py_packages:venv_info().
+
+%% @doc As {@link ensure_venv/3} with no options.
+-spec ensure_venv(file:name_all(), [unicode:chardata()] | file:name_all()) -> ok | {error, term()}.
+ensure_venv(Dir, Requirements) ->
+    ensure_venv(Dir, Requirements, #{}).
+
+%% @doc Makes venv `Dir' if it is missing, installs `Requirements' (a list
+%% of requirement strings, or a requirements file) with pip unless they are
+%% unchanged since the last install, and activates it. `Opts': `find_links',
+%% `no_index', `index_url', `extra_args' (pip's options) and
+%% `system_site_packages'. pip failing gives `{error, {pip_failed, Output}}'.
+-spec ensure_venv(file:name_all(), [unicode:chardata()] | file:name_all(), map()) -> ok | {error, term()}.
+ensure_venv(Dir, Requirements, Opts) ->
+    py_venv:ensure(Dir, Requirements, Opts).
+
+%% @doc Puts directory `Dir' first on `sys.path' in every interpreter.
+-spec add_path(file:name_all()) -> ok | {error, term()}.
+add_path(Dir) ->
+    py_packages:add_path(Dir).
+
+%% @doc Imports `Module' in every interpreter.
+-spec import(atom() | unicode:chardata()) -> ok | {error, term()}.
+import(Module) ->
+    py_packages:import(Module).
+
+%% @doc Runs `Code' in every interpreter before any later user code there;
+%% envs made afterwards start with the names it defines.
+-spec preload(unicode:chardata()) -> ok | {error, term()}.
+preload(Code) ->
+    py_packages:preload(Code).
 
 %% ---------------------------------------------------------------------------
 %% Internals

@@ -156,7 +156,7 @@ init({Id, Mode, Opts}) ->
         {ok, Ref} ->
             Timeout = maps:get(start_timeout, Opts, 60000),
             receive
-                {Tag, ok} -> started(Id, Mode, Ref, Opts);
+                {Tag, ok} -> joined(py_packages:join(Ref), Id, Mode, Ref, Opts);
                 {Tag, {error, Reason}} -> fail(Reason)
             after Timeout ->
                 fail(start_timeout)
@@ -169,6 +169,12 @@ with_defaults(Opts) ->
     Spin = application:get_env(erlang_python, context_spin_us, 50),
     MaxQueue = application:get_env(erlang_python, max_queue, 100000),
     maps:merge(#{spin_us => Spin, max_queue => MaxQueue}, Opts).
+
+%% Paths, imports, preload and venv (spec §12) before anyone can call it.
+joined(ok, Id, Mode, Ref, Opts) ->
+    started(Id, Mode, Ref, Opts);
+joined({error, Reason}, _Id, _Mode, _Ref, _Opts) ->
+    fail(Reason).
 
 started(Id, Mode, Ref, Opts) ->
     Slot = case maps:get(pool, Opts, false) of

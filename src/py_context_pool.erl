@@ -19,14 +19,13 @@ size() ->
 init([]) ->
     N = application:get_env(erlang_python, num_contexts, erlang:system_info(schedulers)),
     Mode = application:get_env(erlang_python, context_mode, worker),
-    Imports = application:get_env(erlang_python, imports, []),
     StopTimeout = application:get_env(erlang_python, stop_timeout, 5000),
     %% persistent_term writes make every process be scanned: only when needed.
     persistent_term:get({?MODULE, size}, undefined) =:= N orelse persistent_term:put({?MODULE, size}, N),
     persistent_term:get({?MODULE, next}, undefined) =/= undefined orelse
         persistent_term:put({?MODULE, next}, atomics:new(1, [])),
     Children = [#{id => {py_context, I},
-                  start => {py_context, start_link, [I, Mode, #{pool => true, imports => Imports}]},
+                  start => {py_context, start_link, [I, Mode, #{pool => true}]},
                   shutdown => StopTimeout + 1000}
                 || I <- lists:seq(1, N)],
     {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Children}}.

@@ -7,7 +7,7 @@
 -compile([export_all, nowarn_export_all]).
 
 all() ->
-    [configured_pool_and_paths, imports_at_start, application_restart,
+    [configured_pool_and_paths, imports_at_start, packages_from_app_env, application_restart,
      python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget, pool_in_each_mode,
      callback_registry_restart].
 
@@ -55,6 +55,30 @@ imports_at_start(_Config) ->
         pcall(Peer2, application, ensure_all_started, [erlang_python]),
     {shutdown, {failed_to_start_child, {py_context, 1},
                 {import_failed, no_such_module_xyz, {'ModuleNotFoundError', _}}}} = PoolWhy,
+    peer:stop(Peer2).
+
+%% Spec §12's app env forms: a venv, imports and preload code are in place
+%% before the pool takes calls; a venv that cannot be used stops the start.
+packages_from_app_env(Config) ->
+    {ok, #{version_info := {Ma, Mi, _}}} = py_nif:runtime_info(),
+    Venv = filename:join(?config(priv_dir, Config), "app_env_venv"),
+    Site = filename:join([Venv, "lib", io_lib:format("python~b.~b", [Ma, Mi]), "site-packages"]),
+    ok = filelib:ensure_path(Site),
+    ok = file:write_file(filename:join(Venv, "pyvenv.cfg"), io_lib:format("home = /x\nversion = ~b.~b.0\n", [Ma, Mi])),
+    ok = file:write_file(filename:join(Site, "ep_app_venv_mod.py"), <<"WHERE = 'app env venv'\n">>),
+    {Peer, _} = start_peer(["-erlang_python", "venv", lists:flatten(io_lib:format("~p", [Venv])),
+                            "-erlang_python", "imports", "[ep_app_venv_mod]",
+                            "-erlang_python", "preload", "<<\"ANSWER = 6 * 7\">>",
+                            "-erlang_python", "num_contexts", "2"]),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, {true, 42}} = pcall(Peer, py, eval, [<<"('ep_app_venv_mod' in __import__('sys').modules, ANSWER)">>]),
+    {ok, #{active := true, path := VenvBin}} = pcall(Peer, py, venv_info, []),
+    VenvBin = list_to_binary(Venv),
+    peer:stop(Peer),
+    {Peer2, _} = start_peer(["-erlang_python", "venv", "\"/no/such/venv\""]),
+    {error, {erlang_python, {{shutdown, {failed_to_start_child, py_packages, Why}}, _}}} =
+        pcall(Peer2, application, ensure_all_started, [erlang_python]),
+    {venv, {not_a_venv, "/no/such/venv"}} = Why,
     peer:stop(Peer2).
 
 application_restart(_Config) ->

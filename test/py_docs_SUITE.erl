@@ -11,7 +11,10 @@ init_per_suite(Config) ->
     ok = py_test_util:start(),
     Config.
 
+%% The packages section adds paths, a preload and a venv: later suites
+%% get the interpreters back as they were.
 end_per_suite(_Config) ->
+    ok = py_test_util:restart_application(),
     py_test_util:stop().
 
 getting_started(_Config) ->

@@ -2,7 +2,7 @@
 -module(py_test_util).
 -include("py_test.hrl").
 
--export([start/0, stop/0, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
+-export([start/0, stop/0, restart_application/0, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
          python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
 
 start() ->
@@ -13,6 +13,15 @@ start() ->
 %% thread without the GIL (the NIF counts those instead of crashing).
 stop() ->
     {ok, #{gil_violations := 0}} = py_nif:runtime_info(),
+    ok.
+
+%% Restarts the application: what py:add_path/import/preload/activate_venv
+%% added is forgotten, and the interpreters that outlive it (the main one)
+%% drop the preload and venv on the new start. For suites that add them.
+restart_application() ->
+    ok = application:stop(erlang_python),
+    ok = start(),
+    {ok, false} = py:eval(<<"'_base_globals' in __import__('erlang').__dict__">>),
     ok.
 
 %% Resident set size of this OS process, in KiB.

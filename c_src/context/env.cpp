@@ -27,7 +27,11 @@ void Env::release_namespace() {
 
 PyObject* Env::namespace_dict() {
     if (dict_ != nullptr) return dict_;
-    PyObject* dict = PyDict_New();
+    // Preload code (py:preload, spec §12) leaves its globals in the erlang
+    // module; every env made after it starts as a copy of them.
+    PyObject* module = interp_->types().module;
+    PyObject* base = module != nullptr ? PyDict_GetItemString(PyModule_GetDict(module), "_base_globals") : nullptr;
+    PyObject* dict = base != nullptr && PyDict_Check(base) ? PyDict_Copy(base) : PyDict_New();
     if (dict == nullptr) return nullptr;
     PyObject* builtins = PyImport_AddModule("builtins");  // borrowed
     PyObject* name = PyUnicode_FromString("__main__");
