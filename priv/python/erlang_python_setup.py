@@ -6,8 +6,8 @@
 # found through sys.modules: whichever context comes first applies a step,
 # the others see it done. Steps are numbered; each interpreter applies each
 # number once, in order, under a lock (a step may release the GIL).
-import importlib
-import logging
+# Only what every interpreter has loaded anyway: user code may rely on
+# logging or importlib not being imported yet.
 import os
 import sys
 import threading
@@ -103,7 +103,7 @@ class _Setup:
             sys.path.insert(0, path)  # one C call: atomic for other threads
 
     def _import(self, name):
-        importlib.import_module(name)
+        __import__("importlib").import_module(name)
 
     def _preload(self, code):
         if self.base_globals is None:
@@ -124,7 +124,7 @@ class _Setup:
             try:
                 exec(line)
             except Exception as e:  # as site does: the rest of the venv still counts
-                logging.getLogger("erlang_python").warning("%s: %s: %s", name, type(e).__name__, e)
+                __import__("logging").getLogger("erlang_python").warning("%s: %s: %s", name, type(e).__name__, e)
 
     def _no_venv(self, _):
         self._set_path([], True)
