@@ -174,8 +174,15 @@ init([]) ->
         {ok, Loop} ->
             receive
                 {Tag, ok} ->
-                    persistent_term:put(?KEY, Loop),
-                    {ok, Loop};
+                    %% paths, imports, preload, venv (spec §12) before tasks run
+                    case py_packages:join_loop(Loop) of
+                        ok ->
+                            persistent_term:put(?KEY, Loop),
+                            {ok, Loop};
+                        {error, Reason} ->
+                            _ = py_nif:event_loop_stop(Loop),
+                            {stop, {event_loop_failed, Reason}}
+                    end;
                 {Tag, {error, Reason}} ->
                     {stop, {event_loop_failed, Reason}}
             after ?START_TIMEOUT ->

@@ -15,7 +15,7 @@
 -module(py_packages).
 -behaviour(gen_server).
 
--export([start_link/0, join/1,
+-export([start_link/0, join/1, join_loop/1,
          add_path/1, import/1, preload/1, activate_venv/1, deactivate_venv/0, venv_info/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -27,7 +27,10 @@
 %% {Seq, Kind, what Python gets, what an error names}
 -type step() :: {pos_integer(), kind(), term(), term()}.
 
--record(member, {ref :: reference(), env :: reference(), monitor :: reference()}).
+%% Where steps run: a context, or the event loop (the main interpreter even
+%% when no worker context exists), through a private env there.
+-type target() :: {context, reference(), reference()} | {loop, reference(), reference()}.
+-record(member, {target :: target(), monitor :: reference()}).
 -record(state, {next = 1 :: pos_integer(),
                 steps = [] :: [step()],  % oldest first
                 members = #{} :: #{pid() => #member{}},
@@ -45,8 +48,17 @@ start_link() ->
 %% is registered: applies every step there, then keeps it up to date.
 -spec join(reference()) -> ok | {error, term()}.
 join(CtxRef) ->
+    join_as(context, CtxRef).
+
+%% @doc As {@link join/1}, for the event loop `LoopRef' (called by
+%% py_event_loop as it starts).
+-spec join_loop(reference()) -> ok | {error, term()}.
+join_loop(LoopRef) ->
+    join_as(loop, LoopRef).
+
+join_as(Kind, Ref) ->
     try
-        gen_server:call(?MODULE, {join, self(), CtxRef}, infinity)
+        gen_server:call(?MODULE, {join, self(), Kind, Ref}, infinity)
     catch
         exit:{noproc, _} -> ok  % the application is not running: nothing to apply
     end.
@@ -172,10 +184,10 @@ mod_name(M) -> unicode:characters_to_binary(M).
 
 %% @private
 -spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}}.
-handle_call({join, Pid, CtxRef}, _From, State) ->
-    case catch_up(CtxRef, State) of
-        {ok, Env} ->
-            Member = #member{ref = CtxRef, env = Env, monitor = monitor(process, Pid)},
+handle_call({join, Pid, Kind, Ref}, _From, State) ->
+    case catch_up(Kind, Ref, State) of
+        {ok, Target} ->
+            Member = #member{target = Target, monitor = monitor(process, Pid)},
             {reply, ok, State#state{members = (State#state.members)#{Pid => Member}}};
         {error, _} = Error ->
             {reply, Error, State}
@@ -240,28 +252,41 @@ failed(venv) -> venv_failed;
 failed(no_venv) -> venv_failed.
 
 %% A new context: the setup code in a private env, then every step in order.
-catch_up(CtxRef, #state{source = Source, steps = Steps, epoch = Epoch}) ->
-    case py_nif:env_new(CtxRef) of
+catch_up(Kind, Ref, #state{source = Source, steps = Steps, epoch = Epoch}) ->
+    case new_env(Kind, Ref) of
         {ok, Env} ->
-            case py_nif:context_exec(CtxRef, Source, Env) of
-                ok -> sync(CtxRef, Env, Epoch, Steps);
+            Target = {Kind, Ref, Env},
+            case run(Target, exec, Source, #{}) of
+                ok -> sync(Target, Epoch, Steps);
                 {error, Why} -> {error, {setup_failed, Why}}
             end;
         {error, _} = Error ->
             Error
     end.
 
-sync(CtxRef, Env, Epoch, Steps) ->
-    case py_nif:context_eval(CtxRef, <<"setup.sync(epoch)">>, #{epoch => Epoch}, Env) of
-        {ok, _} -> apply_all(CtxRef, Env, Epoch, Steps);
+new_env(context, CtxRef) -> py_nif:env_new(CtxRef);
+new_env(loop, _LoopRef) -> {ok, py_nif:event_loop_env_new()}.
+
+%% Code on a target's own thread, in its private env.
+run({context, CtxRef, Env}, exec, Code, _) ->
+    py_nif:context_exec(CtxRef, Code, Env);
+run({context, CtxRef, Env}, eval, Expr, Locals) ->
+    py_nif:context_eval(CtxRef, Expr, Locals, Env);
+run({loop, LoopRef, Env}, Op, Code, Locals) ->
+    py_call:submit_and_wait(LoopRef, infinity,
+                            fun(Ref, Tag) -> py_nif:event_loop_code(Ref, Tag, Env, Op, Code, Locals) end).
+
+sync(Target, Epoch, Steps) ->
+    case run(Target, eval, <<"setup.sync(epoch)">>, #{epoch => Epoch}) of
+        {ok, _} -> apply_all(Target, Epoch, Steps);
         {error, Why} -> {error, {setup_failed, Why}}
     end.
 
-apply_all(_CtxRef, Env, _Epoch, []) ->
-    {ok, Env};
-apply_all(CtxRef, Env, Epoch, [{_, Kind, _, Label} = Step | Rest]) ->
-    case apply_step(CtxRef, Env, Epoch, Step) of
-        {ok, _} -> apply_all(CtxRef, Env, Epoch, Rest);
+apply_all(Target, _Epoch, []) ->
+    {ok, Target};
+apply_all(Target, Epoch, [{_, Kind, _, Label} = Step | Rest]) ->
+    case apply_step(Target, Epoch, Step) of
+        {ok, _} -> apply_all(Target, Epoch, Rest);
         {error, Why} -> {error, start_failure(Kind, Label, Why)}
     end.
 
@@ -270,16 +295,16 @@ start_failure(add_path, Dir, Why) -> {add_path_failed, Dir, Why};
 start_failure(preload, _, Why) -> {preload_failed, Why};
 start_failure(_Venv, Dir, Why) -> {venv_failed, Dir, Why}.
 
-apply_step(CtxRef, Env, Epoch, {Seq, Kind, Arg, _}) ->
-    py_nif:context_eval(CtxRef, <<"setup.apply(epoch, seq, kind, arg)">>,
-                        #{epoch => Epoch, seq => Seq, kind => atom_to_binary(Kind), arg => Arg}, Env).
+apply_step(Target, Epoch, {Seq, Kind, Arg, _}) ->
+    run(Target, eval, <<"setup.apply(epoch, seq, kind, arg)">>,
+        #{epoch => Epoch, seq => Seq, kind => atom_to_binary(Kind), arg => Arg}).
 
 %% The step on every member at once, each answering on its own: a context
 %% busy with a long call delays only its own answer.
 broadcast(Step, #state{members = Members, epoch = Epoch}) ->
     Self = self(),
-    Workers = [{Pid, spawn_monitor(fun() -> Self ! {self(), apply_step(Ref, Env, Epoch, Step)} end)}
-               || {Pid, #member{ref = Ref, env = Env}} <- maps:to_list(Members)],
+    Workers = [{Pid, spawn_monitor(fun() -> Self ! {self(), apply_step(Target, Epoch, Step)} end)}
+               || {Pid, #member{target = Target}} <- maps:to_list(Members)],
     [{Pid, collect(Worker, Mon)} || {Pid, {Worker, Mon}} <- Workers].
 
 collect(Worker, Mon) ->

@@ -14,7 +14,7 @@ groups() ->
     Cases = [add_path_everywhere, import_everywhere, preload_everywhere, preload_failure_names_context,
              venv_everywhere],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
-     {once, [], [argument_errors, venv_of_another_python_refused, venv_while_50_processes_call,
+     {once, [], [event_loop_gets_every_step, argument_errors, venv_of_another_python_refused, venv_while_50_processes_call,
                  ensure_venv_installs_offline, ensure_venv_twice_installs_nothing,
                  ensure_venv_requirements_file, ensure_venv_pip_failure, requirement_strings_stay_requirements,
                  system_site_packages, ml_pipeline_on_a_real_model]}].
@@ -197,6 +197,25 @@ venv_everywhere(Config) ->
 
 %% ---------------------------------------------------------------------------
 %% once
+
+%% The event loop's thread is in the main interpreter; it joins like a
+%% context, so it has the steps even with no worker context running.
+event_loop_gets_every_step(Config) ->
+    Dir = new_dir(Config, "loop_mods_"),
+    Mod = unique("ep_loop_mod_"),
+    ok = file:write_file(filename:join(Dir, Mod ++ ".py"), "async def where():\n    return 'added path'\n"),
+    ok = py:add_path(Dir),
+    {ok, <<"added path">>} = py_event_loop:run(list_to_binary(Mod), where, []),
+    ok = py:preload(<<"LOOP_PRELOAD = 'preloaded'">>),
+    {ok, Loop} = py_event_loop:get_loop(),
+    Self = self(),
+    spawn(fun() -> Self ! {loop, py_nif:event_loop_eval(py_event_loop:get_nif_ref(Loop), <<"LOOP_PRELOAD">>)} end),
+    receive {loop, Result} -> {ok, <<"preloaded">>} = Result end,
+    {error, {preload_failed, Failed}} = py:preload(<<"raise KeyError('in the loop too')">>),
+    %% the main interpreter reports once, by whichever of its threads ran it
+    Main = [whereis(py_event_loop) | [C || {C, _, worker, _} <- py_context_registry:contexts()]],
+    [{_, {'KeyError', _}}] = [F || {P, _} = F <- Failed, lists:member(P, Main)],
+    ok.
 
 argument_errors(Config) ->
     Missing = filename:join(?config(priv_dir, Config), "no_such_dir"),
