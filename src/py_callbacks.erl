@@ -147,6 +147,9 @@ terminate(_Reason, State) ->
 %% abnormally, so no way out leaves Python without an answer.
 run_call(Id, Name, Args0, Deferred) ->
     ok = py_nif:callback_begin(Id),
+    %% py_packages refuses steps from here: the context waiting on this
+    %% call could only apply them after it returns.
+    put(py_callback_id, Id),
     Result = case finish(Args0, Deferred) of
                  {ok, Args} -> run(Name, Args);
                  {error, Reason} -> {error, error, Reason, format(Reason)}

@@ -2,16 +2,20 @@
 %% ({@link add_path/1}), imported modules ({@link import/1}), preload code
 %% ({@link preload/1}) and the active venv ({@link activate_venv/1}).
 %%
-%% This server keeps them as numbered steps. A step is applied at once to
-%% every running context, each on its own thread in queue order (so between
-%% two requests, never during one), and to every context started later
-%% before anyone can call it. Worker contexts share the main interpreter:
-%% there each step runs once. `py' exports the same functions; use those.
+%% This server keeps them as numbered steps. A step goes at once to every
+%% running context and to the event loop, each applying it on its own
+%% thread in queue order, and to every context started later before anyone
+%% can call it (see {@link py_packages_target}). Worker contexts share the
+%% main interpreter: there each step runs once, by whichever comes first,
+%% and its `sys.path' changes in one atomic update. `py' exports the same
+%% functions; use those.
 %%
 %% A step that fails anywhere is dropped (the interpreters where it ran keep
 %% its effect) and the error names each failing context with its Python
 %% exception: `{error, {preload_failed, [{CtxPid, {Type, Message}}]}}'.
-%% A step that fails in a context being started fails that start.
+%% A step that fails in a context being started fails that start. They
+%% cannot be called from an Erlang function Python called (`erlang.call'):
+%% the calling context could only apply the step once that call returned.
 -module(py_packages).
 -behaviour(gen_server).
 
@@ -27,10 +31,8 @@
 %% {Seq, Kind, what Python gets, what an error names}
 -type step() :: {pos_integer(), kind(), term(), term()}.
 
-%% Where steps run: a context, or the event loop (the main interpreter even
-%% when no worker context exists), through a private env there.
--type target() :: {context, reference(), reference()} | {loop, reference(), reference()}.
--record(member, {target :: target(), monitor :: reference()}).
+%% A context (or the event loop) kept up to date, by its owner's pid.
+-record(member, {target :: pid(), owner_monitor :: reference(), target_monitor :: reference()}).
 -record(state, {next = 1 :: pos_integer(),
                 steps = [] :: [step()],  % oldest first
                 members = #{} :: #{pid() => #member{}},
@@ -57,10 +59,19 @@ join_loop(LoopRef) ->
     join_as(loop, LoopRef).
 
 join_as(Kind, Ref) ->
-    try
-        gen_server:call(?MODULE, {join, self(), Kind, Ref}, infinity)
+    try gen_server:call(?MODULE, {join, self(), Kind, Ref}, infinity) of
+        {ok, Target} ->
+            Mon = monitor(process, Target),
+            receive
+                {Target, caught_up, Result} ->
+                    demonitor(Mon, [flush]),
+                    Result;
+                {'DOWN', Mon, process, Target, Why} ->
+                    {error, {setup_failed, Why}}
+            end
     catch
-        exit:{noproc, _} -> ok  % the application is not running: nothing to apply
+        exit:{noproc, _} -> ok;  % the application is not running: nothing to apply
+        exit:{Why, _} -> {error, {py_packages, Why}}
     end.
 
 %% @doc Puts `Dir' first on `sys.path' in every interpreter.
@@ -121,11 +132,20 @@ deactivate_venv() ->
 venv_info() ->
     call(venv_info).
 
+call({add, _, _, _} = Request) ->
+    case get(py_callback_id) of
+        undefined -> call_server(Request);
+        _ -> {error, called_from_python}
+    end;
 call(Request) ->
+    call_server(Request).
+
+call_server(Request) ->
     try
         gen_server:call(?MODULE, Request, infinity)
     catch
-        exit:{noproc, _} -> {error, {not_started, erlang_python}}
+        exit:{noproc, _} -> {error, {not_started, erlang_python}};
+        exit:{Why, _} -> {error, {py_packages, Why}}
     end.
 
 name(<<>>) -> error;
@@ -164,51 +184,70 @@ loader(File) ->
 
 %% The app env's venv, imports and preload are the first steps.
 from_app_env(State0) ->
-    Imports = [{import, mod_name(M), M} || M <- application:get_env(erlang_python, imports, [])],
-    Preload = case application:get_env(erlang_python, preload, []) of
-                  Code when is_binary(Code) -> [{preload, Code, preload}];
-                  Codes when is_list(Codes) -> [{preload, iolist_to_binary(C), preload} || C <- Codes]
-              end,
+    case {app_env_imports(), app_env_preload(), app_env_venv()} of
+        {{ok, Imports}, {ok, Preload}, {ok, Venv}} ->
+            {ok, lists:foldl(fun record/2, State0, Venv ++ Imports ++ Preload)};
+        {{error, Why}, _, _} -> {stop, Why};
+        {_, {error, Why}, _} -> {stop, Why};
+        {_, _, {error, Why}} -> {stop, Why}
+    end.
+
+app_env_imports() ->
+    Imports = application:get_env(erlang_python, imports, []),
+    Names = [{M, if is_atom(M) -> {ok, atom_to_binary(M)}; true -> name(M) end} || M <- list(Imports)],
+    case [M || {M, error} <- Names] of
+        [] when is_list(Imports) -> {ok, [{import, Name, M} || {M, {ok, Name}} <- Names]};
+        _ -> {error, {badarg, {imports, Imports}}}
+    end.
+
+%% Code, or a list of code (each binary or string).
+app_env_preload() ->
+    Preload = application:get_env(erlang_python, preload, []),
+    Codes = case is_list(Preload) andalso not io_lib:printable_unicode_list(Preload) of
+                true -> [name(C) || C <- Preload];
+                false when Preload =:= [] -> [];
+                false -> [name(Preload)]
+            end,
+    case lists:member(error, Codes) of
+        false -> {ok, [{preload, Code, preload} || {ok, Code} <- Codes]};
+        true -> {error, {badarg, {preload, Preload}}}
+    end.
+
+app_env_venv() ->
     case application:get_env(erlang_python, venv) of
         undefined ->
-            {ok, lists:foldl(fun record/2, State0, Imports ++ Preload)};
+            {ok, []};
         {ok, Dir} ->
             case py_venv:inspect(Dir) of
-                {ok, Spec} -> {ok, lists:foldl(fun record/2, State0, [{venv, Spec, Dir} | Imports ++ Preload])};
-                {error, Reason} -> {stop, {venv, Reason}}
+                {ok, Spec} -> {ok, [{venv, Spec, Dir}]};
+                {error, Reason} -> {error, {venv, Reason}}
             end
     end.
 
-mod_name(M) when is_atom(M) -> atom_to_binary(M);
-mod_name(M) -> unicode:characters_to_binary(M).
+list(L) when is_list(L) -> L;
+list(_) -> [].
 
 %% @private
--spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}}.
-handle_call({join, Pid, Kind, Ref}, _From, State) ->
-    case catch_up(Kind, Ref, State) of
-        {ok, Target} ->
-            Member = #member{target = Target, monitor = monitor(process, Pid)},
-            {reply, ok, State#state{members = (State#state.members)#{Pid => Member}}};
-        {error, _} = Error ->
-            {reply, Error, State}
-    end;
-handle_call({add, Kind, Arg, Label}, _From, State) ->
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}} | {noreply, #state{}}.
+handle_call({join, Owner, Kind, Ref}, _From, #state{source = Source, epoch = Epoch, steps = Steps} = State) ->
+    Target = py_packages_target:start(Kind, Ref, Source, Epoch),
+    ok = py_packages_target:catch_up(Target, {Steps, Owner}),
+    Member = #member{target = Target, owner_monitor = monitor(process, Owner),
+                     target_monitor = monitor(process, Target)},
+    {reply, {ok, Target}, State#state{members = (State#state.members)#{Owner => Member}}};
+handle_call({add, Kind, Arg, Label}, From, State) ->
     case already(Kind, Arg, State) of
         true ->
             {reply, ok, State};
         false ->
             State1 = record({Kind, Arg, Label}, State),
             Step = lists:last(State1#state.steps),
-            case [{Pid, Why} || {Pid, {error, Why}} <- broadcast(Step, State1)] of
-                [] ->
-                    {reply, ok, State1};
-                Failures when Kind =:= venv; Kind =:= no_venv ->
-                    %% sys.path may have changed in some interpreters: the
-                    %% step stays, so later ones agree with them.
-                    {reply, {error, {failed(Kind), Failures}}, State1};
-                Failures ->
-                    {reply, {error, {failed(Kind), Failures}}, State1#state{steps = State#state.steps}}
-            end
+            Targets = [{Owner, T} || {Owner, #member{target = T}} <- maps:to_list(State1#state.members)],
+            %% The answers are collected elsewhere: this server keeps serving
+            %% (joins, venv_info, later steps) while contexts apply this one.
+            Collector = spawn(fun() -> collect(From, Step, Targets) end),
+            _ = [py_packages_target:step(T, Step, Collector) || {_, T} <- Targets],
+            {noreply, State1}
     end;
 handle_call(venv_info, _From, #state{venv = none} = State) ->
     {reply, {ok, #{active => false}}, State};
@@ -219,26 +258,39 @@ handle_call(_Request, _From, State) ->
 
 %% @private
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast({drop, Seq}, State) ->
+    {noreply, State#state{steps = lists:keydelete(Seq, 1, State#state.steps)}};
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
-handle_info({'DOWN', _, process, Pid, _}, State) ->
-    {noreply, State#state{members = maps:remove(Pid, State#state.members)}};
+handle_info({'DOWN', Mon, process, _, _}, #state{members = Members} = State) ->
+    case [{Owner, M} || {Owner, #member{owner_monitor = O, target_monitor = T} = M} <- maps:to_list(Members),
+                        O =:= Mon orelse T =:= Mon] of
+        [{Owner, #member{target = Target, owner_monitor = O, target_monitor = T}}] ->
+            demonitor(O, [flush]),
+            demonitor(T, [flush]),
+            exit(Target, kill),
+            {noreply, State#state{members = maps:remove(Owner, Members)}};
+        [] ->
+            {noreply, State}
+    end;
 handle_info(_Msg, State) ->
     {noreply, State}.
 
 %% ---------------------------------------------------------------------------
 
-%% Appends a step. A venv step replaces the venv steps before it: a new
-%% interpreter needs only the latest.
-record({Kind, Arg, Label}, #state{next = Seq, steps = Steps} = State) when Kind =:= venv; Kind =:= no_venv ->
-    Kept = [S || {_, K, _, _} = S <- Steps, K =/= venv, K =/= no_venv],
-    Venv = case Kind of venv -> Arg; no_venv -> none end,
-    State#state{next = Seq + 1, steps = Kept ++ [{Seq, Kind, Arg, Label}], venv = Venv};
+%% Appends a step. Every step stays (but failed ones), in order: a later
+%% interpreter replays them all, so what it imports finds the venv that was
+%% active when the import was asked for.
 record({Kind, Arg, Label}, #state{next = Seq, steps = Steps} = State) ->
-    State#state{next = Seq + 1, steps = Steps ++ [{Seq, Kind, Arg, Label}]}.
+    Venv = case Kind of
+               venv -> Arg;
+               no_venv -> none;
+               _ -> State#state.venv
+           end,
+    State#state{next = Seq + 1, steps = Steps ++ [{Seq, Kind, Arg, Label}], venv = Venv}.
 
 already(no_venv, _, #state{venv = none}) -> true;
 already(Kind, Arg, #state{steps = Steps}) when Kind =:= add_path; Kind =:= import ->
@@ -251,71 +303,31 @@ failed(preload) -> preload_failed;
 failed(venv) -> venv_failed;
 failed(no_venv) -> venv_failed.
 
-%% A new context: the setup code in a private env, then every step in order.
-catch_up(Kind, Ref, #state{source = Source, steps = Steps, epoch = Epoch}) ->
-    case new_env(Kind, Ref) of
-        {ok, Env} ->
-            Target = {Kind, Ref, Env},
-            case run(Target, exec, Source, #{}) of
-                ok -> sync(Target, Epoch, Steps);
-                {error, Why} -> {error, {setup_failed, Why}}
-            end;
-        {error, _} = Error ->
-            Error
+%% Waits for every target's answer to Step (a target that dies, or whose
+%% context stopped, has nothing to say), answers the caller, and has a
+%% step that failed somewhere dropped.
+collect(From, {Seq, Kind, _, _}, Targets) ->
+    Monitors = [{Owner, T, monitor(process, T)} || {Owner, T} <- Targets],
+    Answers = [{Owner, answer(T, Mon, Seq)} || {Owner, T, Mon} <- Monitors],
+    case [{Owner, Why} || {Owner, {error, Why}} <- Answers] of
+        [] ->
+            gen_server:reply(From, ok);
+        Failures ->
+            %% a venv step stays: sys.path may have changed in some
+            %% interpreters, and later ones should agree with them
+            Kind =:= venv orelse Kind =:= no_venv orelse gen_server:cast(?MODULE, {drop, Seq}),
+            gen_server:reply(From, {error, {failed(Kind), Failures}})
     end.
 
-new_env(context, CtxRef) -> py_nif:env_new(CtxRef);
-new_env(loop, _LoopRef) -> {ok, py_nif:event_loop_env_new()}.
-
-%% Code on a target's own thread, in its private env.
-run({context, CtxRef, Env}, exec, Code, _) ->
-    py_nif:context_exec(CtxRef, Code, Env);
-run({context, CtxRef, Env}, eval, Expr, Locals) ->
-    py_nif:context_eval(CtxRef, Expr, Locals, Env);
-run({loop, LoopRef, Env}, Op, Code, Locals) ->
-    py_call:submit_and_wait(LoopRef, infinity,
-                            fun(Ref, Tag) -> py_nif:event_loop_code(Ref, Tag, Env, Op, Code, Locals) end).
-
-sync(Target, Epoch, Steps) ->
-    case run(Target, eval, <<"setup.sync(epoch)">>, #{epoch => Epoch}) of
-        {ok, _} -> apply_all(Target, Epoch, Steps);
-        {error, Why} -> {error, {setup_failed, Why}}
-    end.
-
-apply_all(Target, _Epoch, []) ->
-    {ok, Target};
-apply_all(Target, Epoch, [{_, Kind, _, Label} = Step | Rest]) ->
-    case apply_step(Target, Epoch, Step) of
-        {ok, _} -> apply_all(Target, Epoch, Rest);
-        {error, Why} -> {error, start_failure(Kind, Label, Why)}
-    end.
-
-start_failure(import, Module, Why) -> {import_failed, Module, Why};
-start_failure(add_path, Dir, Why) -> {add_path_failed, Dir, Why};
-start_failure(preload, _, Why) -> {preload_failed, Why};
-start_failure(_Venv, Dir, Why) -> {venv_failed, Dir, Why}.
-
-apply_step(Target, Epoch, {Seq, Kind, Arg, _}) ->
-    run(Target, eval, <<"setup.apply(epoch, seq, kind, arg)">>,
-        #{epoch => Epoch, seq => Seq, kind => atom_to_binary(Kind), arg => Arg}).
-
-%% The step on every member at once, each answering on its own: a context
-%% busy with a long call delays only its own answer.
-broadcast(Step, #state{members = Members, epoch = Epoch}) ->
-    Self = self(),
-    Workers = [{Pid, spawn_monitor(fun() -> Self ! {self(), apply_step(Target, Epoch, Step)} end)}
-               || {Pid, #member{target = Target}} <- maps:to_list(Members)],
-    [{Pid, collect(Worker, Mon)} || {Pid, {Worker, Mon}} <- Workers].
-
-collect(Worker, Mon) ->
+answer(Target, Mon, Seq) ->
     receive
-        {Worker, Result} ->
+        {Target, step, Seq, Result} ->
             demonitor(Mon, [flush]),
             case Result of
                 {error, context_not_running} -> {ok, gone};
                 {error, context_stopped} -> {ok, gone};
                 _ -> Result
             end;
-        {'DOWN', Mon, process, Worker, Why} ->
-            {error, {crashed, Why}}
+        {'DOWN', Mon, process, Target, _} ->
+            {ok, gone}
     end.

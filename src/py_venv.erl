@@ -90,13 +90,27 @@ ensure(Dir, Requirements, Opts) ->
     end.
 
 check_opts(Opts) when is_map(Opts) ->
-    Known = [find_links, no_index, index_url, extra_args, system_site_packages],
-    case [K || K <- maps:keys(Opts), not lists:member(K, Known)] of
+    case [K || {K, V} <- maps:to_list(Opts), not valid_opt(K, V)] of
         [] -> ok;
         [K | _] -> {error, {badarg, {option, K}}}
     end;
 check_opts(_) ->
     {error, {badarg, options}}.
+
+valid_opt(find_links, V) -> texts(links(V));
+valid_opt(no_index, V) -> is_boolean(V);
+valid_opt(index_url, V) -> text(V) =/= error;
+valid_opt(extra_args, V) -> is_list(V) andalso texts(V);
+valid_opt(system_site_packages, V) -> is_boolean(V);
+valid_opt(_, _) -> false.
+
+texts(L) -> is_list(L) andalso lists:all(fun(T) -> is_binary(text(T)) end, L).
+
+%% find_links: one path or URL, or a list of them.
+links(L) when is_binary(L) -> [L];
+links([C | _] = L) when is_integer(C) -> [L];
+links(L) when is_list(L) -> L;
+links(_) -> error.
 
 %% A list of requirement strings, or the path of a requirements file.
 with_requirements(File) when is_binary(File) ->
@@ -108,8 +122,13 @@ with_requirements(Reqs) when is_list(Reqs) ->
         false ->
             Bins = [text(R) || R <- Reqs],
             case lists:all(fun(B) -> is_binary(B) andalso B =/= <<>> end, Bins) of
-                true -> {ok, {list, Bins}};
-                false -> {error, {badarg, requirements}}
+                true ->
+                    case [B || B <- Bins, vcs(B)] of
+                        [] -> {ok, {list, Bins}};
+                        [Vcs | _] -> {error, {vcs_requirement_refused, Vcs}}
+                    end;
+                false ->
+                    {error, {badarg, requirements}}
             end
     end;
 with_requirements(_) ->
@@ -122,7 +141,11 @@ with_file(File) ->
         {error, Why} -> {error, {requirements_file, File, Why}}
     end.
 
+%% One ensure at a time per venv: two would both make it and both run pip.
 ensure_in(Path, Reqs, Opts) ->
+    global:trans({{?MODULE, Path}, self()}, fun() -> ensure_locked(Path, Reqs, Opts) end, [node()], infinity).
+
+ensure_locked(Path, Reqs, Opts) ->
     Exe = python_executable(),
     Hash = erlang:md5(term_to_binary({running_version(), requirement_terms(Reqs), Opts})),
     Marker = filename:join(Path, ?MARKER),
@@ -146,6 +169,12 @@ ensure_in(Path, Reqs, Opts) ->
         {error, _} = Failed ->
             Failed
     end.
+
+%% A requirement that makes pip run git, hg, svn or bzr: their command
+%% lines are where pip's option injections have been (CVE-2023-5752), so
+%% they are refused; install such a package from a wheel or a directory.
+vcs(Req) ->
+    binary:match(string:lowercase(Req), [<<"git+">>, <<"hg+">>, <<"svn+">>, <<"bzr+">>]) =/= nomatch.
 
 requirement_terms({list, Bins}) -> Bins;
 requirement_terms({file, Abs, Contents}) -> {Abs, Contents}.
@@ -173,7 +202,7 @@ install(Exe, Path, Reqs, Opts) ->
                      end,
     Args = Pip ++ ["install", "--disable-pip-version-check", "--no-input"]
         ++ index_args(Opts)
-        ++ [unicode:characters_to_list(A) || A <- maps:get(extra_args, Opts, [])]
+        ++ [text(A) || A <- maps:get(extra_args, Opts, [])]
         ++ case Reqs of
                {file, File, _} -> ["-r", File];
                {list, _} -> []
@@ -186,16 +215,12 @@ install(Exe, Path, Reqs, Opts) ->
     end.
 
 index_args(Opts) ->
-    Links = case maps:get(find_links, Opts, []) of
-                L when is_binary(L) -> [L];
-                [C | _] = L when is_integer(C) -> [L];
-                L when is_list(L) -> L
-            end,
-    lists:append([["--find-links", unicode:characters_to_list(Link)] || Link <- Links])
+    Links = links(maps:get(find_links, Opts, [])),
+    lists:append([["--find-links", text(Link)] || Link <- Links])
         ++ ["--no-index" || maps:get(no_index, Opts, false) =:= true]
         ++ case maps:get(index_url, Opts, undefined) of
                undefined -> [];
-               Url -> ["--index-url", unicode:characters_to_list(Url)]
+               Url -> ["--index-url", text(Url)]
            end.
 
 python_executable() ->
@@ -221,10 +246,16 @@ base_pip(Exe) ->
 %% Runs Program with Args (no shell), each output line logged as it comes;
 %% the exit status and the output (its last 64 KiB).
 run(Program, Args, Label) ->
-    Port = open_port({spawn_executable, Program},
-                     [{args, Args}, exit_status, stderr_to_stdout, binary, {line, 4096}, hide,
-                      {env, [{"PIP_NO_INPUT", "1"}, {"PIP_DISABLE_PIP_VERSION_CHECK", "1"}]}]),
-    collect(Port, Label, []).
+    try open_port({spawn_executable, Program},
+                  [{args, Args}, exit_status, stderr_to_stdout, binary, {line, 4096}, hide,
+                   {env, [{"PIP_NO_INPUT", "1"}, {"PIP_DISABLE_PIP_VERSION_CHECK", "1"}]}]) of
+        Port ->
+            %% no {'EXIT', Port, normal} for a caller that traps exits
+            unlink(Port),
+            collect(Port, Label, [])
+    catch
+        error:Why -> {cannot_run, iolist_to_binary(io_lib:format("~ts: ~p", [Program, Why]))}
+    end.
 
 collect(Port, Label, Acc) ->
     receive

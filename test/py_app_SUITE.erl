@@ -79,7 +79,16 @@ packages_from_app_env(Config) ->
     {error, {erlang_python, {{shutdown, {failed_to_start_child, py_packages, Why}}, _}}} =
         pcall(Peer2, application, ensure_all_started, [erlang_python]),
     {venv, {not_a_venv, "/no/such/venv"}} = Why,
-    peer:stop(Peer2).
+    peer:stop(Peer2),
+    %% preload as a string is code too; something else is refused by name
+    {Peer3, _} = start_peer(["-erlang_python", "preload", "\"AS_STRING = 1\""]),
+    {ok, _} = pcall(Peer3, application, ensure_all_started, [erlang_python]),
+    {ok, 1} = pcall(Peer3, py, eval, [<<"AS_STRING">>]),
+    peer:stop(Peer3),
+    {Peer4, _} = start_peer(["-erlang_python", "preload", "[1.5]"]),
+    {error, {erlang_python, {{shutdown, {failed_to_start_child, py_packages, {badarg, {preload, [1.5]}}}}, _}}} =
+        pcall(Peer4, application, ensure_all_started, [erlang_python]),
+    peer:stop(Peer4).
 
 application_restart(_Config) ->
     {Peer, _} = start_peer([]),

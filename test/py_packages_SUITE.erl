@@ -14,7 +14,8 @@ groups() ->
     Cases = [add_path_everywhere, import_everywhere, preload_everywhere, preload_failure_names_context,
              venv_everywhere],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
-     {once, [], [event_loop_gets_every_step, argument_errors, venv_of_another_python_refused, venv_while_50_processes_call,
+     {once, [], [event_loop_gets_every_step, argument_errors, later_interpreters_replay_in_order,
+                 pth_naming_a_path_already_there, refused_from_a_python_callback, venv_of_another_python_refused, venv_while_50_processes_call,
                  ensure_venv_installs_offline, ensure_venv_twice_installs_nothing,
                  ensure_venv_requirements_file, ensure_venv_pip_failure, requirement_strings_stay_requirements,
                  system_site_packages, ml_pipeline_on_a_real_model]}].
@@ -245,7 +246,74 @@ argument_errors(Config) ->
     {error, {badarg, requirements}} = py:ensure_venv(Dir, [<<>>]),
     {error, {requirements_file, "no_such_requirements.txt", enoent}} =
         py:ensure_venv(Dir, "no_such_requirements.txt"),
+    {error, {badarg, {option, find_links}}} = py:ensure_venv(Dir, [], #{find_links => foo}),
+    {error, {badarg, {option, extra_args}}} = py:ensure_venv(Dir, [], #{extra_args => "-v"}),
+    {error, {badarg, {option, index_url}}} = py:ensure_venv(Dir, [], #{index_url => 42}),
+    {error, {badarg, {option, no_index}}} = py:ensure_venv(Dir, [], #{no_index => yes}),
+    {error, {vcs_requirement_refused, <<"pkg @ hg+https://example.org/r">>}} =
+        py:ensure_venv(Dir, [<<"pkg @ hg+https://example.org/r">>]),
     false = filelib:is_dir(Dir),  % refused before anything was made
+    ok.
+
+%% A new interpreter replays the steps in the order they were asked for:
+%% an import made while venv A was active still finds A's module, even
+%% after venv B has replaced A.
+later_interpreters_replay_in_order(Config) ->
+    {VenvA, SiteA} = new_venv(Config),
+    {VenvB, _} = new_venv(Config),
+    Mod = unique("ep_only_in_a_"),
+    ok = file:write_file(filename:join(SiteA, Mod ++ ".py"), "FROM = 'a'\n"),
+    ok = py:activate_venv(VenvA),
+    ok = py:import(list_to_binary(Mod)),
+    ok = py:activate_venv(VenvB),
+    ok = py:activate_venv(VenvB),  % again: nothing changes
+    case [{ok, C} || M <- [owngil, subinterp], {ok, C} <- [py_context:start_link(unique("replay_"), M)]] of
+        [{ok, C} | Rest] ->
+            {ok, <<"a">>} = py:eval(C, iolist_to_binary(["__import__('sys').modules['", Mod, "'].FROM"])),
+            [py_context:stop(X) || X <- [C | [Y || {ok, Y} <- Rest]]];
+        [] ->
+            %% only the main interpreter here: a worker context starts, its
+            %% interpreter having had every step already
+            {ok, W} = py_context:start_link(unique("replay_"), worker),
+            py_context:stop(W)
+    end,
+    ok.
+
+%% A .pth line naming a directory already on sys.path (from add_path)
+%% neither doubles it nor takes it away on deactivation.
+pth_naming_a_path_already_there(Config) ->
+    {Venv, Site} = new_venv(Config),
+    Extra = new_dir(Config, "already_"),
+    ok = py:add_path(Extra),
+    ok = file:write_file(filename:join(Site, "ep_dup.pth"), [Extra, "\n"]),
+    ExtraBin = list_to_binary(Extra),
+    ok = py:activate_venv(Venv),
+    1 = length([P || P <- sys_path(py:context(1)), P =:= ExtraBin]),
+    ok = py:deactivate_venv(),
+    [ExtraBin | _] = sys_path(py:context(1)),
+    ok.
+
+%% From an Erlang function Python called, a step is refused rather than
+%% left waiting on the very context that waits on the function.
+refused_from_a_python_callback(Config) ->
+    Dir = new_dir(Config, "from_callback_"),
+    ok = py:register_function(ep_try_add_path, fun([D]) -> py:add_path(D) end),
+    try
+        {ok, {<<"error">>, <<"called_from_python">>}} =
+            py:eval(<<"__import__('erlang').call('ep_try_add_path', d)">>, #{d => list_to_binary(Dir)}),
+        %% a context started from a callback does get the steps
+        ok = py:register_function(ep_start_context,
+                                  fun([]) ->
+                                          {ok, C} = py_context:start_link(unique("from_cb_"), worker),
+                                          R = py:eval(C, <<"1 + 1">>),
+                                          py_context:stop(C),
+                                          R
+                                  end),
+        {ok, {<<"ok">>, 2}} = py:eval(<<"__import__('erlang').call('ep_start_context')">>)
+    after
+        py:unregister_function(ep_try_add_path),
+        py:unregister_function(ep_start_context)
+    end,
     ok.
 
 running_version() ->
@@ -357,6 +425,8 @@ ensure_venv_requirements_file(Config) ->
     ok.
 
 ensure_venv_pip_failure(Config) ->
+    %% a caller trapping exits (a gen_server, say) gets no port's 'EXIT'
+    process_flag(trap_exit, true),
     Venv = filename:join(?config(priv_dir, Config), "failing_venv"),
     Empty = new_dir(Config, "no_wheels_"),
     {error, {pip_failed, Output}} =
@@ -364,6 +434,8 @@ ensure_venv_pip_failure(Config) ->
     {_, _} = binary:match(Output, <<"epnowhere">>),
     {ok, #{active := false}} = py:venv_info(),
     false = filelib:is_regular(filename:join(Venv, ".erlang_python_requirements")),
+    receive {'EXIT', Port, _} when is_port(Port) -> ct:fail(port_exit_leaked) after 0 -> ok end,
+    process_flag(trap_exit, false),
     ok.
 
 %% No shell and `--' before the requirements: an option-looking string and

@@ -99,8 +99,9 @@ class _Setup:
             return True
 
     def _add_path(self, path):
-        if path not in sys.path:
-            sys.path.insert(0, path)  # one C call: atomic for other threads
+        if not sys.path or sys.path[0] != path:
+            # one slice assignment: atomic for other threads
+            sys.path[:] = [path] + [p for p in sys.path if p != path]
 
     def _import(self, name):
         __import__("importlib").import_module(name)
@@ -115,9 +116,12 @@ class _Setup:
 
     def _venv(self, spec):
         entries, imports = [], []
+        # What is on sys.path for another reason (add_path, python_path)
+        # stays theirs: the venv neither adds it twice nor takes it away.
+        others = set(sys.path) - set(self.venv_entries)
         for site_dir in spec["site_packages"]:
             more, lines = _site_entries(os.path.normpath(site_dir))
-            entries += [e for e in more if e not in entries]
+            entries += [e for e in more if e not in entries and e not in others]
             imports += lines
         self._set_path(entries, spec["system_site_packages"])
         for name, line in imports:
