@@ -166,9 +166,28 @@ name(_) -> error.
 init([]) ->
     File = filename:join([code:priv_dir(erlang_python), "python", "erlang_python_setup.py"]),
     case filelib:is_regular(File) of
-        true -> from_app_env(#state{source = loader(File)});
-        false -> {stop, {setup_source_missing, File}}
+        true ->
+            case from_app_env(#state{source = loader(File)}) of
+                {ok, State} -> {ok, adopt(State)};
+                Stop -> Stop
+            end;
+        false ->
+            {stop, {setup_source_missing, File}}
     end.
+
+%% After a restart of this server, contexts that kept running (started by
+%% users; the pool restarts after it) become members again with the steps
+%% of the new start.
+adopt(State) ->
+    lists:foldl(fun({Pid, Ref, _Mode, _Slot}, Acc) -> element(2, member(Pid, context, Ref, self(), Acc)) end,
+                State, py_context_registry:contexts()).
+
+member(Owner, Kind, Ref, ReplyTo, #state{source = Source, epoch = Epoch, steps = Steps} = State) ->
+    Target = py_packages_target:start(Kind, Ref, Source, Epoch),
+    ok = py_packages_target:catch_up(Target, {Steps, ReplyTo}),
+    Member = #member{target = Target, owner_monitor = monitor(process, Owner),
+                     target_monitor = monitor(process, Target)},
+    {Target, State#state{members = (State#state.members)#{Owner => Member}}}.
 
 %% Loads the setup module once per interpreter, from its file (the path
 %% travels as hex: no quoting to get wrong), and binds `setup' in the env.
@@ -229,12 +248,9 @@ list(_) -> [].
 
 %% @private
 -spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}} | {noreply, #state{}}.
-handle_call({join, Owner, Kind, Ref}, _From, #state{source = Source, epoch = Epoch, steps = Steps} = State) ->
-    Target = py_packages_target:start(Kind, Ref, Source, Epoch),
-    ok = py_packages_target:catch_up(Target, {Steps, Owner}),
-    Member = #member{target = Target, owner_monitor = monitor(process, Owner),
-                     target_monitor = monitor(process, Target)},
-    {reply, {ok, Target}, State#state{members = (State#state.members)#{Owner => Member}}};
+handle_call({join, Owner, Kind, Ref}, _From, State) ->
+    {Target, State1} = member(Owner, Kind, Ref, Owner, State),
+    {reply, {ok, Target}, State1};
 handle_call({add, Kind, Arg, Label}, From, State) ->
     case already(Kind, Arg, State) of
         true ->
@@ -276,6 +292,10 @@ handle_info({'DOWN', Mon, process, _, _}, #state{members = Members} = State) ->
         [] ->
             {noreply, State}
     end;
+handle_info({Target, caught_up, {error, Why}}, State) when is_pid(Target) ->
+    %% an adopted context could not take the steps: it goes on without them
+    logger:warning("py_packages: a running context did not take the steps again after a restart: ~0p", [Why]),
+    {noreply, State};
 handle_info(_Msg, State) ->
     {noreply, State}.
 

@@ -18,7 +18,7 @@ groups() ->
                  pth_naming_a_path_already_there, refused_from_a_python_callback, venv_of_another_python_refused, venv_while_50_processes_call,
                  ensure_venv_installs_offline, ensure_venv_twice_installs_nothing,
                  ensure_venv_requirements_file, ensure_venv_pip_failure, requirement_strings_stay_requirements,
-                 system_site_packages, ml_pipeline_on_a_real_model]}].
+                 system_site_packages, ml_pipeline_on_a_real_model, server_restart_keeps_contexts_up_to_date]}].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -267,16 +267,11 @@ later_interpreters_replay_in_order(Config) ->
     ok = py:import(list_to_binary(Mod)),
     ok = py:activate_venv(VenvB),
     ok = py:activate_venv(VenvB),  % again: nothing changes
-    case [{ok, C} || M <- [owngil, subinterp], {ok, C} <- [py_context:start_link(unique("replay_"), M)]] of
-        [{ok, C} | Rest] ->
-            {ok, <<"a">>} = py:eval(C, iolist_to_binary(["__import__('sys').modules['", Mod, "'].FROM"])),
-            [py_context:stop(X) || X <- [C | [Y || {ok, Y} <- Rest]]];
-        [] ->
-            %% only the main interpreter here: a worker context starts, its
-            %% interpreter having had every step already
-            {ok, W} = py_context:start_link(unique("replay_"), worker),
-            py_context:stop(W)
-    end,
+    %% where this Python has only the main interpreter, a worker context
+    %% starts, its interpreter having had every step already
+    {ok, C} = first_context([owngil, subinterp, worker]),
+    {ok, <<"a">>} = py:eval(C, iolist_to_binary(["__import__('sys').modules['", Mod, "'].FROM"])),
+    py_context:stop(C),
     ok.
 
 %% A .pth line naming a directory already on sys.path (from add_path)
@@ -515,3 +510,34 @@ def save(path):
     {module, ml_example} = code:load_binary(ml_example, Example, Beam),
     ok = ml_example:main(),
     ok.
+
+%% py_packages killed: the supervisor restarts it (and the pool after it);
+%% a context a user started and that kept running is a member again.
+server_restart_keeps_contexts_up_to_date(Config) ->
+    %% an interpreter of its own where this Python has one: only its
+    %% membership can bring it the step
+    {ok, Ctx} = first_context([owngil, subinterp, worker]),
+    unlink(Ctx),
+    Old = whereis(py_packages),
+    Mon = monitor(process, Old),
+    exit(Old, kill),
+    receive {'DOWN', Mon, process, Old, killed} -> ok end,
+    true = py_test_util:wait_until(fun() ->
+                                           is_pid(whereis(py_packages)) andalso whereis(py_packages) =/= Old
+                                               andalso py_context_registry:pool_pid(1) =/= error
+                                   end),
+    Dir = new_dir(Config, "after_restart_"),
+    Mod = unique("ep_after_restart_"),
+    ok = file:write_file(filename:join(Dir, Mod ++ ".py"), "OK = True\n"),
+    ok = py:add_path(Dir),
+    {ok, true} = py:eval(Ctx, iolist_to_binary(["__import__('", Mod, "').OK"])),
+    {ok, true} = py:eval(iolist_to_binary(["__import__('", Mod, "').OK"])),
+    py_context:stop(Ctx),
+    ok.
+
+%% A context in the first of Modes this Python runs.
+first_context([Mode | Rest]) ->
+    case py_context:start_link(unique("ctx_"), Mode) of
+        {ok, Ctx} -> {ok, Ctx};
+        {error, _} -> first_context(Rest)
+    end.
