@@ -1,5 +1,5 @@
 # erlang_python: build, test, demo and benchmarks. See README.md.
-.PHONY: all build strict test unit ct dialyzer edoc other-pythons demo bench sanitize clean
+.PHONY: all build strict test unit ct elixir dialyzer edoc other-pythons demo bench sanitize clean
 
 REBAR ?= rebar3
 EXTRA = _build/extra
@@ -10,9 +10,10 @@ all: build
 build:
 	$(REBAR) compile
 
-# Every test: C++ unit tests, Common Test suites, dialyzer and edoc, then
-# the unit tests and suites again against every other Python found.
-test: build strict unit ct dialyzer edoc other-pythons
+# Every test: C++ unit tests, Common Test suites, ExUnit tests from Elixir,
+# dialyzer and edoc, then the unit tests and suites again against every
+# other Python found.
+test: build strict unit ct elixir dialyzer edoc other-pythons
 
 # src/ compiles without a single warning.
 strict:
@@ -23,6 +24,11 @@ unit: build
 
 ct: build
 	$(REBAR) ct
+
+# Elixir (Debian's elixir, from the set-up command) using the application,
+# and a Mix project depending on this checkout by path.
+elixir: build
+	elixir -pa _build/default/lib/erlang_python/ebin test/elixir/erlang_python_test.exs
 
 dialyzer: build
 	$(REBAR) dialyzer
@@ -44,6 +50,8 @@ other-pythons: build
 demo: build
 	mkdir -p $(EXTRA) && erlc -o $(EXTRA) examples/demo.erl examples/ml_example.erl
 	$(ERL_RUN) -s demo main -s init stop
+	@echo; echo "From Elixir (examples/elixir_demo.exs):"
+	elixir -pa _build/default/lib/erlang_python/ebin examples/elixir_demo.exs
 
 bench: build
 	mkdir -p $(EXTRA) && erlc -o $(EXTRA) bench/py_bench.erl

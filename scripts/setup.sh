@@ -10,6 +10,6 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-dialyzer erlang-edoc rebar3 \
     cmake g++ make python3-dev libgtest-dev procps python3-numpy \
-    python3-sklearn python3-venv python3-pip
+    python3-sklearn python3-venv python3-pip elixir
 
 rebar3 compile
