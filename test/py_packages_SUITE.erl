@@ -132,11 +132,11 @@ import_everywhere(Config) ->
     ok.
 
 %% A failure names the context that ran the step: the group's own one, but
-%% in worker mode whichever worker context reached the shared main
-%% interpreter first.
+%% in worker mode whichever thread of the shared main interpreter (a worker
+%% context, or the event loop's py_event_loop) reached it first.
 named_where_it_ran(Config, Failed) ->
     Ctx = ctx(Config),
-    Workers = [Ctx | [P || {P, _, worker, _} <- py_context_registry:contexts()]],
+    Workers = [Ctx, whereis(py_event_loop) | [P || {P, _, worker, _} <- py_context_registry:contexts()]],
     case mode(Config) of
         worker -> [_] = [P || {P, _} <- Failed, lists:member(P, Workers)];
         _ -> true = lists:keymember(Ctx, 1, Failed)
