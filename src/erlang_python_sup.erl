@@ -29,6 +29,10 @@ init([]) ->
         #{id => py_callbacks,
           start => {py_callbacks, start_link, []},
           type => worker},
+        %% Proxies for callers on other nodes (spec §13).
+        #{id => py_remote,
+          start => {py_remote, start_link, []},
+          type => worker},
         #{id => py_event_loop,
           start => {py_event_loop, start_link, []},
           type => worker},

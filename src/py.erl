@@ -96,6 +96,9 @@ exec(Ctx, Code) ->
     exec(Ctx, Code, #{}).
 
 -spec exec(pid(), code(), options()) -> ok | error().
+exec(Ctx, Code, Opts) when is_pid(Ctx), node(Ctx) =/= node() ->
+    %% a context on another node (spec §13): run there, in this process's proxy
+    py_remote:call(Ctx, {exec, [Ctx, Code, Opts]});
 exec(Ctx, Code, Opts) ->
     request(Ctx, Opts, fun(Env, Tag) -> py_nif:exec(Env, Tag, Code) end).
 
@@ -125,6 +128,9 @@ eval(Ctx, Expr, Locals) ->
     eval(Ctx, Expr, Locals, #{}).
 
 -spec eval(pid(), code(), map(), options()) -> result().
+eval(Ctx, Expr, Locals, Opts) when is_pid(Ctx), node(Ctx) =/= node() ->
+    %% a context on another node (spec §13): run there, in this process's proxy
+    py_remote:call(Ctx, {eval, [Ctx, Expr, Locals, Opts]});
 eval(Ctx, Expr, Locals, Opts) ->
     request(Ctx, Opts, fun(Env, Tag) -> py_nif:eval(Env, Tag, Expr, Locals) end).
 
@@ -155,6 +161,9 @@ call(Ctx, Module, Function, Args, Kwargs) ->
     call(Ctx, Module, Function, Args, Kwargs, #{}).
 
 -spec call(pid(), module_name(), function_name(), list(), map(), options()) -> result().
+call(Ctx, Module, Function, Args, Kwargs, Opts) when is_pid(Ctx), node(Ctx) =/= node() ->
+    %% a context on another node (spec §13): run there, in this process's proxy
+    py_remote:call(Ctx, {call, [Ctx, Module, Function, Args, Kwargs, Opts]});
 call(Ctx, Module, Function, Args, Kwargs, Opts) ->
     request(Ctx, Opts, fun(Env, Tag) -> py_nif:call(Env, Tag, Module, Function, Args, Kwargs) end).
 
@@ -181,6 +190,8 @@ spawn_call(Ctx, Module, Function, Args) ->
 %% @doc `Module.Function(*Args, **Kwargs)' on context `Ctx', in the caller's
 %% env there, without waiting.
 -spec spawn_call(pid(), module_name(), function_name(), list(), map()) -> call_ref().
+spawn_call(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
+    py_remote:spawn_call(Ctx, [Ctx, Module, Function, Args, Kwargs]);
 spawn_call(Ctx, Module, Function, Args, Kwargs) ->
     spawned(on_env(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end)).
 
@@ -197,7 +208,22 @@ await(Ref) ->
 %% call may await it (`{error, not_owner}'). A Python exception's traceback
 %% is kept for {@link last_traceback/0}.
 -spec await(call_ref(), timeout()) -> result() | {error, not_owner}.
+await(Ref, Timeout) when is_reference(Ref) ->
+    case get({py_remote, ref, Ref}) of
+        undefined -> await_here(Ref, Timeout);
+        Proxy -> await_remote(Ref, Timeout, Proxy)
+    end;
 await(Ref, Timeout) ->
+    await_here(Ref, Timeout).
+
+%% A spawn_call on another node's context (spec §13).
+await_remote(Ref, Timeout, Proxy) ->
+    case py_call:timeout(#{timeout => Timeout}, ?DEFAULT_TIMEOUT) of
+        {ok, T} -> py_remote:await(Ref, T, Proxy);
+        {error, _} = Error -> Error
+    end.
+
+await_here(Ref, Timeout) ->
     case {py_call:timeout(#{timeout => Timeout}, ?DEFAULT_TIMEOUT), py_nif:async_owner(Ref)} of
         {{error, _} = Error, _} ->
             Error;

@@ -1,0 +1,195 @@
+%% Spec §13: contexts on other nodes, on plain distribution. Three nodes
+%% (this one and two peers), calls in both directions, envs that live as
+%% long as the calling process, a node killed mid-call, 1000 remote callers
+%% churning, handles on the wrong node.
+-module(py_dist_SUITE).
+-include_lib("common_test/include/ct.hrl").
+-include("py_test.hrl").
+-compile([export_all, nowarn_export_all]).
+
+all() ->
+    [calls_on_a_remote_context, both_directions_three_nodes, env_lives_as_long_as_the_caller,
+     remote_errors_and_timeouts, remote_spawn_calls, node_killed_mid_call, remote_callers_churn, handle_on_the_wrong_node].
+
+init_per_suite(Config) ->
+    ok = py_test_util:start(),
+    WasAlive = is_alive(),
+    WasAlive orelse begin
+                        _ = os:cmd("epmd -daemon"),
+                        {ok, _} = net_kernel:start([list_to_atom("py_dist_" ++ os:getpid()), shortnames])
+                    end,
+    [{was_alive, WasAlive} | Config].
+
+end_per_suite(Config) ->
+    ?config(was_alive, Config) orelse net_kernel:stop(),
+    py_test_util:stop().
+
+init_per_testcase(_Case, Config) ->
+    Config.
+
+end_per_testcase(_Case, Config) ->
+    [catch peer:stop(P) || P <- proplists:get_value(peers, Config, [])],
+    py_test_util:flush(),
+    ok.
+
+%% A peer node with our code, erlang_python started.
+peer() ->
+    Paths = lists:append([["-pa", filename:dirname(code:which(M))] || M <- [py, ?MODULE]]),
+    {ok, Peer, Node} = peer:start_link(#{name => peer:random_name(), args => Paths, wait_boot => ?PATIENCE}),
+    unlink(Peer),
+    {ok, _} = erpc:call(Node, application, ensure_all_started, [erlang_python], ?PATIENCE),
+    {Peer, Node}.
+
+%% On Node, in a fresh process there (so a fresh caller).
+on(Node, Fun) ->
+    erpc:call(Node, Fun, ?PATIENCE).
+
+remote_envs(Node) ->
+    {ok, #{envs_alive := N}} = erpc:call(Node, py_nif, runtime_info, []),
+    N.
+
+%% ---------------------------------------------------------------------------
+
+calls_on_a_remote_context(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    B = node(Ctx),
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    ok = py:exec(Ctx, <<"def twice(x):\n    return 2 * x\nmine = 'caller A'">>),
+    {ok, 42} = py:call(Ctx, '__main__', twice, [21]),
+    {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
+    {ok, 6} = py:eval(Ctx, <<"x * y">>, #{x => 2, y => 3}),
+    {ok, <<"caller A">>} = py:eval(Ctx, <<"mine">>),
+    %% another process here has its own env there
+    Self = self(),
+    spawn(fun() -> Self ! {other, py:eval(Ctx, <<"mine">>)} end),
+    receive {other, {error, {'NameError', _}}} -> ok end,
+    peer:stop(Peer).
+
+%% Three nodes: A (here) calls B's context, B calls C's and A's.
+both_directions_three_nodes(_Config) ->
+    {PeerB, B} = peer(),
+    {PeerC, C} = peer(),
+    CtxA = py:context(1),
+    CtxB = erpc:call(B, py, context, [1]),
+    CtxC = erpc:call(C, py, context, [1]),
+    {ok, B1} = py:eval(CtxB, <<"__import__('erlang').self()">>),
+    B = node(B1),  % the proxy on B makes the call
+    {ok, {ok, 7}} = {ok, on(B, fun() -> py:eval(CtxC, <<"3 + 4">>) end)},
+    {ok, 9} = on(B, fun() -> py:eval(CtxA, <<"4 + 5">>) end),
+    {ok, 11} = on(C, fun() -> py:eval(CtxB, <<"5 + 6">>) end),
+    [peer:stop(P) || P <- [PeerB, PeerC]],
+    ok.
+
+env_lives_as_long_as_the_caller(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    {ok, _} = py:eval(Ctx, <<"0">>),  % this process's env there, made
+    Before = remote_envs(B),
+    1 = erpc:call(B, py_remote, proxies, []),  % this process's
+    Self = self(),
+    Caller = spawn(fun() ->
+                           ok = py:exec(Ctx, <<"data = list(range(1000))">>),
+                           Self ! made,
+                           receive stop -> ok end
+                   end),
+    receive made -> ok end,
+    true = remote_envs(B) =:= Before + 1,
+    2 = erpc:call(B, py_remote, proxies, []),
+    Caller ! stop,
+    true = py_test_util:wait_until(fun() ->
+                                           remote_envs(B) =:= Before andalso
+                                               erpc:call(B, py_remote, proxies, []) =:= 1
+                                   end),
+    peer:stop(Peer).
+
+remote_errors_and_timeouts(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    {error, {'ZeroDivisionError', <<"division by zero">>}} = py:eval(Ctx, <<"1/0">>),
+    {error, timeout} = py:eval(Ctx, <<"exec('while True: pass')">>, #{}, #{timeout => 50}),
+    {ok, 3} = py:eval(Ctx, <<"1 + 2">>),
+    {error, {badarg, timeout}} = py:eval(Ctx, <<"1">>, #{}, #{timeout => -1}),
+    %% a remote pid that is not a context
+    NotCtx = erpc:call(B, erlang, whereis, [init]),
+    {error, context_not_running} = py:eval(NotCtx, <<"1">>),
+    %% a node without the application
+    {PeerBare, Bare} = bare_peer(),
+    {error, {not_started, {erlang_python, Bare}}} = py:eval(erpc:call(Bare, erlang, whereis, [init]), <<"1">>),
+    [peer:stop(P) || P <- [Peer, PeerBare]],
+    ok.
+
+remote_spawn_calls(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    Refs = [py:spawn_call(Ctx, math, factorial, [I]) || I <- lists:seq(1, 100)],
+    Expected = [{ok, F} || F <- factorials(100)],  % 100!, 99!, ... 1!
+    Expected = [py:await(R) || R <- lists:reverse(Refs)],
+    {error, {'ValueError', _}} = py:await(py:spawn_call(Ctx, math, sqrt, [-1])),
+    {error, _} = py:await(py:spawn_call(Ctx, 42, sqrt, [1])),  % refused there
+    %% one still running when the node goes
+    ok = py:exec(Ctx, <<"import time">>),
+    Slow = py:spawn_call(Ctx, time, sleep, [600]),
+    {error, timeout} = py:await(Slow, 0),
+    peer:stop(Peer),
+    {error, {nodedown, B}} = py:await(Slow, ?PATIENCE),
+    ok.
+
+factorials(N) ->
+    lists:foldl(fun(I, [Prev | _] = Acc) -> [Prev * I | Acc] end, [1], lists:seq(2, N)).
+
+bare_peer() ->
+    Paths = lists:append([["-pa", filename:dirname(code:which(M))] || M <- [py, ?MODULE]]),
+    {ok, Peer, Node} = peer:start_link(#{name => peer:random_name(), args => Paths, wait_boot => ?PATIENCE}),
+    unlink(Peer),
+    {Peer, Node}.
+
+%% Callers waiting on a node that dies get an answer; a node whose callers
+%% die releases their envs.
+node_killed_mid_call(Config) ->
+    %% here -> B, B killed while the call runs
+    {PeerB, B} = peer(),
+    CtxB = erpc:call(B, py, context, [1]),
+    Self = self(),
+    Waiter = spawn(fun() -> Self ! {answer, py:eval(CtxB, <<"__import__('time').sleep(600)">>)} end),
+    true = py_test_util:wait_until(fun() -> erpc:call(B, py_remote, proxies, []) =:= 1 end),
+    peer:stop(PeerB),
+    receive {answer, Answer} -> {error, {nodedown, B}} = Answer end,
+    false = is_process_alive(Waiter),
+    %% C -> here, C killed while its call runs here: the env goes
+    {PeerC, C} = peer(),
+    CtxA = py:context(1),
+    Gate = py_test_util:gate(Config, CtxA),  % (makes this process's env)
+    Before = remote_envs(node()),
+    erpc:cast(C, fun() -> py:eval(CtxA, <<"__import__('test_gate').wait(g)">>, #{g => Gate}) end),
+    true = py_test_util:wait_until(fun() -> remote_envs(node()) =:= Before + 1 end),
+    peer:stop(PeerC),
+    ok = py_test_util:open_gate(Gate),
+    true = py_test_util:wait_until(fun() -> remote_envs(node()) =:= Before andalso py_remote:proxies() =:= 0 end),
+    ok.
+
+remote_callers_churn(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    Before = remote_envs(B),
+    Self = self(),
+    Pids = [spawn(fun() -> Self ! {self(), py:eval(Ctx, <<"i * i">>, #{i => I})} end) || I <- lists:seq(1, 1000)],
+    Results = [receive {P, R} -> R end || P <- Pids],
+    Expected = [{ok, I * I} || I <- lists:seq(1, 1000)],
+    Expected = Results,
+    true = py_test_util:wait_until(fun() ->
+                                           remote_envs(B) =:= Before andalso
+                                               erpc:call(B, py_remote, proxies, []) =:= 0
+                                   end),
+    peer:stop(Peer).
+
+%% A handle made on B names an object there: used here it is an error, not
+%% a crash; handed back to B's context it still works.
+handle_on_the_wrong_node(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    {ok, Handle} = py:eval(Ctx, <<"object()">>),
+    true = is_reference(Handle),
+    {error, _} = py:getattr(Handle, '__class__'),
+    {error, _} = py:to_term(Handle),
+    peer:stop(Peer).
