@@ -54,18 +54,22 @@ call(Ctx, {Function, Args}) ->
 -spec spawn_call(pid(), list()) -> reference().
 spawn_call(Ctx, Args) ->
     Ref = make_ref(),
-    case proxy_on(node(Ctx)) of
-        {ok, Proxy} ->
-            put({?MODULE, ref, Ref}, Proxy),
-            Proxy ! {py_remote_spawn, self(), Ref, Args};
-        {error, _} = Error ->
-            self() ! {py_response, Ref, Error}
-    end,
+    _ = case proxy_on(node(Ctx)) of
+            {ok, Proxy} ->
+                put({?MODULE, ref, Ref}, Proxy),
+                Proxy ! {py_remote_spawn, self(), Ref, Args};
+            {error, _} = Error ->
+                %% refused before it left: await answers this
+                put({?MODULE, ref, Ref}, {failed, Error})
+        end,
     Ref.
 
 %% @doc The answer of a remote spawn_call, or `{error, {nodedown, Node}}'
 %% if its node is lost first; `undefined' if `Ref' is not one.
--spec await(reference(), timeout(), pid()) -> term().
+-spec await(reference(), timeout(), pid() | {failed, term()}) -> term().
+await(Ref, _Timeout, {failed, Error}) ->
+    erase({?MODULE, ref, Ref}),
+    Error;
 await(Ref, Timeout, Proxy) ->
     Mon = monitor(process, Proxy),
     receive

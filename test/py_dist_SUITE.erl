@@ -115,7 +115,11 @@ remote_errors_and_timeouts(_Config) ->
     {error, context_not_running} = py:eval(NotCtx, <<"1">>),
     %% a node without the application
     {PeerBare, Bare} = bare_peer(),
-    {error, {not_started, {erlang_python, Bare}}} = py:eval(erpc:call(Bare, erlang, whereis, [init]), <<"1">>),
+    BareInit = erpc:call(Bare, erlang, whereis, [init]),
+    {error, {not_started, {erlang_python, Bare}}} = py:eval(BareInit, <<"1">>),
+    Refused = py:spawn_call(BareInit, math, sqrt, [4]),
+    {error, {not_started, {erlang_python, Bare}}} = py:await(Refused),
+    {messages, []} = process_info(self(), messages),
     [peer:stop(P) || P <- [Peer, PeerBare]],
     ok.
 
