@@ -208,20 +208,14 @@ await(Ref) ->
 %% call may await it (`{error, not_owner}'). A Python exception's traceback
 %% is kept for {@link last_traceback/0}.
 -spec await(call_ref(), timeout()) -> result() | {error, not_owner}.
-await(Ref, Timeout) when is_reference(Ref) ->
-    case get({py_remote, ref, Ref}) of
-        undefined -> await_here(Ref, Timeout);
-        Proxy -> await_remote(Ref, Timeout, Proxy)
+await(Ref, Timeout) when is_reference(Ref), node(Ref) =/= node() ->
+    %% a spawn_call on another node's context (spec §13)
+    case py_call:timeout(#{timeout => Timeout}, ?DEFAULT_TIMEOUT) of
+        {ok, T} -> py_remote:await(Ref, T);
+        {error, _} = Error -> Error
     end;
 await(Ref, Timeout) ->
     await_here(Ref, Timeout).
-
-%% A spawn_call on another node's context (spec §13).
-await_remote(Ref, Timeout, Proxy) ->
-    case py_call:timeout(#{timeout => Timeout}, ?DEFAULT_TIMEOUT) of
-        {ok, T} -> py_remote:await(Ref, T, Proxy);
-        {error, _} = Error -> Error
-    end.
 
 await_here(Ref, Timeout) ->
     case {py_call:timeout(#{timeout => Timeout}, ?DEFAULT_TIMEOUT), py_nif:async_owner(Ref)} of

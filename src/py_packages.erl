@@ -261,7 +261,8 @@ handle_call({add, Kind, Arg, Label}, From, State) ->
             Targets = [{Owner, T} || {Owner, #member{target = T}} <- maps:to_list(State1#state.members)],
             %% The answers are collected elsewhere: this server keeps serving
             %% (joins, venv_info, later steps) while contexts apply this one.
-            Collector = spawn(fun() -> collect(From, Step, Targets) end),
+            Epoch = State#state.epoch,
+            Collector = spawn(fun() -> collect(From, Epoch, Step, Targets) end),
             _ = [py_packages_target:step(T, Step, Collector) || {_, T} <- Targets],
             {noreply, State1}
     end;
@@ -274,7 +275,7 @@ handle_call(_Request, _From, State) ->
 
 %% @private
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
-handle_cast({drop, Seq}, State) ->
+handle_cast({drop, Epoch, Seq}, #state{epoch = Epoch} = State) ->
     {noreply, State#state{steps = lists:keydelete(Seq, 1, State#state.steps)}};
 handle_cast(_Msg, State) ->
     {noreply, State}.
@@ -313,7 +314,7 @@ record({Kind, Arg, Label}, #state{next = Seq, steps = Steps} = State) ->
     State#state{next = Seq + 1, steps = Steps ++ [{Seq, Kind, Arg, Label}], venv = Venv}.
 
 already(no_venv, _, #state{venv = none}) -> true;
-already(Kind, Arg, #state{steps = Steps}) when Kind =:= add_path; Kind =:= import ->
+already(import = Kind, Arg, #state{steps = Steps}) ->
     lists:keymember(Arg, 3, [S || {_, K, _, _} = S <- Steps, K =:= Kind]);
 already(_, _, _) -> false.
 
@@ -326,7 +327,7 @@ failed(no_venv) -> venv_failed.
 %% Waits for every target's answer to Step (a target that dies, or whose
 %% context stopped, has nothing to say), answers the caller, and has a
 %% step that failed somewhere dropped.
-collect(From, {Seq, Kind, _, _}, Targets) ->
+collect(From, Epoch, {Seq, Kind, _, _}, Targets) ->
     Monitors = [{Owner, T, monitor(process, T)} || {Owner, T} <- Targets],
     Answers = [{Owner, answer(T, Mon, Seq)} || {Owner, T, Mon} <- Monitors],
     case [{Owner, Why} || {Owner, {error, Why}} <- Answers] of
@@ -335,7 +336,7 @@ collect(From, {Seq, Kind, _, _}, Targets) ->
         Failures ->
             %% a venv step stays: sys.path may have changed in some
             %% interpreters, and later ones should agree with them
-            Kind =:= venv orelse Kind =:= no_venv orelse gen_server:cast(?MODULE, {drop, Seq}),
+            Kind =:= venv orelse Kind =:= no_venv orelse gen_server:cast(?MODULE, {drop, Epoch, Seq}),
             gen_server:reply(From, {error, {failed(Kind), Failures}})
     end.
 

@@ -7,7 +7,6 @@
 -module(py_packages_target).
 
 -export([start/4, catch_up/2, step/3]).
--export([init/4]).
 
 -type kind() :: context | loop.
 %% {Seq, Kind, what Python gets, what an error names}
@@ -17,7 +16,8 @@
 %% handle). `Source' loads the setup module; `Epoch' is py_packages' start.
 -spec start(kind(), reference(), binary(), pos_integer()) -> pid().
 start(Kind, Ref, Source, Epoch) ->
-    spawn(?MODULE, init, [Kind, Ref, Source, Epoch]).
+    Server = self(),
+    spawn(fun() -> init(Server, Kind, Ref, Source, Epoch) end).
 
 %% @doc Applies `Steps' first; `ReplyTo' gets `{Target, caught_up, ok | {error, R}}'.
 -spec catch_up(pid(), {[step()], pid()}) -> ok.
@@ -32,9 +32,10 @@ step(Target, Step, Collector) ->
     Target ! {step, Step, Collector},
     ok.
 
-%% @private
--spec init(kind(), reference(), binary(), pos_integer()) -> ok.
-init(Kind, Ref, Source, Epoch) ->
+%% A target ends with the server that made it: a restarted one makes its
+%% own, with its own epoch.
+init(Server, Kind, Ref, Source, Epoch) ->
+    monitor(process, Server),
     receive
         {catch_up, Steps, ReplyTo} ->
             case prepare(Kind, Ref, Source, Epoch) of
@@ -56,8 +57,8 @@ loop(Target, Epoch) ->
         {step, {Seq, _, _, _} = Step, Collector} ->
             Collector ! {self(), step, Seq, apply_step(Target, Epoch, Step)},
             loop(Target, Epoch);
-        stop ->
-            ok
+        {'DOWN', _, process, _, _} ->
+            ok  % the server went
     end.
 
 prepare(Kind, Ref, Source, Epoch) ->

@@ -10,7 +10,7 @@
 -module(py_remote).
 -behaviour(gen_server).
 
--export([start_link/0, call/2, spawn_call/2, await/3, proxies/0]).
+-export([start_link/0, call/2, spawn_call/2, await/2, proxies/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 -export([proxy/1]).
 
@@ -21,7 +21,10 @@ start_link() ->
 %% @doc Runs `py:F(A...)' on `Ctx''s node in the caller's proxy there, and
 %% returns what it returned.
 -spec call(pid(), {atom(), list()}) -> term().
-call(Ctx, {Function, Args}) ->
+call(Ctx, Request) ->
+    call(Ctx, Request, retry).
+
+call(Ctx, {Function, Args} = Request, Retry) ->
     Node = node(Ctx),
     case proxy_on(Node) of
         {ok, Proxy} ->
@@ -32,65 +35,66 @@ call(Ctx, {Function, Args}) ->
                 {Tag, Result} ->
                     demonitor(Mon, [flush]),
                     Result;
-                {'DOWN', Mon, process, Proxy, noconnection} ->
-                    erase({?MODULE, Node}),
-                    {error, {nodedown, Node}};
-                {'DOWN', Mon, process, Proxy, noproc} ->
-                    %% gone before the call (its node's application
-                    %% restarted, say): ask for a new one
-                    erase({?MODULE, Node}),
-                    call(Ctx, {Function, Args});
                 {'DOWN', Mon, process, Proxy, Why} ->
-                    erase({?MODULE, Node}),
-                    {error, {remote_proxy_down, Why}}
+                    forget(Proxy),
+                    case Why of
+                        noconnection -> {error, {nodedown, Node}};
+                        %% gone before the call (its node's application
+                        %% restarted, say): once more, with a new one
+                        noproc when Retry =:= retry -> call(Ctx, Request, no_retry);
+                        _ -> {error, {remote_proxy_down, Why}}
+                    end
             end;
         {error, _} = Error ->
             Error
     end.
 
-%% @doc `py:spawn_call(Ctx, M, F, A, Kwargs)' on `Ctx''s node: the answer
-%% comes here as `{py_response, Ref, Result}', as for a local one; await it
-%% with `py:await/2'.
+%% The cached proxy is gone: the next call asks for a new one.
+forget(Proxy) ->
+    Key = {?MODULE, node(Proxy)},
+    case get(Key) of
+        Proxy -> erase(Key);
+        _ -> ok
+    end.
+
+%% @doc `py:spawn_call(Ctx, M, F, A, Kwargs)' on `Ctx''s node. The Ref is
+%% the one made there, so it names its node; its answer comes here as
+%% `{py_response, Ref, Result}', forwarded by the proxy.
 -spec spawn_call(pid(), list()) -> reference().
 spawn_call(Ctx, Args) ->
-    Ref = make_ref(),
-    _ = case proxy_on(node(Ctx)) of
-            {ok, Proxy} ->
-                put({?MODULE, ref, Ref}, Proxy),
-                Proxy ! {py_remote_spawn, self(), Ref, Args};
-            {error, _} = Error ->
-                %% refused before it left: await answers this
-                put({?MODULE, ref, Ref}, {failed, Error})
-        end,
-    Ref.
+    case call(Ctx, {spawn_call, Args}) of
+        Ref when is_reference(Ref) -> Ref;
+        {error, Reason} -> py_nif:async_failed(Reason)
+    end.
 
-%% @doc The answer of a remote spawn_call, or `{error, {nodedown, Node}}'
-%% if its node is lost first; `undefined' if `Ref' is not one.
--spec await(reference(), timeout(), pid() | {failed, term()}) -> term().
-await(Ref, _Timeout, {failed, Error}) ->
-    erase({?MODULE, ref, Ref}),
-    Error;
-await(Ref, Timeout, Proxy) ->
-    Mon = monitor(process, Proxy),
-    receive
-        {py_response, Ref, Result} ->
-            demonitor(Mon, [flush]),
-            erase({?MODULE, ref, Ref}),
-            Result;
-        {'DOWN', Mon, process, Proxy, Why} ->
-            erase({?MODULE, ref, Ref}),
-            %% an answer sent just before the proxy went is still good
+%% @doc The answer of a remote spawn_call (a Ref from another node), or
+%% `{error, {nodedown, Node}}' if its node is lost first.
+-spec await(reference(), timeout()) -> term().
+await(Ref, Timeout) ->
+    case get({?MODULE, node(Ref)}) of
+        undefined ->
+            {error, not_owner};  % this process has no calls there
+        Proxy ->
+            Mon = monitor(process, Proxy),
             receive
-                {py_response, Ref, Result} -> Result
-            after 0 ->
-                case Why of
-                    noconnection -> {error, {nodedown, node(Proxy)}};
-                    _ -> {error, {remote_proxy_down, Why}}
-                end
+                {py_response, Ref, Result} ->
+                    demonitor(Mon, [flush]),
+                    Result;
+                {'DOWN', Mon, process, Proxy, Why} ->
+                    forget(Proxy),
+                    %% an answer sent just before the proxy went is still good
+                    receive
+                        {py_response, Ref, Result} -> Result
+                    after 0 ->
+                        case Why of
+                            noconnection -> {error, {nodedown, node(Proxy)}};
+                            _ -> {error, {remote_proxy_down, Why}}
+                        end
+                    end
+            after Timeout ->
+                demonitor(Mon, [flush]),
+                {error, timeout}
             end
-    after Timeout ->
-        demonitor(Mon, [flush]),
-        {error, timeout}
     end.
 
 %% @doc How many callers from other nodes have a proxy here.
@@ -128,7 +132,7 @@ init([]) ->
 
 %% @private
 -spec handle_call(term(), gen_server:from(), map()) -> {reply, term(), map()}.
-handle_call({proxy, Caller}, _From, Proxies) ->
+handle_call({proxy, Caller}, _From, Proxies) when is_pid(Caller) ->
     case Proxies of
         #{Caller := Proxy} ->
             {reply, {ok, Proxy}, Proxies};
@@ -171,9 +175,13 @@ proxy(Caller) ->
 proxy_loop(Caller) ->
     proxy_loop(Caller, #{}).
 
-%% Spawned: the caller's refs of the spawn_calls still running, by ours.
+%% Spawned: the Refs of the caller's spawn_calls still running here.
 proxy_loop(Caller, Spawned) ->
     receive
+        {py_remote_call, Caller, Tag, spawn_call, [Ctx, Module, Function, Args, Kwargs]} ->
+            Ref = py:spawn_call(Ctx, Module, Function, Args, Kwargs),
+            Caller ! {Tag, Ref},
+            proxy_loop(Caller, Spawned#{Ref => true});
         {py_remote_call, Caller, Tag, Function, Args} ->
             Result = case lists:member({Function, length(Args)}, [{exec, 3}, {eval, 4}, {call, 6}]) of
                          true -> apply(py, Function, Args);
@@ -181,12 +189,9 @@ proxy_loop(Caller, Spawned) ->
                      end,
             Caller ! {Tag, Result},
             proxy_loop(Caller, Spawned);
-        {py_remote_spawn, Caller, CallerRef, [Ctx, Module, Function, Args, Kwargs]} ->
-            Ours = py:spawn_call(Ctx, Module, Function, Args, Kwargs),
-            proxy_loop(Caller, Spawned#{Ours => CallerRef});
-        {py_response, Ours, Result} when is_map_key(Ours, Spawned) ->
-            Caller ! {py_response, map_get(Ours, Spawned), Result},
-            proxy_loop(Caller, maps:remove(Ours, Spawned))
+        {py_response, Ref, _} = Answer when is_map_key(Ref, Spawned) ->
+            Caller ! Answer,
+            proxy_loop(Caller, maps:remove(Ref, Spawned))
     end.
 
 watch(Caller, Proxy) ->

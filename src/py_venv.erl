@@ -62,8 +62,10 @@ venv_version(Path, Cfg) ->
     end.
 
 running_version() ->
-    {ok, #{version_info := {Ma, Mi, _}}} = py_nif:runtime_info(),
-    iolist_to_binary(io_lib:format("~b.~b", [Ma, Mi])).
+    case py_nif:runtime_info() of
+        {ok, #{version_info := {Ma, Mi, _}}} -> iolist_to_binary(io_lib:format("~b.~b", [Ma, Mi]));
+        {error, _} -> unknown_python  % Python did not start: no venv matches
+    end.
 
 config(Cfg) ->
     maps:from_list([{string:trim(K), string:trim(V)}
@@ -137,7 +139,12 @@ with_requirements(_) ->
 with_file(File) ->
     Abs = unicode:characters_to_binary(filename:absname(File)),
     case file:read_file(Abs) of
-        {ok, Contents} -> {ok, {file, Abs, Contents}};
+        {ok, Contents} ->
+            Lines = [string:trim(L) || L <- binary:split(Contents, [<<"\n">>, <<"\r\n">>], [global])],
+            case [L || L <- Lines, vcs(L)] of
+                [] -> {ok, {file, Abs, Contents}};
+                [Vcs | _] -> {error, {vcs_requirement_refused, Vcs}}
+            end;
         {error, Why} -> {error, {requirements_file, File, Why}}
     end.
 

@@ -131,6 +131,23 @@ remote_spawn_calls(_Config) ->
     Expected = [py:await(R) || R <- lists:reverse(Refs)],
     {error, {'ValueError', _}} = py:await(py:spawn_call(Ctx, math, sqrt, [-1])),
     {error, _} = py:await(py:spawn_call(Ctx, 42, sqrt, [1])),  % refused there
+    %% taken as a message, as a gen_server's handle_info would
+    Msg = py:spawn_call(Ctx, math, sqrt, [49]),
+    receive {py_response, Msg, {ok, 7.0}} -> ok end,
+    %% only the caller awaits
+    Mine = py:spawn_call(Ctx, math, sqrt, [64]),
+    Self = self(),
+    spawn(fun() -> Self ! {other, py:await(Mine, 0)} end),
+    receive {other, {error, not_owner}} -> ok end,
+    {ok, 8.0} = py:await(Mine),
+    %% B's py_remote restarts (its proxies with it): the next calls get a
+    %% new proxy
+    Old = erpc:call(B, erlang, whereis, [py_remote]),
+    ok = erpc:call(B, supervisor, terminate_child, [erlang_python_sup, py_remote]),
+    {ok, _} = erpc:call(B, supervisor, restart_child, [erlang_python_sup, py_remote]),
+    true = Old =/= erpc:call(B, erlang, whereis, [py_remote]),
+    {ok, 3.0} = py:await(py:spawn_call(Ctx, math, sqrt, [9])),
+    {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
     %% one still running when the node goes
     ok = py:exec(Ctx, <<"import time">>),
     Slow = py:spawn_call(Ctx, time, sleep, [600]),

@@ -252,6 +252,9 @@ argument_errors(Config) ->
     {error, {badarg, {option, no_index}}} = py:ensure_venv(Dir, [], #{no_index => yes}),
     {error, {vcs_requirement_refused, <<"pkg @ hg+https://example.org/r">>}} =
         py:ensure_venv(Dir, [<<"pkg @ hg+https://example.org/r">>]),
+    VcsFile = filename:join(?config(priv_dir, Config), "vcs_requirements.txt"),
+    ok = file:write_file(VcsFile, "plain==1.0\n  git+https://example.org/r.git#egg=r\n"),
+    {error, {vcs_requirement_refused, <<"git+https://example.org/r.git#egg=r">>}} = py:ensure_venv(Dir, VcsFile),
     false = filelib:is_dir(Dir),  % refused before anything was made
     ok.
 
