@@ -20,6 +20,12 @@ submit_and_wait(Res, Timeout, Submit) ->
     case Submit(Res, Tag) of
         Id when is_integer(Id) ->
             receive
+                {Tag, py_output, _Stream, Text} ->
+                    %% print() while serving this call (spec §13): the rest
+                    %% waits in wait_printing/4, so calls that print nothing
+                    %% keep this plain receive
+                    output(Text),
+                    wait_printing(Res, Tag, Id, deadline(Timeout));
                 {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
                 {Tag, Result} -> Result;
                 {Tag, Error, Traceback} -> python_error(Error, Traceback)
@@ -28,6 +34,33 @@ submit_and_wait(Res, Timeout, Submit) ->
             end;
         {error, _} = Error ->
             Error
+    end.
+
+%% The rest of a call that prints: each write goes to this process's group
+%% leader as it comes, before the answer.
+wait_printing(Res, Tag, Id, Deadline) ->
+    receive
+        {Tag, py_output, _Stream, Text} ->
+            output(Text),
+            wait_printing(Res, Tag, Id, Deadline);
+        {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
+        {Tag, Result} -> Result;
+        {Tag, Error, Traceback} -> python_error(Error, Traceback)
+    after remaining(Deadline) ->
+        cancel(Res, Tag, Id)
+    end.
+
+deadline(infinity) -> infinity;
+deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
+
+%% Python's text, UTF-8, to the group leader; a group leader that is gone
+%% (or refuses it) loses it, never the call.
+output(Text) ->
+    try io:put_chars(group_leader(), Text)
+    catch _:_ -> ok
     end.
 
 %% @doc As {@link submit_and_wait/3}, with the timeout taken from `Opts'
@@ -54,6 +87,7 @@ timeout(_Opts, _Default) ->
 cancel(Res, Tag, Id) ->
     case py_nif:cancel(Res, Id) of
         cancelled ->
+            flush_output(Tag),
             {error, timeout};
         finished ->
             wait_reply(Tag, infinity)
@@ -64,11 +98,25 @@ cancel(Res, Tag, Id) ->
 -spec wait_reply(reference(), timeout()) -> term() | timeout.
 wait_reply(Tag, Timeout) ->
     receive
+        {Tag, py_output, _Stream, Text} ->
+            output(Text),
+            wait_reply(Tag, Timeout);
         {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
         {Tag, Result} -> Result;
         {Tag, Error, Traceback} -> python_error(Error, Traceback)
     after Timeout ->
         timeout
+    end.
+
+%% What a cancelled call wrote before it was cancelled: it still goes out
+%% (it was printed); a cancelled call writes nothing more.
+flush_output(Tag) ->
+    receive
+        {Tag, py_output, _Stream, Text} ->
+            output(Text),
+            flush_output(Tag)
+    after 0 ->
+        ok
     end.
 
 python_error(Error, Traceback) ->

@@ -3,6 +3,7 @@
 // calling into the erlang module reads this (erlang.self(), erlang.call).
 #pragma once
 
+#include <cstddef>
 #include <memory>
 
 namespace ep {
@@ -20,6 +21,10 @@ struct CurrentCall {
     // The event loop's thread: waiting for Erlang here would stall every
     // task on the loop (and deadlock if the Erlang side uses the loop).
     bool on_event_loop = false;
+    // Output (erlang._write) sent for `request` so far, and whether the
+    // rest was cut; each RequestScope starts them again.
+    std::size_t output_bytes = 0;
+    bool output_cut = false;
 };
 
 // Thread-local; plain pointers, valid while the frames that set them run.
@@ -28,13 +33,24 @@ CurrentCall& current_call();
 // Sets the request for a scope (requests nest while callbacks wait).
 class RequestScope {
 public:
-    explicit RequestScope(const Request* req) : saved_(current_call().request) { current_call().request = req; }
+    explicit RequestScope(const Request* req)
+        : saved_(current_call().request), saved_bytes_(current_call().output_bytes), saved_cut_(current_call().output_cut) {
+        current_call().request = req;
+        current_call().output_bytes = 0;
+        current_call().output_cut = false;
+    }
     RequestScope(const RequestScope&) = delete;
     RequestScope& operator=(const RequestScope&) = delete;
-    ~RequestScope() { current_call().request = saved_; }
+    ~RequestScope() {
+        current_call().request = saved_;
+        current_call().output_bytes = saved_bytes_;
+        current_call().output_cut = saved_cut_;
+    }
 
 private:
     const Request* saved_;
+    std::size_t saved_bytes_;
+    bool saved_cut_;
 };
 
 // The context that handles (opaque objects) made on this thread should run

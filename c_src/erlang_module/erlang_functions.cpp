@@ -14,6 +14,7 @@
 #include "runtime/interpreter.h"
 #include "runtime/py_ref.h"
 #include "convert/py_to_term.h"
+#include "erlang_module/output.h"
 #include "erlang_module/python_logging.h"
 #include "context/request.h"
 #include "convert/term_to_py.h"
@@ -271,6 +272,8 @@ PyMethodDef erlang_module_functions[] = {
      "call(name, *args): call the Erlang function registered as name; erlang.Error if it fails"},
     {"_log", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(erlang_log)), METH_FASTCALL,
      "_log(levelno, name, message, pathname, lineno, funcname): used by erlang.LogHandler"},
+    {"_write", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(erlang_write)), METH_FASTCALL,
+     "_write(is_stderr, text) -> bool: used by sys.stdout and sys.stderr to reach the calling process"},
     {"__getattr__", erlang_getattr, METH_O, nullptr},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -54,6 +54,57 @@ def _site_entries(site_dir):
     return entries, imports
 
 
+class _Routed:
+    """sys.stdout / sys.stderr of this interpreter. While a context's thread
+    serves a call that waits for its answer, writes go to the calling
+    process, which writes them to its group leader before the answer; else
+    to the stream the interpreter had (spec §13)."""
+
+    def __init__(self, original, is_stderr, write):
+        self._original = original
+        self._is_stderr = is_stderr
+        self._write = write
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not " + type(text).__name__)
+        if self._write(self._is_stderr, text):
+            return len(text)
+        if self._original is None:
+            return len(text)
+        return self._original.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if self._original is not None:
+            self._original.flush()
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def __getattr__(self, name):  # encoding, errors, buffer, fileno...
+        if self._original is None:
+            raise AttributeError(name)
+        return getattr(self._original, name)
+
+
+def _route_output():
+    import erlang
+    write = getattr(erlang, "_write", None)
+    if write is None:
+        return
+    if not isinstance(sys.stdout, _Routed):
+        sys.stdout = _Routed(sys.stdout, False, write)
+    if not isinstance(sys.stderr, _Routed):
+        sys.stderr = _Routed(sys.stderr, True, write)
+
+
 class _Setup:
     def __init__(self):
         self.lock = threading.Lock()
@@ -68,9 +119,10 @@ class _Setup:
 
     def sync(self, epoch):
         """A context joins: forget an earlier epoch's steps now, even if
-        there are no steps to apply yet."""
+        there are no steps to apply yet; route print output."""
         with self.lock:
             self._sync(epoch)
+            _route_output()
 
     def _sync(self, epoch):
         if epoch != self.epoch:
