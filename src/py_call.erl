@@ -17,6 +17,7 @@ submit_and_wait(Res, Timeout, Submit) ->
     %% The tag is made here, next to the receive, so the compiler's
     %% ref-receive optimisation skips the rest of a long mailbox.
     Tag = make_ref(),
+    Deadline = deadline(Timeout),
     case Submit(Res, Tag) of
         Id when is_integer(Id) ->
             receive
@@ -25,7 +26,7 @@ submit_and_wait(Res, Timeout, Submit) ->
                     %% waits in wait_printing/4, so calls that print nothing
                     %% keep this plain receive
                     output(Text),
-                    wait_printing(Res, Tag, Id, deadline(Timeout));
+                    wait_printing(Res, Tag, Id, Deadline);
                 {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
                 {Tag, Result} -> Result;
                 {Tag, Error, Traceback} -> python_error(Error, Traceback)
@@ -50,6 +51,8 @@ wait_printing(Res, Tag, Id, Deadline) ->
         cancel(Res, Tag, Id)
     end.
 
+%% Taken before the call is queued, only for a finite timeout: a call that
+%% prints still ends when its timeout says.
 deadline(infinity) -> infinity;
 deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
 
@@ -97,14 +100,17 @@ cancel(Res, Tag, Id) ->
 %% exception's traceback is kept for `py:last_traceback/0'.
 -spec wait_reply(reference(), timeout()) -> term() | timeout.
 wait_reply(Tag, Timeout) ->
+    wait_reply_until(Tag, deadline(Timeout)).
+
+wait_reply_until(Tag, Deadline) ->
     receive
         {Tag, py_output, _Stream, Text} ->
             output(Text),
-            wait_reply(Tag, Timeout);
+            wait_reply_until(Tag, Deadline);
         {Tag, {deferred_maps, Result}} -> py_maps:finish(Result);
         {Tag, Result} -> Result;
         {Tag, Error, Traceback} -> python_error(Error, Traceback)
-    after Timeout ->
+    after remaining(Deadline) ->
         timeout
     end.
 

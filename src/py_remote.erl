@@ -30,7 +30,9 @@ call(Ctx, {Function, Args} = Request, Retry) ->
         {ok, Proxy} ->
             Mon = monitor(process, Proxy),
             Tag = make_ref(),
-            Proxy ! {py_remote_call, self(), Tag, Function, Args},
+            %% the caller's group leader: Python's print output there
+            %% comes back to it (spec §13)
+            Proxy ! {py_remote_call, self(), Tag, group_leader(), Function, Args},
             receive
                 {Tag, Result} ->
                     demonitor(Mon, [flush]),
@@ -178,11 +180,12 @@ proxy_loop(Caller) ->
 %% Spawned: the Refs of the caller's spawn_calls still running here.
 proxy_loop(Caller, Spawned) ->
     receive
-        {py_remote_call, Caller, Tag, spawn_call, [Ctx, Module, Function, Args, Kwargs]} ->
+        {py_remote_call, Caller, Tag, _Leader, spawn_call, [Ctx, Module, Function, Args, Kwargs]} ->
             Ref = py:spawn_call(Ctx, Module, Function, Args, Kwargs),
             Caller ! {Tag, Ref},
             proxy_loop(Caller, Spawned#{Ref => true});
-        {py_remote_call, Caller, Tag, Function, Args} ->
+        {py_remote_call, Caller, Tag, Leader, Function, Args} ->
+            group_leader(Leader, self()),
             Result = case lists:member({Function, length(Args)}, [{exec, 3}, {eval, 4}, {call, 6}]) of
                          true -> apply(py, Function, Args);
                          false -> {error, {badarg, {remote_function, Function}}}

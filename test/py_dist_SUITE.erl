@@ -60,6 +60,8 @@ calls_on_a_remote_context(_Config) ->
     {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
     {ok, 6} = py:eval(Ctx, <<"x * y">>, #{x => 2, y => 3}),
     {ok, <<"caller A">>} = py:eval(Ctx, <<"mine">>),
+    %% print output on B comes back to this caller's group leader
+    {ok, <<"printed on B\n">>} = py_test_util:with_group_leader(fun() -> py:exec(Ctx, <<"print('printed on B')">>) end),
     %% another process here has its own env there
     Self = self(),
     spawn(fun() -> Self ! {other, py:eval(Ctx, <<"mine">>)} end),

@@ -13,7 +13,7 @@ groups() ->
              huge_output_is_bounded, text_that_is_not_utf8, timed_out_call_leaves_nothing,
              threads_serving_nobody, printing_nothing_sends_nothing],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
-     {once, [], [ct_captures_python_output]}].
+     {once, [], [ct_captures_python_output, event_loop_output_stays_out_of_mailboxes]}].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -36,36 +36,8 @@ end_per_testcase(_Case, _Config) ->
 
 ctx(Config) -> ?config(ctx, Config).
 
-%% Runs Fun in a process whose group leader collects what it is sent;
-%% returns {Fun's result, the text collected, in order}.
 with_group_leader(Fun) ->
-    Leader = spawn_link(fun() -> leader([]) end),
-    Self = self(),
-    Caller = spawn_link(fun() ->
-                                group_leader(Leader, self()),
-                                Self ! {self(), Fun()}
-                        end),
-    Result = receive {Caller, R} -> R end,
-    Leader ! {text, self()},
-    Text = receive {Leader, T} -> T end,
-    {Result, Text}.
-
-%% Enough of the I/O protocol for io:put_chars and io:format.
-leader(Acc) ->
-    receive
-        {io_request, From, ReplyAs, {put_chars, _Encoding, Chars}} ->
-            From ! {io_reply, ReplyAs, ok},
-            leader([Chars | Acc]);
-        {io_request, From, ReplyAs, {put_chars, _Encoding, M, F, A}} ->
-            From ! {io_reply, ReplyAs, ok},
-            leader([apply(M, F, A) | Acc]);
-        {io_request, From, ReplyAs, _} ->
-            From ! {io_reply, ReplyAs, {error, enotsup}},
-            leader(Acc);
-        {text, Pid} ->
-            Pid ! {self(), unicode:characters_to_binary(lists:reverse(Acc))},
-            leader(Acc)
-    end.
+    py_test_util:with_group_leader(Fun).
 
 %% ---------------------------------------------------------------------------
 
@@ -114,8 +86,9 @@ huge_output_is_bounded(Config) ->
     {ok, Text} = with_group_leader(fun() ->
                                            py:exec(Ctx, <<"line = 'x' * 1023\nfor _ in range(20 * 1024):\n    print(line)\n">>)
                                    end),
+    %% the bound counts each message's own cost too (two per print here)
     true = byte_size(Text) =< 16 * 1024 * 1024 + 100,
-    true = byte_size(Text) >= 16 * 1024 * 1024 - 1024,
+    true = byte_size(Text) >= 8 * 1024 * 1024,
     {_, _} = binary:match(Text, <<"output of this call past 16 MiB dropped">>),
     {ok, <<"again\n">>} = with_group_leader(fun() -> py:exec(Ctx, <<"print('again')">>) end),
     ok.
@@ -176,4 +149,16 @@ ct_captures_python_output(_Config) ->
     %% print writes the text and its newline apart; the VM may print
     %% reports of its own meanwhile
     {_, _} = binary:match(unicode:characters_to_binary(ct:capture_get()), <<"captured by ct\n">>),
+    ok.
+
+%% Event-loop jobs are not routed: a spawned task that prints leaves no
+%% message in the spawner's mailbox (nobody would take it).
+event_loop_output_stays_out_of_mailboxes(_Config) ->
+    Text = <<"event-loop output (expected on the VM stdout)">>,
+    {ok, _} = with_group_leader(fun() ->
+                                        ok = py_event_loop:spawn_task(builtins, print, [Text]),
+                                        {ok, none} = py_event_loop:run(builtins, print, [Text]),
+                                        {messages, []} = process_info(self(), messages),
+                                        ok
+                                end),
     ok.

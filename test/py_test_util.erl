@@ -2,7 +2,7 @@
 -module(py_test_util).
 -include("py_test.hrl").
 
--export([start/0, stop/0, restart_application/0, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
+-export([start/0, stop/0, restart_application/0, with_group_leader/1, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
          python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
 
 start() ->
@@ -23,6 +23,37 @@ restart_application() ->
     ok = start(),
     {ok, false} = py:eval(<<"'_base_globals' in __import__('erlang').__dict__">>),
     ok.
+
+%% Runs Fun in a process whose group leader collects what it is sent;
+%% returns {Fun's result, the text collected, in order}.
+with_group_leader(Fun) ->
+    Leader = spawn_link(fun() -> gl_leader([]) end),
+    Self = self(),
+    Caller = spawn_link(fun() ->
+                                group_leader(Leader, self()),
+                                Self ! {self(), Fun()}
+                        end),
+    Result = receive {Caller, R} -> R end,
+    Leader ! {text, self()},
+    Text = receive {Leader, T} -> T end,
+    {Result, Text}.
+
+%% Enough of the I/O protocol for io:put_chars and io:format.
+gl_leader(Acc) ->
+    receive
+        {io_request, From, ReplyAs, {put_chars, _Encoding, Chars}} ->
+            From ! {io_reply, ReplyAs, ok},
+            gl_leader([Chars | Acc]);
+        {io_request, From, ReplyAs, {put_chars, _Encoding, M, F, A}} ->
+            From ! {io_reply, ReplyAs, ok},
+            gl_leader([apply(M, F, A) | Acc]);
+        {io_request, From, ReplyAs, _} ->
+            From ! {io_reply, ReplyAs, {error, enotsup}},
+            gl_leader(Acc);
+        {text, Pid} ->
+            Pid ! {self(), unicode:characters_to_binary(lists:reverse(Acc))},
+            gl_leader(Acc)
+    end.
 
 %% Resident set size of this OS process, in KiB.
 rss_kb() ->

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -119,10 +120,11 @@ public:
     std::uint64_t refused() const { return queue_.refused(); }
     std::size_t max_queue() const { return config_.max_queue; }
     bool busy() const { return queue_.running_id() != 0; }  // a request is running
-    // The innermost running request has been cancelled by its caller.
-    bool running_cancelled() const {
-        std::uint64_t id = queue_.running_id();
-        return id != 0 && queue_.is_cancelled(id);
+    // Context thread: f() (which must not block) unless the request this
+    // thread runs has been cancelled by its caller; see RequestQueue.
+    template <class F>
+    bool unless_running_cancelled(F&& f) const {
+        return queue_.unless_running_cancelled(std::forward<F>(f));
     }
     std::uint64_t requests_served() const { return served_.load(std::memory_order_relaxed); }
     // Set once the thread is ready; never changes after.

@@ -240,6 +240,17 @@ public:
         return running_.empty() ? 0 : running_.back().id;
     }
 
+    // Runs f() under the queue's lock unless the innermost running item has
+    // been cancelled: a cancel that returns has either seen f's effect or
+    // stopped it. f must not block (it may send a message).
+    template <class F>
+    bool unless_running_cancelled(F&& f) const {
+        std::lock_guard lock(mutex_);
+        if (running_.empty() || running_.back().cancelled) return false;
+        f();
+        return true;
+    }
+
     // True when running item `id` (innermost or not) has been cancelled.
     bool is_cancelled(std::uint64_t id) const {
         std::lock_guard lock(mutex_);

@@ -89,9 +89,11 @@ class _Routed:
         return False
 
     def __getattr__(self, name):  # encoding, errors, buffer, fileno...
-        if self._original is None:
+        # through __dict__: copy and pickle call this before __init__ ran
+        original = self.__dict__.get("_original")
+        if original is None:
             raise AttributeError(name)
-        return getattr(self._original, name)
+        return getattr(original, name)
 
 
 def _route_output():
@@ -116,13 +118,16 @@ class _Setup:
         self.system_entries = None
         self.base_globals = None
         self.epoch = None
+        self.routed = False
 
     def sync(self, epoch):
         """A context joins: forget an earlier epoch's steps now, even if
         there are no steps to apply yet; route print output."""
         with self.lock:
             self._sync(epoch)
-            _route_output()
+            if not self.routed:  # once: a stream the user sets later stays theirs
+                self.routed = True
+                _route_output()
 
     def _sync(self, epoch):
         if epoch != self.epoch:
