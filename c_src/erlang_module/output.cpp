@@ -62,18 +62,18 @@ PyObject* erlang_write(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     // Each message costs the caller more than its text: count that too, so
     // a million one-byte writes are bounded as well.
     std::size_t cost = size + kMessageOverhead;
-    if (call.output_bytes + cost > kMaxOutputPerCall) {
-        if (!call.output_cut) {
-            call.output_cut = true;
-            static const char kNote[] = "\n[erlang_python: output of this call past 16 MiB dropped]\n";
-            send_output(*ctx, *req, true, kNote, sizeof kNote - 1);
+    try {  // nothing thrown (a lock's system_error) may cross into Python
+        if (call.output_bytes + cost > kMaxOutputPerCall) {
+            if (!call.output_cut) {
+                call.output_cut = true;
+                static const char kNote[] = "\n[erlang_python: output of this call past 16 MiB dropped]\n";
+                send_output(*ctx, *req, true, kNote, sizeof kNote - 1);
+            }
+            Py_RETURN_TRUE;
         }
-        Py_RETURN_TRUE;
-    }
-    call.output_bytes += cost;
-    // A caller that timed out and cancelled has, once cancel returns, got
-    // all the output there will be, and flushes it.
-    try {
+        call.output_bytes += cost;
+        // A caller that timed out and cancelled has, once cancel returns,
+        // got all the output there will be, and flushes it.
         if (!send_output(*ctx, *req, is_stderr != 0, PyBytes_AS_STRING(bytes.get()), size)) Py_RETURN_FALSE;
     } catch (...) {
         return PyErr_NoMemory();
