@@ -148,16 +148,12 @@ call_server(Request) ->
         exit:{Why, _} -> {error, {py_packages, Why}}
     end.
 
-name(<<>>) -> error;
-name(Name) when is_binary(Name) -> {ok, Name};
-name(Name) when is_list(Name) ->
-    try unicode:characters_to_binary(Name) of
+%% A non-empty path, module name or code, as UTF-8.
+name(Name) ->
+    case py_venv:text(Name) of
         Bin when is_binary(Bin), Bin =/= <<>> -> {ok, Bin};
         _ -> error
-    catch
-        error:badarg -> error
-    end;
-name(_) -> error.
+    end.
 
 %% ---------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
 %% string is only ever a requirement to pip, never an option or a command.
 -module(py_venv).
 
--export([inspect/1, ensure/3]).
+-export([inspect/1, ensure/3, text/1]).
 
 -define(MARKER, ".erlang_python_requirements").
 -define(MAX_OUTPUT, 65536).
@@ -282,7 +282,9 @@ absolute(Dir) ->
         _ -> error
     end.
 
-%% A path or requirement as UTF-8, or error for anything else.
+%% @doc A path, requirement or name (a binary or a string) as UTF-8, or
+%% `error' for anything else; shared with py_packages.
+-spec text(term()) -> binary() | error.
 text(Bin) when is_binary(Bin) -> Bin;
 text(List) when is_list(List) ->
     try unicode:characters_to_binary(List) of
