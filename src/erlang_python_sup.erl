@@ -1,7 +1,8 @@
 %% @doc Top supervisor: the context registry (contexts register with it),
 %% what every interpreter gets (py_packages),
 %% the pool of contexts, the Erlang-function registry, the asyncio event
-%% loop and the relay of Python's log records.
+%% loop, the relay of Python's log records, and the relay of messages and
+%% output (py_relay).
 -module(erlang_python_sup).
 -behaviour(supervisor).
 
@@ -41,6 +42,12 @@ init([]) ->
         %% everything after it.
         #{id => py_logger,
           start => {py_logger, start_link, []},
+          type => worker},
+        %% Messages the NIF cannot send itself (maps only a scheduler may
+        %% build, remote pids) and Python output for callers that do not
+        %% wait in receive. Last: nothing depends on its state.
+        #{id => py_relay,
+          start => {py_relay, start_link, []},
           type => worker}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

@@ -2,7 +2,7 @@
 %% {@link py:register_function/2} and the process that runs the calls.
 %%
 %% Python's `erlang.call(Name, *Args)' (or `erlang.Name(*Args)') sends
-%% `{'$py_callback', Id, Name, Args, DeferredMaps}' here. Each call runs in a
+%% `{'$py_callback', Id, Name, Args, DeferredMaps, Caller}' here. Each call runs in a
 %% process of its own, so a slow function holds up nothing else and may call
 %% back into Python, even the very context that is waiting for it (which keeps
 %% serving its queue meanwhile). The answer goes back with
@@ -82,8 +82,8 @@ handle_cast(_Msg, State) ->
 %% @private
 %% State: call id => runner pid, and runner pid => call id.
 -spec handle_info(term(), map()) -> {noreply, map()}.
-handle_info({'$py_callback', Id, Name, Args, Deferred}, State) ->
-    Pid = spawn_link(fun() -> run_call(Id, Name, Args, Deferred) end),
+handle_info({'$py_callback', Id, Name, Args, Deferred, Caller}, State) ->
+    Pid = spawn_link(fun() -> run_call(Id, Name, Args, Deferred, Caller) end),
     {noreply, State#{Id => Pid, Pid => Id}};
 handle_info({'$py_callback_cancel', Id}, State) ->
     %% Python gave up waiting (timeout, stop): the function need not go on.
@@ -103,34 +103,6 @@ handle_info({'EXIT', Pid, Reason}, State) ->
         error ->
             {noreply, State}
     end;
-handle_info({'$py_response', Caller, Ref, Result}, State) ->
-    %% a py:spawn_call answer with maps only a scheduler may build
-    Caller ! {py_response, Ref, case finish(Result, true) of
-                                    {ok, Built} -> Built;
-                                    {error, _} = Error -> Error
-                                end},
-    {noreply, State};
-handle_info({'$py_stream', Ref, _Owner, Message}, State) ->
-    %% a stream message likewise; the NIF passes it on unless cancelled
-    _ = case finish(Message, true) of
-            {ok, Built} ->
-                case py_nif:stream_forward(Ref, Built) of
-                    ok -> ok;
-                    {error, Refused} -> py_nif:stream_fail(Ref, Refused)
-                end;
-            {error, Reason} ->
-                py_nif:stream_fail(Ref, Reason)
-        end,
-    {noreply, State};
-handle_info({'$py_send', To, Term}, State) ->
-    %% a remote pid, or a term with maps only a scheduler may build
-    case finish(Term, true) of
-        {ok, Message} ->
-            To ! Message;
-        {error, Reason} ->
-            logger:error("erlang_python: erlang.send to ~p dropped: ~p", [To, Reason])
-    end,
-    {noreply, State};
 handle_info(_Msg, State) ->
     {noreply, State}.
 
@@ -145,8 +117,11 @@ terminate(_Reason, State) ->
 %% The body of the process running call Id. A reply the NIF refuses (a
 %% result too large for Python, say: the NIF has told Python so) ends it
 %% abnormally, so no way out leaves Python without an answer.
-run_call(Id, Name, Args0, Deferred) ->
+run_call(Id, Name, Args0, Deferred, Caller) ->
     ok = py_nif:callback_begin(Id),
+    %% what the function prints shows where its caller's print() does
+    %% (spec §13): at the group leader of the process whose call this is
+    _ = take_group_leader(Caller),
     %% py_packages refuses steps from here: the context waiting on this
     %% call could only apply them after it returns.
     put(py_callback_id, Id),
@@ -159,6 +134,14 @@ run_call(Id, Name, Args0, Deferred) ->
         nobody_waiting -> ok;
         {error, Why} -> exit({reply_failed, Why})
     end.
+
+take_group_leader(Caller) when is_pid(Caller) ->
+    case process_info(Caller, group_leader) of
+        {group_leader, Leader} -> group_leader(Leader, self());
+        undefined -> ok
+    end;
+take_group_leader(undefined) ->
+    ok.
 
 finish(Term, false) -> {ok, Term};
 finish(Term, true) -> py_maps:finish({ok, Term}).

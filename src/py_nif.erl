@@ -7,7 +7,7 @@
 -export([runtime_info/0, map_marker/0, finish_maps/1, context_new/3, context_stop/2, context_info/1, env_new/1,
          exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2, handle_buffer/2,
          ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
-         callback_begin/1, callback_names_reset/0,
+         callback_begin/1, callback_names_reset/0, output_written/1, output_reset/0,
          event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
          event_loop_submit/8, event_loop_code/6,
          context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
@@ -23,7 +23,7 @@
 -nifs([runtime_info/0, map_marker/0, finish_maps/1, context_new/3, context_stop/2, context_info/1, env_new/1,
        exec/3, eval/4, call/6, handle_getattr/3, handle_call_method/5, handle_to_term/2, handle_buffer/2,
        ctx_exec/4, ctx_eval/5, cancel/2, is_handle/1, callback_reply/2, callback_name/2,
-       callback_begin/1, callback_names_reset/0,
+       callback_begin/1, callback_names_reset/0, output_written/1, output_reset/0,
        event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
        event_loop_submit/8, event_loop_code/6,
        context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
@@ -212,6 +212,15 @@ callback_begin(_Id) -> ?NOT_LOADED.
 -spec callback_names_reset() -> ok.
 callback_names_reset() -> ?NOT_LOADED.
 
+%% @doc py_relay wrote (or gave up on) `Cost' bytes of Python output it was
+%% sent: that much more may be sent to it.
+-spec output_written(non_neg_integer()) -> ok | {error, term()}.
+output_written(_Cost) -> ?NOT_LOADED.
+
+%% @doc A new py_relay starts: output sent to the one before is gone.
+-spec output_reset() -> ok.
+output_reset() -> ?NOT_LOADED.
+
 %% @doc Makes `erlang.<Name>' exist (or not) in Python.
 -spec callback_name(binary(), boolean()) -> ok | {error, term()}.
 callback_name(_Name, _Registered) -> ?NOT_LOADED.
@@ -290,11 +299,12 @@ stream_ack(_Ref, _N) -> ?NOT_LOADED.
 -spec stream_cancel(stream_ref()) -> ok | {error, term()}.
 stream_cancel(_Ref) -> ?NOT_LOADED.
 
-%% @doc Passes on a relayed stream message whose maps were built (py_callbacks).
+%% @doc Passes on a relayed stream message (py_relay built its maps, or wrote
+%% the output before it).
 -spec stream_forward(stream_ref(), term()) -> ok | {error, term()}.
 stream_forward(_Ref, _Message) -> ?NOT_LOADED.
 
 %% @doc Ends a stream with `{error, Reason}' and closes its iterator (a
-%% relayed message py_callbacks could not finish).
+%% relayed message py_relay could not finish).
 -spec stream_fail(stream_ref(), term()) -> ok | {error, term()}.
 stream_fail(_Ref, _Reason) -> ?NOT_LOADED.

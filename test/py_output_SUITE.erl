@@ -11,9 +11,13 @@ all() ->
 groups() ->
     Cases = [print_reaches_the_group_leader, output_comes_before_the_answer, partial_lines_stderr_flush,
              huge_output_is_bounded, text_that_is_not_utf8, timed_out_call_leaves_nothing,
-             threads_serving_nobody, printing_nothing_sends_nothing],
+             threads_serving_nobody, printing_nothing_sends_nothing,
+             async_calls_print_before_their_answer, cast_prints_at_the_group_leader,
+             streams_print_before_they_end, callbacks_print_where_their_caller_does,
+             caller_gone_before_the_output],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
-     {once, [], [ct_captures_python_output, event_loop_output_stays_out_of_mailboxes]}].
+     {once, [], [ct_captures_python_output, event_loop_output_reaches_the_group_leader,
+                 relayed_output_is_bounded_at_a_stuck_group_leader]}].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -151,14 +155,194 @@ ct_captures_python_output(_Config) ->
     {match, _} = re:run(unicode:characters_to_binary(ct:capture_get()), "captured by ct.*\n", [dotall]),
     ok.
 
-%% Event-loop jobs are not routed: a spawned task that prints leaves no
-%% message in the spawner's mailbox (nobody would take it).
-event_loop_output_stays_out_of_mailboxes(_Config) ->
-    Text = <<"event-loop output (expected on the VM stdout)">>,
-    {ok, _} = with_group_leader(fun() ->
-                                        ok = py_event_loop:spawn_task(builtins, print, [Text]),
-                                        {ok, none} = py_event_loop:run(builtins, print, [Text]),
-                                        {messages, []} = process_info(self(), messages),
-                                        ok
-                                end),
+%% ---------------------------------------------------------------------------
+%% Callers that do not wait in receive: py_relay writes for them
+
+%% spawn_call's text is at the group leader by the time its answer is
+%% taken, with py:await or in a plain receive (handle_info).
+async_calls_print_before_their_answer(Config) ->
+    Ctx = ctx(Config),
+    Define = fun() ->
+                     ok = py:exec(Ctx, <<"def loud_add(a, b):\n    print('adding', a, b)\n    return a + b\n"
+                                         "def loud_fail():\n    print('about to fail')\n    raise ValueError('no')\n">>)
+             end,
+    {{ok, 5}, <<"adding 2 3\n">>} =
+        with_group_leader(fun() -> Define(), py:await(py:spawn_call(Ctx, '__main__', loud_add, [2, 3], #{})) end),
+    {{ok, 9}, <<"adding 4 5\n">>} =
+        with_group_leader(fun() ->
+                                  Define(),
+                                  Ref = py:spawn_call(Ctx, '__main__', loud_add, [4, 5], #{}),
+                                  receive {py_response, Ref, Result} -> Result end
+                          end),
+    {{error, {'ValueError', <<"no">>}}, <<"about to fail\n">>} =
+        with_group_leader(fun() -> Define(), py:await(py:spawn_call(Ctx, '__main__', loud_fail, [], #{})) end),
+    %% 100 at once, each answer after its own text
+    {Results, Text} =
+        with_group_leader(fun() ->
+                                  Define(),
+                                  Refs = [py:spawn_call(Ctx, '__main__', loud_add, [I, 0], #{}) || I <- lists:seq(1, 100)],
+                                  [py:await(R) || R <- Refs]
+                          end),
+    Results = [{ok, I} || I <- lists:seq(1, 100)],
+    Text = iolist_to_binary([io_lib:format("adding ~b 0~n", [I]) || I <- lists:seq(1, 100)]),
+    {messages, []} = process_info(self(), messages),
     ok.
+
+%% A cast answers nobody; its text still reaches the group leader.
+cast_prints_at_the_group_leader(Config) ->
+    Ctx = ctx(Config),
+    Leader = py_test_util:collecting_leader(),
+    Self = self(),
+    Caster = spawn_link(fun() ->
+                                group_leader(Leader, self()),
+                                ok = py:cast(Ctx, builtins, print, [<<"cast output">>]),
+                                Self ! {self(), done},
+                                receive stop -> ok end
+                        end),
+    receive {Caster, done} -> ok end,
+    true = py_test_util:wait_until(fun() -> py_test_util:collected(Leader) =:= <<"cast output\n">> end),
+    Caster ! stop,
+    ok.
+
+%% What a generator prints is at the owner's group leader before the
+%% stream's `done' (py:stream has it all when it returns), window or not.
+streams_print_before_they_end(Config) ->
+    Ctx = ctx(Config),
+    Define = fun() ->
+                     ok = py:exec(Ctx, <<"def loud_gen(n):\n    for i in range(n):\n        print('yield', i)\n"
+                                         "        yield i\n    print('finally done')\n">>)
+             end,
+    Expected = <<"yield 0\nyield 1\nyield 2\nfinally done\n">>,
+    {{ok, [0, 1, 2]}, Expected} =
+        with_group_leader(fun() -> Define(), py:stream(Ctx, '__main__', loud_gen, [3], #{}) end),
+    {[0, 1, 2], Expected} =
+        with_group_leader(fun() ->
+                                  Define(),
+                                  {ok, Ref} = py:stream_start('__main__', loud_gen, [3], #{ctx => Ctx, window => 1}),
+                                  take_acked(Ref, [])
+                          end),
+    ok.
+
+take_acked(Ref, Acc) ->
+    receive
+        {py_stream, Ref, {data, Item}} ->
+            ok = py:stream_ack(Ref),
+            take_acked(Ref, [Item | Acc]);
+        {py_stream, Ref, done} ->
+            lists:reverse(Acc)
+    end.
+
+%% An Erlang function Python calls runs with its caller's group leader:
+%% what it prints, and what Python prints in calls it makes, shows there.
+callbacks_print_where_their_caller_does(Config) ->
+    Ctx = ctx(Config),
+    ok = py:register_function(output_suite_shout,
+                              fun([Text]) ->
+                                      io:format("erlang: ~s~n", [Text]),
+                                      {ok, none} = py:eval(Ctx, <<"print('nested python')">>),
+                                      ok
+                              end),
+    {{ok, <<"ok">>}, <<"python first\nerlang: hey\nnested python\npython last\n">>} =
+        with_group_leader(fun() ->
+                                  py:eval(Ctx, <<"(print('python first'), __import__('erlang').call('output_suite_shout', 'hey'), "
+                                                 "print('python last'))[1]">>)
+                          end),
+    ok = py:unregister_function(output_suite_shout),
+    ok.
+
+%% Output for a process that has exited goes to the VM's standard output;
+%% nothing breaks.
+caller_gone_before_the_output(Config) ->
+    Ctx = ctx(Config),
+    Gate = py_test_util:gate(Config, Ctx),
+    ok = py:exec(Ctx, <<"import test_gate\ndef late_print(gate):\n    test_gate.wait(gate)\n"
+                        "    print('for a caller gone (expected on the VM stdout)')\n">>),
+    {Caller, Mon} = spawn_monitor(fun() ->
+                                          ok = py:cast(Ctx, '__main__', late_print, [Gate]),
+                                          _ = py:spawn_call(Ctx, '__main__', late_print, [Gate], #{})
+                                  end),
+    receive {'DOWN', Mon, process, Caller, normal} -> ok end,
+    ok = py_test_util:open_gate(Gate),
+    {{ok, 2}, <<>>} = with_group_leader(fun() -> py:eval(Ctx, <<"1 + 1">>) end),
+    true = is_pid(whereis(py_relay)),
+    ok.
+
+%% Event-loop jobs and tasks print where the process they run for does;
+%% a spawned task's text arrives though nobody waits for it, and leaves
+%% no message in the spawner's mailbox.
+event_loop_output_reaches_the_group_leader(_Config) ->
+    {{ok, none}, <<"from the loop\n">>} =
+        with_group_leader(fun() -> py_event_loop:run(builtins, print, [<<"from the loop">>]) end),
+    {ok, <<"loop exec\n">>} =
+        with_group_leader(fun() ->
+                                  {ok, Loop} = py_event_loop:get_loop(),
+                                  py_nif:event_loop_exec(py_event_loop:get_nif_ref(Loop), <<"print('loop exec')">>)
+                          end),
+    {{ok, 7}, <<"sleeping 7\nwoke 7\n">>} =
+        with_group_leader(fun() ->
+                                  ok = py_event_loop_exec(<<"import asyncio\nasync def loud_sleep(n):\n    print('sleeping', n)\n"
+                                                            "    await asyncio.sleep(0)\n    print('woke', n)\n    return n\n">>),
+                                  py_event_loop:run('__main__', loud_sleep, [7])
+                          end),
+    Leader = py_test_util:collecting_leader(),
+    Self = self(),
+    Spawner = spawn_link(fun() ->
+                                 group_leader(Leader, self()),
+                                 ok = py_event_loop:spawn_task(builtins, print, [<<"spawned">>]),
+                                 Self ! {self(), done},
+                                 receive stop -> ok end
+                         end),
+    receive {Spawner, done} -> ok end,
+    true = py_test_util:wait_until(fun() -> py_test_util:collected(Leader) =:= <<"spawned\n">> end),
+    {messages, []} = process_info(Spawner, messages),
+    Spawner ! stop,
+    ok.
+
+py_event_loop_exec(Code) ->
+    {ok, Loop} = py_event_loop:get_loop(),
+    py_nif:event_loop_exec(py_event_loop:get_nif_ref(Loop), Code).
+
+%% A group leader that never answers holds at most 16 MiB of relayed
+%% output (the rest is dropped, with a line saying so); the answers still
+%% come; once it is gone, output flows again.
+relayed_output_is_bounded_at_a_stuck_group_leader(_Config) ->
+    Self = self(),
+    Stuck = spawn(fun() -> stuck_leader(Self, 0, []) end),
+    Caller = spawn_link(fun() ->
+                                group_leader(Stuck, self()),
+                                %% 24 calls of 1 MiB each: every one within
+                                %% its own bound, together past the relay's
+                                Big = binary:copy(<<"y">>, 1048575),
+                                Refs = [py:spawn_call(builtins, print, [Big]) || _ <- lists:seq(1, 24)],
+                                Self ! {self(), [py:await(R, infinity) || R <- Refs]}
+                        end),
+    Answers = receive {Caller, As} -> As end,
+    Answers = lists:duplicate(24, {ok, none}),
+    Stuck ! {report, self()},
+    {Bytes, Texts} = receive {Stuck, B, T} -> {B, T} end,
+    true = Bytes =< 16 * 1024 * 1024,
+    true = Bytes >= 8 * 1024 * 1024,
+    true = lists:any(fun(T) -> binary:match(T, <<"output dropped">>) =/= nomatch end, Texts),
+    exit(Stuck, kill),
+    true = py_test_util:wait_until(
+             fun() ->
+                     {R, Text} = with_group_leader(fun() -> py:await(py:spawn_call(builtins, print, [<<"flowing">>])) end),
+                     {ok, none} = R,
+                     Text =:= <<"flowing\n">>
+             end),
+    ok.
+
+%% Takes io requests and never replies; keeps only the notes.
+stuck_leader(Test, Bytes, Notes) ->
+    receive
+        {io_request, _From, _ReplyAs, {put_chars, _, Chars}} ->
+            Bin = iolist_to_binary(Chars),
+            Notes1 = case byte_size(Bin) < 200 of
+                         true -> [Bin | Notes];
+                         false -> Notes
+                     end,
+            stuck_leader(Test, Bytes + byte_size(Bin), Notes1);
+        {report, Test} ->
+            Test ! {self(), Bytes, Notes},
+            stuck_leader(Test, Bytes, Notes)
+    end.

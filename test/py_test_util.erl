@@ -2,7 +2,7 @@
 -module(py_test_util).
 -include("py_test.hrl").
 
--export([start/0, stop/0, restart_application/0, with_group_leader/1, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
+-export([start/0, stop/0, restart_application/0, with_group_leader/1, collecting_leader/0, collected/1, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
          python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
 
 start() ->
@@ -37,6 +37,15 @@ with_group_leader(Fun) ->
     Leader ! {text, self()},
     Text = receive {Leader, T} -> T end,
     {Result, Text}.
+
+%% A group leader that collects what it is sent, for as long as its
+%% creator lives; collected/1 gives the text so far.
+collecting_leader() ->
+    spawn_link(fun() -> gl_leader([]) end).
+
+collected(Leader) ->
+    Leader ! {text, self()},
+    receive {Leader, T} -> T end.
 
 %% Enough of the I/O protocol for io:put_chars and io:format.
 gl_leader(Acc) ->

@@ -35,12 +35,20 @@ std::unique_ptr<Request> Request::internal(Op op, std::shared_ptr<Stream> stream
     return req;
 }
 
+void Request::deliver(ERL_NIF_TERM msg, ErlNifEnv* caller_env) {
+    ErlNifPid relay;
+    if (printed && enif_whereis_pid(caller_env, atoms::py_relay, &relay) &&
+        env.send(relay, enif_make_tuple3(env.get(), atoms::py_forward_tag, make_pid(env.get(), caller), msg), caller_env))
+        return;
+    env.send(caller, msg, caller_env);
+}
+
 void Request::reply(ERL_NIF_TERM result, ErlNifEnv* caller_env) {
-    env.send(caller, enif_make_tuple2(env.get(), tag, result), caller_env);
+    deliver(enif_make_tuple2(env.get(), tag, result), caller_env);
 }
 
 void Request::reply_python_error(ERL_NIF_TERM reason, ERL_NIF_TERM traceback) {
-    env.send(caller, enif_make_tuple3(env.get(), tag, make_error(env.get(), reason), traceback));
+    deliver(enif_make_tuple3(env.get(), tag, make_error(env.get(), reason), traceback), nullptr);
 }
 
 void Request::answer(const RunResult& result, ErlNifEnv* caller_env) {
@@ -74,11 +82,11 @@ void Request::fail(ERL_NIF_TERM reason, ErlNifEnv* caller_env) {
 
 void Request::send_response(ERL_NIF_TERM result, bool deferred_maps, ErlNifEnv* caller_env) {
     ErlNifEnv* e = env.get();
-    if (deferred_maps) {
-        // Maps only a scheduler may build: py_callbacks builds them and
-        // sends the response on.
+    if (deferred_maps || printed) {
+        // Maps only a scheduler may build, or output to write first:
+        // py_relay builds them and sends the response on.
         ErlNifPid relay;
-        if (enif_whereis_pid(caller_env, atoms::py_callbacks, &relay) &&
+        if (enif_whereis_pid(caller_env, atoms::py_relay, &relay) &&
             env.send(relay, enif_make_tuple4(e, atoms::py_response_relay_tag, make_pid(e, caller), tag, result),
                      caller_env))
             return;

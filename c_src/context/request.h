@@ -65,6 +65,9 @@ struct Request {
     // Set when the caller is running an Erlang function for erlang.call
     // number N: a context waiting for that call runs this request nested.
     std::uint64_t callback_parent = 0;
+    // Its output went through py_relay (erlang._write): so does its answer,
+    // which then comes after the text. Set on the thread running it.
+    mutable bool printed = false;
 
     // Copies the tag and `argv` from `from` (the caller's env) and records
     // the calling process. False if the environment cannot be allocated.
@@ -80,6 +83,8 @@ struct Request {
     void fail(ERL_NIF_TERM reason, ErlNifEnv* caller_env = nullptr);
 
 private:
+    // msg to the caller: directly, or behind its output through py_relay.
+    void deliver(ERL_NIF_TERM msg, ErlNifEnv* caller_env);
     // ReplyTo::Waiter: {Tag, Result} as it is.
     void reply(ERL_NIF_TERM result, ErlNifEnv* caller_env);
     void reply_python_error(ERL_NIF_TERM reason, ERL_NIF_TERM traceback);

@@ -59,6 +59,11 @@ void Stream::close_on_context() {
     if (auto ctx = context()) ctx->submit_internal(Request::internal(Op::StreamClose, shared_from_this()));
 }
 
+void Stream::mark_printed() {
+    std::lock_guard lock(mutex_);
+    relayed_ = true;
+}
+
 void Stream::forward(ErlNifEnv* env, ERL_NIF_TERM message, ErlNifEnv* caller_env) {
     std::lock_guard lock(mutex_);
     if (!cancelled_) enif_send(caller_env, &owner_, env, message);
@@ -102,11 +107,12 @@ void Stream::send_locked(ErlNifEnv* env, ERL_NIF_TERM payload, bool deferred_map
     ERL_NIF_TERM message = enif_make_tuple3(env, atoms::py_stream, ref, payload);
     relayed_ = relayed_ || deferred_maps;
     if (relayed_) {
-        // py_callbacks builds the maps and passes the message on (through
+        // py_relay builds the maps, or writes the output printed so far,
+        // and passes the message on (through
         // forward, which keeps the cancel promise); every later message
         // takes the same way, so the owner sees them in order.
         ErlNifPid relay;
-        if (enif_whereis_pid(caller_env, atoms::py_callbacks, &relay) &&
+        if (enif_whereis_pid(caller_env, atoms::py_relay, &relay) &&
             enif_send(caller_env, &relay, env,
                       enif_make_tuple4(env, atoms::py_stream_relay_tag, ref, make_pid(env, owner_), message))) {
             enif_clear_env(env);

@@ -56,7 +56,11 @@ public:
     // Any thread. Ends the stream with {error, Reason} unless it has ended
     // (or been cancelled); `env` holds the reason.
     void end_with_error(ErlNifEnv* env, ERL_NIF_TERM reason, ErlNifEnv* caller_env = nullptr);
-    // py_callbacks built the maps of a relayed message: pass it on, unless
+    // Context thread: the stream printed (erlang._write went through
+    // py_relay); its later messages go that way too, behind the text.
+    void mark_printed();
+    // py_relay built the maps of a relayed message (or wrote the output
+    // before it): pass it on, unless
     // the stream was cancelled meanwhile. `env` holds `message`.
     void forward(ErlNifEnv* env, ERL_NIF_TERM message, ErlNifEnv* caller_env);
 

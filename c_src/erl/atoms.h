@@ -21,6 +21,7 @@ namespace ep::atoms {
     X(py_callbacks) X(exit) X(py_callback_tag, "$py_callback") X(py_send_tag, "$py_send") X(py_callback_cancel_tag, "$py_callback_cancel") \
     X(overloaded) X(interrupted) X(not_running) X(py_response) X(py_response_relay_tag, "$py_response") \
     X(py_stream) X(py_stream_relay_tag, "$py_stream") X(data) X(done) X(relay_not_running) \
+    X(py_relay) X(py_output_tag, "$py_output") X(py_forward_tag, "$py_forward") \
     X(buffer) X(not_a_buffer) X(not_contiguous) X(format) X(itemsize) X(shape)
 
 #define EP_ATOM_DECL_1(name) extern ERL_NIF_TERM name;

@@ -200,7 +200,7 @@ bool python_to_message(PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out, bool* d
     return false;
 }
 
-std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
+std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args, const ErlNifPid* caller) {
     Py_ssize_t size = 0;
     const char* utf8 = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &size) : nullptr;
     if (utf8 == nullptr) {
@@ -239,9 +239,10 @@ std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args) {
         PyErr_SetString(PyExc_RuntimeError, "erlang.call: the py_callbacks process is gone");
         return nullptr;
     }
-    ERL_NIF_TERM msg = enif_make_tuple5(env.get(), atoms::py_callback_tag, enif_make_uint64(env.get(), waiter->id()),
+    ERL_NIF_TERM msg = enif_make_tuple6(env.get(), atoms::py_callback_tag, enif_make_uint64(env.get(), waiter->id()),
                                         make_binary(env.get(), {utf8, static_cast<size_t>(size)}), args_term,
-                                        deferred ? atoms::true_ : atoms::false_);
+                                        deferred ? atoms::true_ : atoms::false_,
+                                        caller != nullptr ? make_pid(env.get(), *caller) : atoms::undefined);
     if (!env.send(dispatcher, msg)) {
         forget(waiter->id());
         PyErr_SetString(PyExc_RuntimeError, "erlang.call: the py_callbacks process is gone");

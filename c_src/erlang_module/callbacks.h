@@ -1,7 +1,7 @@
 // Python calling registered Erlang functions (erlang.call) and the replies
 // coming back.
 //
-// A call is sent as {'$py_callback', Id, Name, Args, DeferredMaps} to the
+// A call is sent as {'$py_callback', Id, Name, Args, DeferredMaps, Caller} to the
 // py_callbacks process, which runs the function in a new process and
 // answers through py_nif:callback_reply(Id, Result). The caller waits: a
 // context thread keeps serving its own queue meanwhile (so the function can
@@ -74,7 +74,7 @@ bool python_to_message(PyObject* obj, ErlNifEnv* env, ERL_NIF_TERM* out, bool* d
 
 // GIL held (of the calling interpreter). Sends the call; nullptr with a
 // Python exception set when it cannot be sent.
-std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args);
+std::shared_ptr<CallbackWaiter> send_callback(PyObject* name, PyObject* args, const ErlNifPid* caller);
 
 // From py_nif:callback_reply/2. False when nobody waits for `id` any more.
 bool deliver_callback_reply(std::uint64_t id, ERL_NIF_TERM result);

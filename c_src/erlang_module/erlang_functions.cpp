@@ -10,6 +10,7 @@
 #include "context/context.h"
 #include "context/current_call.h"
 #include "erl/erl_terms.h"
+#include "erl/msg_env.h"
 #include "erlang_module/erlang_module.h"
 #include "runtime/interpreter.h"
 #include "runtime/py_ref.h"
@@ -36,6 +37,19 @@ PyObject* calling_process(const ErlangModuleState* st) {
     if (st->caller_var == nullptr) return nullptr;  // the module is being torn down
     if (PyContextVar_Get(st->caller_var, nullptr, &pid) < 0) return nullptr;
     return pid;
+}
+
+bool calling_pid(const ErlangModuleState* st, ErlNifPid* pid) {
+    if (const Request* req = current_call().request) {
+        *pid = req->caller;
+        return true;
+    }
+    if (st == nullptr || st->caller_var == nullptr) return false;
+    PyObject* obj = nullptr;
+    if (PyContextVar_Get(st->caller_var, nullptr, &obj) < 0 || obj == nullptr) return false;
+    PyRef held = PyRef::steal(obj);
+    MsgEnv scratch;
+    return scratch && enif_get_local_pid(scratch.get(), term_object_value(obj, scratch.get()), pid);
 }
 
 namespace {
@@ -124,11 +138,11 @@ PyObject* erlang_send_impl(PyObject* module, PyObject* const* args, Py_ssize_t n
         }
         Py_RETURN_NONE;
     }
-    // A remote pid, or maps only a scheduler may build: py_callbacks
-    // finishes the term and sends it on.
-    ErlNifPid dispatcher;
-    if (!enif_whereis_pid(nullptr, atoms::py_callbacks, &dispatcher) ||
-        !env.send(dispatcher, enif_make_tuple3(env.get(), atoms::py_send_tag, pid_term, term))) {
+    // A remote pid, or maps only a scheduler may build: py_relay finishes
+    // the term and sends it on.
+    ErlNifPid relay;
+    if (!enif_whereis_pid(nullptr, atoms::py_relay, &relay) ||
+        !env.send(relay, enif_make_tuple3(env.get(), atoms::py_send_tag, pid_term, term))) {
         PyErr_SetString(PyExc_RuntimeError, "erlang.send: the erlang_python application is not running");
         return nullptr;
     }
@@ -200,7 +214,12 @@ PyObject* erlang_call_impl(PyObject* module, PyObject* const* args, Py_ssize_t n
     PyRef rest = PyRef::steal(PyTuple_New(nargs - 1));
     if (!rest) return nullptr;
     for (Py_ssize_t i = 1; i < nargs; ++i) PyTuple_SET_ITEM(rest.get(), i - 1, Py_NewRef(args[i]));
-    std::shared_ptr<CallbackWaiter> waiter = send_callback(args[0], rest.get());
+    // The Erlang function runs with the group leader of the process whose
+    // call this is, so what it prints shows where that caller's does.
+    ErlNifPid caller;
+    bool has_caller = calling_pid(st, &caller);
+    if (PyErr_Occurred()) return nullptr;
+    std::shared_ptr<CallbackWaiter> waiter = send_callback(args[0], rest.get(), has_caller ? &caller : nullptr);
     if (!waiter) return nullptr;
     bool gave_up = false;
     Context* ctx = current_call().context;

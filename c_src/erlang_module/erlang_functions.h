@@ -2,6 +2,7 @@
 #pragma once
 
 #include <Python.h>
+#include <erl_nif.h>
 
 namespace ep {
 
@@ -14,5 +15,9 @@ struct ErlangModuleState;
 // was started for. New reference; nullptr without an exception when there is
 // none, with one on failure.
 PyObject* calling_process(const ErlangModuleState* st);
+
+// The same process as a pid, into *pid. False when there is none (with a
+// Python exception set only if looking failed).
+bool calling_pid(const ErlangModuleState* st, ErlNifPid* pid);
 
 }  // namespace ep

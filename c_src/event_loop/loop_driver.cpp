@@ -9,6 +9,7 @@
 #include "context/env.h"
 #include "erl/erl_terms.h"
 #include "erlang_module/erlang_module.h"
+#include "erlang_module/output.h"
 #include "runtime/py_errors.h"
 #include "runtime/python_runtime.h"
 
@@ -240,6 +241,7 @@ bool LoopDriver::nothing_ready() const {
 }
 
 void LoopDriver::start(std::unique_ptr<LoopJob>&& job) {
+    job->writes_at_start = relayed_writes_on_this_thread();
     RequestScope scope(job->req.get());  // erlang.self() in the code it runs at once
     const ErlangTypes& types = main_interpreter()->types();
     PyRef caller = PyRef::steal(make_term_object(types.pid, job->req->caller.pid));
@@ -377,6 +379,9 @@ void LoopDriver::finish(LoopJob& job, RunResult& result) {
         return;
     }
     if (job.op == LoopOp::Task && !loop_.claim_reply(job.id)) return;  // its caller gave up
+    // Some task on the loop printed meanwhile, perhaps this job's: the
+    // answer takes the text's way, so it cannot overtake it.
+    if (relayed_writes_on_this_thread() != job.writes_at_start) req.printed = true;
     req.answer(result);
 }
 

@@ -158,7 +158,7 @@ ERL_NIF_TERM nif_stream_cancel(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 
 // stream_fail(Ref, Reason): ends the stream with {error, Reason} (a relayed
-// message whose maps py_callbacks could not build) and closes its iterator.
+// message whose maps py_relay could not build) and closes its iterator.
 ERL_NIF_TERM nif_stream_fail(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     auto stream = get_stream(env, argv[0]);
     if (!stream) return badarg(env, enif_make_atom(env, "ref"));
@@ -168,7 +168,7 @@ ERL_NIF_TERM nif_stream_fail(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return atoms::ok;
 }
 
-// stream_forward(Ref, Message): py_callbacks built the maps of a message
+// stream_forward(Ref, Message): py_relay built the maps of a message
 // the stream relayed through it; passed on unless the stream was cancelled.
 ERL_NIF_TERM nif_stream_forward(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     auto stream = get_stream(env, argv[0]);

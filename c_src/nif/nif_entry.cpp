@@ -7,6 +7,7 @@
 
 #include "erl/atoms.h"
 #include "erlang_module/callbacks.h"
+#include "erlang_module/output.h"
 #include "context/context.h"
 #include "nif/async_nifs.h"
 #include "nif/context_nifs.h"
@@ -192,6 +193,20 @@ ERL_NIF_TERM nif_callback_names_reset(ErlNifEnv*, int, const ERL_NIF_TERM[]) {
     return atoms::ok;
 }
 
+// output_written(Cost): py_relay has written (or given up on) Cost bytes of
+// relayed output; output_reset(): a new py_relay holds nothing yet.
+ERL_NIF_TERM nif_output_written(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    ErlNifUInt64 cost;
+    if (!enif_get_uint64(env, argv[0], &cost)) return make_error(env, atoms::badarg, enif_make_atom(env, "cost"));
+    relayed_output_written(static_cast<std::size_t>(cost));
+    return atoms::ok;
+}
+
+ERL_NIF_TERM nif_output_reset(ErlNifEnv*, int, const ERL_NIF_TERM[]) {
+    relayed_output_reset();
+    return atoms::ok;
+}
+
 // callback_name(Name, Registered): what erlang.<Name> resolves to in Python.
 ERL_NIF_TERM nif_callback_name(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     ErlNifBinary bin;
@@ -209,6 +224,8 @@ ErlNifFunc functions[] = {
     {"callback_begin", 1, guarded<nif_callback_begin>, 0},
     {"callback_names_reset", 0, guarded<nif_callback_names_reset>, 0},
     {"callback_name", 2, guarded<nif_callback_name>, 0},
+    {"output_written", 1, guarded<nif_output_written>, 0},
+    {"output_reset", 0, guarded<nif_output_reset>, 0},
     {"context_new", 3, guarded<nif_context_new>, 0},
     {"context_stop", 2, guarded<nif_context_stop>, 0},
     {"context_info", 1, guarded<nif_context_info>, 0},

@@ -55,10 +55,10 @@ def _site_entries(site_dir):
 
 
 class _Routed:
-    """sys.stdout / sys.stderr of this interpreter. While a context's thread
-    serves a call that waits for its answer, writes go to the calling
-    process, which writes them to its group leader before the answer; else
-    to the stream the interpreter had (spec §13)."""
+    """sys.stdout / sys.stderr of this interpreter. Writes made for an
+    Erlang process (a call, spawn_call, cast or stream on a context's
+    thread; an event-loop job or task) go to that process's group leader,
+    before the answer; others to the stream the interpreter had (spec §13)."""
 
     def __init__(self, original, is_stderr, write):
         self._original = original
