@@ -260,6 +260,8 @@ cast(Ctx, Module, Function, Args) ->
     cast(Ctx, Module, Function, Args, #{}).
 
 -spec cast(pid(), module_name(), function_name(), list(), map()) -> ok | error().
+cast(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
+    py_remote:call(Ctx, {cast, [Ctx, Module, Function, Args, Kwargs]});
 cast(Ctx, Module, Function, Args, Kwargs) ->
     on_env(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end).
 
@@ -329,7 +331,9 @@ abandon(Refs) ->
 %% answers `{error, interrupted}' (unless its code catches the exception);
 %% calls queued behind it run as usual. `not_running' when the context is
 %% idle. Code blocked in a C call sees it when the call returns.
--spec interrupt(pid()) -> ok | not_running | {error, context_not_running}.
+-spec interrupt(pid()) -> ok | not_running | {error, term()}.
+interrupt(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
+    py_remote:on_node(node(Ctx), py, {interrupt, [Ctx]});
 interrupt(Ctx) ->
     case py_context_registry:lookup(Ctx) of
         {ok, CtxRef} -> py_nif:context_interrupt(CtxRef);
@@ -398,6 +402,9 @@ stream_start(Module, Function, Args, Opts) when is_map(Opts) ->
     case stream_options(Opts) of
         {ok, {undefined, Owner, Window, Kwargs}} ->
             on_default_context(fun(Ctx) -> start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs) end);
+        {ok, {Ctx, _Owner, _Window, _Kwargs}} when node(Ctx) =/= node() ->
+            %% a context on another node (spec §13): through this process's proxy
+            py_remote:stream_start(Ctx, [Ctx, Module, Function, Args, maps:remove(ctx, Opts)]);
         {ok, {Ctx, Owner, Window, Kwargs}} ->
             start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs);
         {error, _} = Error ->
@@ -436,6 +443,8 @@ stream_ack(Ref) ->
 %% @doc The owner took `Count' more items; the stream goes on if it had
 %% stopped at its window. Acknowledging a stream that has ended is harmless.
 -spec stream_ack(stream_ref(), pos_integer()) -> ok | error().
+stream_ack(Ref, Count) when is_reference(Ref), node(Ref) =/= node() ->
+    py_remote:stream_ack(Ref, Count);
 stream_ack(Ref, Count) ->
     py_nif:stream_ack(Ref, Count).
 
@@ -444,6 +453,9 @@ stream_ack(Ref, Count) ->
 %% (those already in the caller's mailbox are removed). Cancelling twice,
 %% or a stream that has ended, is fine.
 -spec stream_cancel(stream_ref()) -> ok | error().
+stream_cancel(Ref) when is_reference(Ref), node(Ref) =/= node() ->
+    ok = py_remote:stream_cancel(Ref),
+    flush_stream(Ref);
 stream_cancel(Ref) ->
     case py_nif:stream_cancel(Ref) of
         ok -> flush_stream(Ref);

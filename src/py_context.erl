@@ -71,6 +71,12 @@ stop(Ctx) ->
 %% @doc The native handle of a running context, for the `py_nif' functions.
 %% Raises `{context_not_running, Ctx}' if `Ctx' is not a running context.
 -spec get_nif_ref(pid()) -> reference().
+get_nif_ref(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
+    %% a context on another node: its ref, good for py_nif there (spec §13)
+    case py_remote:on_node(node(Ctx), ?MODULE, {get_nif_ref, [Ctx]}) of
+        Ref when is_reference(Ref) -> Ref;
+        _ -> erlang:error({context_not_running, Ctx})
+    end;
 get_nif_ref(Ctx) ->
     case py_context_registry:lookup(Ctx) of
         {ok, Ref} -> Ref;
@@ -82,6 +88,10 @@ get_nif_ref(Ctx) ->
 %% sent to and used by other processes; it lives while anyone holds it (and
 %% its contents until its context stops).
 -spec create_local_env(pid()) -> {ok, py_nif:env_ref()} | {error, term()}.
+create_local_env(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
+    %% made by this process's proxy there, and held by it: it lives as long
+    %% as this process (spec §13)
+    py_remote:call(Ctx, {create_local_env, [Ctx]});
 create_local_env(Ctx) ->
     case py_context_registry:lookup(Ctx) of
         {ok, Ref} -> py_nif:env_new(Ref);
@@ -92,7 +102,9 @@ create_local_env(Ctx) ->
 %% runs now (`busy'), queue length, its peak and limit (`queue_peak',
 %% `max_queue'), calls refused past the limit (`refused'), and requests
 %% served so far.
--spec info(pid()) -> {ok, map()} | {error, context_not_running}.
+-spec info(pid()) -> {ok, map()} | {error, term()}.
+info(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
+    py_remote:on_node(node(Ctx), ?MODULE, {info, [Ctx]});
 info(Ctx) ->
     case py_context_registry:lookup(Ctx) of
         {ok, Ref} -> {ok, py_nif:context_info(Ref)};

@@ -75,6 +75,9 @@ context_exec(CtxRef, Code, Env) ->
 
 %% @doc As {@link context_exec/3}, with `#{timeout => Ms}' (default `infinity').
 -spec context_exec(ctx_ref(), binary(), env_ref() | undefined, map()) -> ok | {error, term()}.
+context_exec(CtxRef, Code, Env, Opts) when is_reference(CtxRef), node(CtxRef) =/= node() ->
+    %% a context on another node (spec §13): run there by this process's proxy
+    py_remote:call_on(node(CtxRef), {context_exec, [CtxRef, Code, Env, Opts]});
 context_exec(CtxRef, Code, Env, Opts) ->
     on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_exec(Ref, Tag, Code, Env) end).
 
@@ -91,6 +94,8 @@ context_eval(CtxRef, Expr, Locals, Env) ->
 
 %% @doc As {@link context_eval/4}, with `#{timeout => Ms}' (default `infinity').
 -spec context_eval(ctx_ref(), binary(), map(), env_ref() | undefined, map()) -> {ok, term()} | {error, term()}.
+context_eval(CtxRef, Expr, Locals, Env, Opts) when is_reference(CtxRef), node(CtxRef) =/= node() ->
+    py_remote:call_on(node(CtxRef), {context_eval, [CtxRef, Expr, Locals, Env, Opts]});
 context_eval(CtxRef, Expr, Locals, Env, Opts) ->
     on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_eval(Ref, Tag, Expr, Locals, Env) end).
 

@@ -1,55 +1,79 @@
 %% @doc Contexts on other nodes (spec §13), on plain Erlang distribution.
 %%
-%% A call naming a context on another node runs there in a proxy: one
-%% process on that node per calling process, which makes the calls as the
-%% caller would and so owns the caller's envs there. The proxy monitors
-%% its caller, so those envs go when the caller exits or its node goes
-%% down; the caller monitors the proxy, so a node that goes down mid-call
-%% answers `{error, {nodedown, Node}}'. Each node's `py_remote' server
-%% (in the application's tree) hands out the proxies.
+%% A call naming a context on another node runs there in a proxy
+%% ({@link py_remote_proxy}): one process on that node per calling process,
+%% which makes the calls as the caller would and so owns the caller's envs
+%% there (implicit ones, and the explicit ones it creates). The proxy goes
+%% when the caller exits or its node goes down, and its envs with it; the
+%% caller monitors the proxy, so a node lost mid-call answers
+%% `{error, {nodedown, Node}}'.
+%%
+%% Answers that come later (spawn_call, streams) come through a stub on
+%% the caller's node ({@link py_remote_stub}), which knows what is still
+%% owed: when the proxy's node is lost, each of those gets its error as the
+%% message it was waiting for, so a gen_server taking them in `handle_info'
+%% hears of it too.
+%%
+%% Each node's `py_remote' server (in the application's tree) hands out the
+%% proxies, and owns the table of this node's remote streams.
 -module(py_remote).
 -behaviour(gen_server).
 
--export([start_link/0, call/2, spawn_call/2, await/2, proxies/0]).
+-export([start_link/0, call/2, call_on/2, spawn_call/2, await/2, stream_start/2, stream_ack/2, stream_cancel/1, down_reason/2,
+         on_node/3, proxies/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
--export([proxy/1]).
+
+-define(STREAMS, py_remote_streams).
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
-%% @doc Runs `py:F(A...)' on `Ctx''s node in the caller's proxy there, and
-%% returns what it returned.
+%% @doc Runs `Module:F(A...)' (`py', `py_context' or `py_nif', see
+%% {@link py_remote_proxy}) on `Ctx''s node in the caller's proxy there,
+%% and returns what it returned.
 -spec call(pid(), {atom(), list()}) -> term().
 call(Ctx, Request) ->
-    call(Ctx, Request, retry).
+    call_on(node(Ctx), Request).
 
-call(Ctx, {Function, Args} = Request, Retry) ->
-    Node = node(Ctx),
+%% @doc As {@link call/2}, on `Node'.
+-spec call_on(node(), {atom(), list()}) -> term().
+call_on(Node, Request) ->
+    call_on(Node, Request, retry).
+
+call_on(Node, Request, Retry) ->
     case proxy_on(Node) of
         {ok, Proxy} ->
-            Mon = monitor(process, Proxy),
-            Tag = make_ref(),
-            %% the caller's group leader: Python's print output there
-            %% comes back to it (spec §13)
-            Proxy ! {py_remote_call, self(), Tag, group_leader(), Function, Args},
-            receive
-                {Tag, Result} ->
-                    demonitor(Mon, [flush]),
-                    Result;
-                {'DOWN', Mon, process, Proxy, Why} ->
-                    forget(Proxy),
-                    case Why of
-                        noconnection -> {error, {nodedown, Node}};
-                        %% gone before the call (its node's application
-                        %% restarted, say): once more, with a new one
-                        noproc when Retry =:= retry -> call(Ctx, Request, no_retry);
-                        _ -> {error, {remote_proxy_down, Why}}
-                    end
+            case call_proxy(Proxy, Request) of
+                %% gone before the call (its node's application restarted,
+                %% say): once more, with a new one
+                {proxy_down, noproc} when Retry =:= retry -> call_on(Node, Request, no_retry);
+                {proxy_down, Why} -> {error, down_reason(Proxy, Why)};
+                {ok, Result} -> Result
             end;
         {error, _} = Error ->
             Error
     end.
+
+call_proxy(Proxy, {Function, Args}) ->
+    Mon = monitor(process, Proxy),
+    Tag = make_ref(),
+    %% the caller's group leader: Python's print output there comes back
+    %% to it (spec §13)
+    Proxy ! {py_remote_call, self(), Tag, group_leader(), Function, Args},
+    receive
+        {Tag, Result} ->
+            demonitor(Mon, [flush]),
+            {ok, Result};
+        {'DOWN', Mon, process, Proxy, Why} ->
+            forget(Proxy),
+            {proxy_down, Why}
+    end.
+
+%% @private Why the calls through a proxy that went down fail.
+-spec down_reason(pid(), term()) -> term().
+down_reason(Proxy, noconnection) -> {nodedown, node(Proxy)};
+down_reason(_Proxy, Why) -> {remote_proxy_down, Why}.
 
 %% The cached proxy is gone: the next call asks for a new one.
 forget(Proxy) ->
@@ -61,37 +85,33 @@ forget(Proxy) ->
 
 %% @doc `py:spawn_call(Ctx, M, F, A, Kwargs)' on `Ctx''s node. The Ref is
 %% the one made there, so it names its node; its answer comes here as
-%% `{py_response, Ref, Result}', forwarded by the proxy.
+%% `{py_response, Ref, Result}' (`{error, {nodedown, Node}}' if that node
+%% is lost first).
 -spec spawn_call(pid(), list()) -> reference().
 spawn_call(Ctx, Args) ->
-    case call(Ctx, {spawn_call, Args}) of
+    case async(Ctx, spawn_call, Args) of
         Ref when is_reference(Ref) -> Ref;
         {error, Reason} -> py_nif:async_failed(Reason)
     end.
 
-%% @doc The answer of a remote spawn_call (a Ref from another node), or
-%% `{error, {nodedown, Node}}' if its node is lost first.
+%% @doc The answer of a remote spawn_call (a Ref from another node).
 -spec await(reference(), timeout()) -> term().
 await(Ref, Timeout) ->
-    case get({?MODULE, node(Ref)}) of
+    case get({py_remote_stub, node(Ref)}) of
         undefined ->
             {error, not_owner};  % this process has no calls there
-        Proxy ->
-            Mon = monitor(process, Proxy),
+        {Stub, _Proxy} ->
+            %% the stub answers everything it was told of, even on
+            %% nodedown; watched only in case it was killed
+            Mon = monitor(process, Stub),
             receive
                 {py_response, Ref, Result} ->
                     demonitor(Mon, [flush]),
                     Result;
-                {'DOWN', Mon, process, Proxy, Why} ->
-                    forget(Proxy),
-                    %% an answer sent just before the proxy went is still good
+                {'DOWN', Mon, process, Stub, Why} ->
                     receive
                         {py_response, Ref, Result} -> Result
-                    after 0 ->
-                        case Why of
-                            noconnection -> {error, {nodedown, node(Proxy)}};
-                            _ -> {error, {remote_proxy_down, Why}}
-                        end
+                    after 0 -> {error, {remote_proxy_down, Why}}
                     end
             after Timeout ->
                 demonitor(Mon, [flush]),
@@ -99,10 +119,94 @@ await(Ref, Timeout) ->
             end
     end.
 
+%% @doc `py:stream_start(M, F, A, Opts)' with `ctx' on another node. The
+%% owner gets the stream's messages through the stub; the Ref is made on
+%% the context's node.
+-spec stream_start(pid(), list()) -> {ok, reference()} | {error, term()}.
+stream_start(Ctx, Args) ->
+    async(Ctx, stream_start, Args).
+
+%% @doc Acknowledges items of a remote stream (see {@link py:stream_ack/2}).
+-spec stream_ack(reference(), pos_integer()) -> ok | {error, term()}.
+stream_ack(Ref, Count) when is_integer(Count), Count > 0 ->
+    case stream_route(Ref) of
+        {ok, _Stub, Proxy} -> Proxy ! {py_remote_stream_ack, Ref, Count}, ok;
+        ended -> ok
+    end;
+stream_ack(_Ref, _Count) ->
+    {error, {badarg, count}}.
+
+%% @doc Cancels a remote stream: once this returns, no message of it
+%% comes to its owner (see {@link py:stream_cancel/1}).
+-spec stream_cancel(reference()) -> ok | {error, term()}.
+stream_cancel(Ref) ->
+    case stream_route(Ref) of
+        {ok, Stub, _Proxy} -> py_remote_stub:cancel(Stub, Ref);
+        ended -> ok
+    end.
+
+%% A remote stream's stub and proxy, from the table the stub keeps: a
+%% stream not there has ended and its last message has been sent on.
+stream_route(Ref) ->
+    try ets:lookup(?STREAMS, Ref) of
+        [{Ref, Stub, Proxy}] -> {ok, Stub, Proxy};
+        [] -> ended
+    catch
+        error:badarg -> ended  % this node's py_remote is not running
+    end.
+
+%% @doc `Module:Function(Args...)' run on `Node' directly (calls that need
+%% no env there, such as `py:interrupt/1'); `{error, {nodedown, Node}}' and
+%% friends when it cannot be.
+-spec on_node(node(), module(), {atom(), list()}) -> term().
+on_node(Node, Module, {Function, Args}) ->
+    try
+        erpc:call(Node, Module, Function, Args, infinity)
+    catch
+        error:{erpc, noconnection} -> {error, {nodedown, Node}};
+        error:{exception, undef, _} -> {error, {not_started, {erlang_python, Node}}};
+        Class:Why -> {error, {remote, Node, {Class, Why}}}
+    end.
+
 %% @doc How many callers from other nodes have a proxy here.
 -spec proxies() -> non_neg_integer().
 proxies() ->
     gen_server:call(?MODULE, count).
+
+%% An async request: the proxy tells the stub what it owes before the
+%% caller learns its Ref, so the stub can always answer for it. The stub
+%% belongs to one proxy: a new proxy gets a new stub.
+async(Ctx, Kind, Args) ->
+    async(node(Ctx), Kind, Args, retry).
+
+async(Node, Kind, Args, Retry) ->
+    case proxy_on(Node) of
+        {ok, Proxy} ->
+            Stub = stub_for(Node, Proxy),
+            case call_proxy(Proxy, {Kind, [Stub | Args]}) of
+                {proxy_down, noproc} when Retry =:= retry -> async(Node, Kind, Args, no_retry);
+                {proxy_down, Why} -> {error, down_reason(Proxy, Why)};
+                {ok, Result} -> Result
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+stub_for(Node, Proxy) ->
+    case get({py_remote_stub, Node}) of
+        {Stub, Proxy} ->
+            case is_process_alive(Stub) of
+                true -> Stub;
+                false -> new_stub(Node, Proxy)
+            end;
+        _ ->
+            new_stub(Node, Proxy)
+    end.
+
+new_stub(Node, Proxy) ->
+    Stub = py_remote_stub:start(self(), Proxy),
+    put({py_remote_stub, Node}, {Stub, Proxy}),
+    Stub.
 
 %% The caller's proxy on Node, asked of Node's py_remote once and then
 %% kept in the caller's process dictionary.
@@ -130,6 +234,8 @@ proxy_on(Node) ->
 -spec init([]) -> {ok, #{pid() => pid()}}.
 init([]) ->
     process_flag(trap_exit, true),
+    %% the stubs of this node's callers: remote stream Ref => {Stub, Proxy}
+    _ = ets:new(?STREAMS, [named_table, public, set]),
     {ok, #{}}.
 
 %% @private
@@ -139,7 +245,7 @@ handle_call({proxy, Caller}, _From, Proxies) when is_pid(Caller) ->
         #{Caller := Proxy} ->
             {reply, {ok, Proxy}, Proxies};
         _ ->
-            Proxy = spawn_link(?MODULE, proxy, [Caller]),
+            Proxy = py_remote_proxy:start_link(Caller),
             {reply, {ok, Proxy}, Proxies#{Caller => Proxy, Proxy => Caller}}
     end;
 handle_call(count, _From, Proxies) ->
@@ -161,46 +267,3 @@ handle_info({'EXIT', Proxy, _}, Proxies) ->
     end;
 handle_info(_Msg, Proxies) ->
     {noreply, Proxies}.
-
-%% ---------------------------------------------------------------------------
-
-%% @private
-%% A caller's stand-in on this node: its envs here are the proxy's, and
-%% end with it. A watcher kills it when the caller goes (exits, or its
-%% node is lost), even in the middle of a call.
--spec proxy(pid()) -> no_return().
-proxy(Caller) ->
-    Proxy = self(),
-    spawn(fun() -> watch(Caller, Proxy) end),
-    proxy_loop(Caller).
-
-proxy_loop(Caller) ->
-    proxy_loop(Caller, #{}).
-
-%% Spawned: the Refs of the caller's spawn_calls still running here.
-proxy_loop(Caller, Spawned) ->
-    receive
-        {py_remote_call, Caller, Tag, _Leader, spawn_call, [Ctx, Module, Function, Args, Kwargs]} ->
-            Ref = py:spawn_call(Ctx, Module, Function, Args, Kwargs),
-            Caller ! {Tag, Ref},
-            proxy_loop(Caller, Spawned#{Ref => true});
-        {py_remote_call, Caller, Tag, Leader, Function, Args} ->
-            group_leader(Leader, self()),
-            Result = case lists:member({Function, length(Args)}, [{exec, 3}, {eval, 4}, {call, 6}]) of
-                         true -> apply(py, Function, Args);
-                         false -> {error, {badarg, {remote_function, Function}}}
-                     end,
-            Caller ! {Tag, Result},
-            proxy_loop(Caller, Spawned);
-        {py_response, Ref, _} = Answer when is_map_key(Ref, Spawned) ->
-            Caller ! Answer,
-            proxy_loop(Caller, maps:remove(Ref, Spawned))
-    end.
-
-watch(Caller, Proxy) ->
-    CallerMon = monitor(process, Caller),
-    ProxyMon = monitor(process, Proxy),
-    receive
-        {'DOWN', CallerMon, process, Caller, _} -> exit(Proxy, kill);
-        {'DOWN', ProxyMon, process, Proxy, _} -> ok
-    end.

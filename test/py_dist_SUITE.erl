@@ -9,7 +9,9 @@
 
 all() ->
     [calls_on_a_remote_context, both_directions_three_nodes, env_lives_as_long_as_the_caller,
-     remote_errors_and_timeouts, remote_spawn_calls, node_killed_mid_call, remote_callers_churn, handle_on_the_wrong_node].
+     remote_errors_and_timeouts, remote_spawn_calls, node_killed_mid_call, remote_callers_churn, handle_on_the_wrong_node,
+     remote_streams, remote_stream_cancel_and_owners, remote_casts_interrupts_info, remote_explicit_envs,
+     nodedown_reaches_handle_info, remote_output_of_async_calls].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -215,4 +217,198 @@ handle_on_the_wrong_node(_Config) ->
     true = is_reference(Handle),
     {error, _} = py:getattr(Handle, '__class__'),
     {error, _} = py:to_term(Handle),
+    peer:stop(Peer).
+
+%% ---------------------------------------------------------------------------
+%% Streams, casts, interrupts and explicit envs on another node
+
+remote_streams(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    ok = py:exec(Ctx, <<"def count(n):\n    for i in range(n):\n        yield i\n"
+                        "def broken():\n    yield 1\n    raise ValueError('midway')\n">>),
+    {ok, [0, 1, 2, 3, 4]} = py:stream(Ctx, '__main__', count, [5], #{}),
+    {error, {'ValueError', <<"midway">>}} = py:stream(Ctx, '__main__', broken, [], #{}),
+    %% with a window: at most 2 unacknowledged, acks go back to B
+    {ok, Ref} = py:stream_start('__main__', count, [6], #{ctx => Ctx, window => 2}),
+    B = node(Ref),
+    [0, 1] = take_data(Ref, 2),
+    %% the generator waits at its window: B's context serves other calls
+    {ok, 2} = py:eval(Ctx, <<"1 + 1">>),
+    {messages, []} = process_info(self(), messages),
+    ok = py:stream_ack(Ref, 2),
+    [2, 3] = take_data(Ref, 2),
+    ok = py:stream_ack(Ref, 2),
+    [4, 5] = take_data(Ref, 2),
+    ok = py:stream_ack(Ref, 2),
+    receive {py_stream, Ref, done} -> ok end,
+    ok = py:stream_ack(Ref, 1),     % after the end: harmless
+    ok = py:stream_cancel(Ref),     % likewise
+    {error, {badarg, count}} = py:stream_ack(Ref, 0),
+    %% an option B refuses
+    {error, {badarg, {option, bogus}}} = py:stream_start('__main__', count, [1], #{ctx => Ctx, bogus => 1}),
+    {messages, []} = process_info(self(), messages),
+    peer:stop(Peer).
+
+take_data(_Ref, 0) ->
+    [];
+take_data(Ref, N) ->
+    receive {py_stream, Ref, {data, Item}} -> [Item | take_data(Ref, N - 1)] end.
+
+%% Cancel closes the generator on B (its finally runs) and nothing of the
+%% stream comes after; an owner other than the caller gets the messages,
+%% and its exit closes the stream.
+remote_stream_cancel_and_owners(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    %% every process streams from its own env there: each defines it
+    Define = fun() ->
+                     ok = py:exec(Ctx, <<"import sys, types\n"
+                                         "state = sys.modules.setdefault('dist_streams', types.ModuleType('dist_streams'))\n"
+                                         "state.__dict__.setdefault('closed', [])\n"
+                                         "def endless(tag):\n    try:\n        i = 0\n        while True:\n"
+                                         "            yield i\n            i += 1\n    finally:\n        state.closed.append(tag)\n">>)
+             end,
+    Closed = fun() -> py:eval(Ctx, <<"__import__('dist_streams').closed">>) end,
+    Define(),
+    {ok, Ref} = py:stream_start('__main__', endless, [<<"free">>], #{ctx => Ctx}),
+    [0, 1, 2] = take_data(Ref, 3),
+    ok = py:stream_cancel(Ref),
+    {messages, []} = process_info(self(), messages),
+    true = py_test_util:wait_until(fun() -> Closed() =:= {ok, [<<"free">>]} end),
+    %% another owner, here
+    Self = self(),
+    Owner = spawn(fun() -> receive {go, R} -> Self ! {got, take_data(R, 2)}, receive stop -> ok end end end),
+    {ok, Ref2} = py:stream_start('__main__', endless, [<<"owned">>], #{ctx => Ctx, owner => Owner, window => 2}),
+    Owner ! {go, Ref2},
+    receive {got, [0, 1]} -> ok end,
+    exit(Owner, kill),
+    true = py_test_util:wait_until(fun() -> Closed() =:= {ok, [<<"free">>, <<"owned">>]} end),
+    %% the caller's exit closes its streams on B
+    Starter = spawn(fun() ->
+                            Define(),
+                            {ok, Ref3} = py:stream_start('__main__', endless, [<<"caller">>], #{ctx => Ctx, window => 1}),
+                            Self ! {started, take_data(Ref3, 1)},
+                            receive stop -> ok end
+                    end),
+    receive {started, [0]} -> ok end,
+    exit(Starter, kill),
+    true = py_test_util:wait_until(fun() -> Closed() =:= {ok, [<<"free">>, <<"owned">>, <<"caller">>]} end),
+    true = py_test_util:wait_until(fun() -> erpc:call(B, py_remote, proxies, []) =:= 1 end),
+    true = py_test_util:wait_until(fun() -> ets:tab2list(py_remote_streams) =:= [] end),
+    peer:stop(Peer).
+
+remote_casts_interrupts_info(Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    %% a cast runs in this process's env there, in queue order
+    ok = py:exec(Ctx, <<"def set_x(v):\n    global x\n    x = v\n">>),
+    ok = py:cast(Ctx, '__main__', set_x, [1]),
+    {ok, 1} = py:eval(Ctx, <<"x">>),
+    {ok, Info} = py_context:info(Ctx),
+    true = is_map(Info),
+    %% interrupt: a call running on B, stopped from here
+    Gate = py_test_util:gate(Config, Ctx),
+    Self = self(),
+    spawn(fun() -> Self ! {spun, py:call(Ctx, test_gate, wait, [Gate])} end),
+    true = py_test_util:wait_until(fun() ->
+                                           {ok, #{busy := Busy}} = py_context:info(Ctx),
+                                           Busy
+                                   end),
+    ok = py:interrupt(Ctx),
+    receive {spun, {error, interrupted}} -> ok end,
+    not_running = py:interrupt(Ctx),
+    {error, context_not_running} = py:interrupt(erpc:call(B, erlang, whereis, [init])),
+    peer:stop(Peer),
+    {error, {nodedown, B}} = py:interrupt(Ctx),
+    {error, {nodedown, B}} = py_context:info(Ctx),
+    ok.
+
+remote_explicit_envs(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    Before = remote_envs(B),
+    Self = self(),
+    Maker = spawn(fun() ->
+                          {ok, Env} = py_context:create_local_env(Ctx),
+                          CtxRef = py_context:get_nif_ref(Ctx),
+                          ok = py_nif:context_exec(CtxRef, <<"x = 40">>, Env),
+                          {ok, 42} = py_nif:context_eval(CtxRef, <<"x + y">>, #{y => 2}, Env),
+                          Self ! {env, CtxRef, Env},
+                          receive stop -> ok end
+                  end),
+    {CtxRef, Env} = receive {env, R, E} -> {R, E} end,
+    B = node(CtxRef),
+    B = node(Env),
+    %% sent to another process, it is the same env there
+    {ok, 41} = py_nif:context_eval(CtxRef, <<"x + 1">>, #{}, Env),
+    ok = py_nif:context_exec(CtxRef, <<"x = 0">>, Env),
+    {ok, 0} = py_nif:context_eval(CtxRef, <<"x">>, #{}, Env),
+    %% the wrong node: an env of B with a context here, and one of here on B
+    LocalRef = py_context:get_nif_ref(py:context(1)),
+    {error, _} = py_nif:context_eval(LocalRef, <<"1">>, #{}, Env),
+    {ok, LocalEnv} = py_context:create_local_env(py:context(1)),
+    {error, _} = py_nif:context_eval(CtxRef, <<"1">>, #{}, LocalEnv),
+    {error, _} = py_nif:context_eval(CtxRef, <<"1">>, #{}, make_ref()),
+    %% it lives as long as the process that made it
+    true = remote_envs(B) > Before,
+    Maker ! stop,
+    true = py_test_util:wait_until(fun() -> remote_envs(B) =:= Before end),
+    {error, _} = py_nif:context_eval(CtxRef, <<"x">>, #{}, Env),
+    peer:stop(Peer),
+    {error, {nodedown, B}} = py_nif:context_eval(CtxRef, <<"1">>, #{}, Env),
+    {error, {nodedown, B}} = py_context:create_local_env(Ctx),
+    ok.
+
+%% A gen_server-style process taking remote answers in handle_info hears
+%% of the node's loss as the message it was waiting for.
+nodedown_reaches_handle_info(Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    Gate = py_test_util:gate(Config, Ctx),
+    Self = self(),
+    Taker = spawn(fun() ->
+                          ok = py:exec(Ctx, <<"def endless():\n    while True:\n        yield 0\n">>),
+                          %% the stream first: the call then keeps the context busy
+                          {ok, S} = py:stream_start('__main__', endless, [], #{ctx => Ctx, window => 1}),
+                          receive {py_stream, S, {data, 0}} -> ok end,
+                          Ref = py:spawn_call(Ctx, test_gate, wait, [Gate]),
+                          Self ! ready,
+                          Got = [receive {py_response, Ref, R} -> {response, R} end,
+                                 receive {py_stream, S, M} -> {stream, M} end],
+                          {messages, Left} = process_info(self(), messages),
+                          Self ! {taken, Got, Left}
+                  end),
+    receive ready -> ok end,
+    peer:stop(Peer),
+    receive
+        {taken, Got, Left} ->
+            [{response, {error, {nodedown, B}}}, {stream, {error, {nodedown, B}}}] = Got,
+            [] = Left
+    end,
+    false = is_process_alive(Taker),
+    [] = ets:tab2list(py_remote_streams),
+    ok.
+
+%% print() in spawn_calls, casts and streams on B reaches this caller's
+%% group leader, before the answer.
+remote_output_of_async_calls(_Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    {{ok, none}, <<"async on B\n">>} =
+        py_test_util:with_group_leader(fun() -> py:await(py:spawn_call(Ctx, builtins, print, [<<"async on B">>])) end),
+    {{ok, [0, 1]}, <<"item 0\nitem 1\n">>} =
+        py_test_util:with_group_leader(
+          fun() ->
+                  ok = py:exec(Ctx, <<"def loud(n):\n    for i in range(n):\n        print('item', i)\n        yield i\n">>),
+                  py:stream(Ctx, '__main__', loud, [2], #{})
+          end),
+    Leader = py_test_util:collecting_leader(),
+    Caster = spawn(fun() ->
+                           group_leader(Leader, self()),
+                           ok = py:cast(Ctx, builtins, print, [<<"cast on B">>]),
+                           receive stop -> ok end
+                   end),
+    true = py_test_util:wait_until(fun() -> py_test_util:collected(Leader) =:= <<"cast on B\n">> end),
+    Caster ! stop,
     peer:stop(Peer).
