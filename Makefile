@@ -48,7 +48,7 @@ other-pythons: build
 	$(REBAR) compile
 
 demo: build
-	mkdir -p $(EXTRA) && erlc -o $(EXTRA) examples/demo.erl examples/ml_example.erl
+	mkdir -p $(EXTRA) && erlc -o $(EXTRA) examples/demo.erl examples/ml_example.erl examples/dist_example.erl
 	$(ERL_RUN) -s demo main -s init stop
 	@echo; echo "From Elixir (examples/elixir_demo.exs):"
 	elixir -pa _build/default/lib/erlang_python/ebin examples/elixir_demo.exs

@@ -46,6 +46,10 @@ main() ->
     %% A scikit-learn model served by Erlang processes (examples/ml_example.erl).
     io:format("~nA pickled scikit-learn model, one env per serving process:~n"),
     _ = ml_example:main(),
+
+    %% A pool over two nodes (examples/dist_example.erl).
+    io:format("~nContexts on this node and on a peer node, used alike:~n"),
+    _ = dist_example:main(),
     ok.
 
 take_stream(Ref, Acc) ->

@@ -11,7 +11,7 @@ all() ->
     [calls_on_a_remote_context, both_directions_three_nodes, env_lives_as_long_as_the_caller,
      remote_errors_and_timeouts, remote_spawn_calls, node_killed_mid_call, remote_callers_churn, handle_on_the_wrong_node,
      remote_streams, remote_stream_cancel_and_owners, remote_casts_interrupts_info, remote_explicit_envs,
-     nodedown_reaches_handle_info, remote_output_of_async_calls].
+     nodedown_reaches_handle_info, remote_output_of_async_calls, pool_over_two_nodes_example].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -412,3 +412,23 @@ remote_output_of_async_calls(_Config) ->
     true = py_test_util:wait_until(fun() -> py_test_util:collected(Leader) =:= <<"cast on B\n">> end),
     Caster ! stop,
     peer:stop(Peer).
+
+%% examples/dist_example.erl, as `make demo' runs it: eight calls over a
+%% pool of two contexts here and two on a peer; the peer's prints show here.
+pool_over_two_nodes_example(_Config) ->
+    Source = proplists:get_value(source, ?MODULE:module_info(compile)),
+    Example = filename:join([filename:dirname(filename:dirname(Source)), "examples", "dist_example.erl"]),
+    {ok, dist_example, Beam} = compile:file(Example, [binary, return_errors]),
+    {module, dist_example} = code:load_binary(dist_example, Example, Beam),
+    {Results, Text} = py_test_util:with_group_leader(fun dist_example:main/0),
+    Expected = [lists:sum([X * X || X <- lists:seq(0, 100000 * I - 1)]) || I <- lists:seq(1, 8)],
+    Expected = [V || {_, V} <- Results],
+    [Here, Here, There, There, Here, Here, There, There] = [W || {W, _} <- Results],
+    Here = node(),
+    true = There =/= Here,
+    %% eight prints, from two OS processes, all at this caller's group leader
+    Lines = [L || L <- binary:split(Text, <<"\n">>, [global]), binary:match(L, <<"work(">>) =/= nomatch],
+    8 = length(Lines),
+    Pids = lists:usort([lists:last(binary:split(L, <<" ">>, [global])) || L <- Lines]),
+    2 = length(Pids),
+    ok.
