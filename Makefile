@@ -54,8 +54,8 @@ demo: build
 	elixir -pa _build/default/lib/erlang_python/ebin examples/elixir_demo.exs
 
 bench: build
-	mkdir -p $(EXTRA) && erlc -o $(EXTRA) bench/py_bench.erl
-	$(ERL_RUN) -s py_bench main -s init stop
+	mkdir -p $(EXTRA) && erlc -o $(EXTRA) bench/py_bench.erl bench/output_cost.erl
+	$(ERL_RUN) -s py_bench main -s output_cost run -s init stop
 
 # Optional: the suites against a NIF built with ASan and UBSan (slower; not
 # part of `make test`). Any report stops the run; logs go to _build/sanitize/.
