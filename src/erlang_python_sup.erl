@@ -15,6 +15,13 @@ start_link() ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
     Children = [
+        %% Messages the NIF cannot send itself (maps only a scheduler may
+        %% build, remote pids) and Python output for callers that do not
+        %% wait in receive. First: with rest_for_one, no other child's
+        %% restart takes it, and the answers in its mailbox, down.
+        #{id => py_relay,
+          start => {py_relay, start_link, []},
+          type => worker},
         #{id => py_context_registry,
           start => {py_context_registry, start_link, []},
           type => worker},
@@ -42,12 +49,6 @@ init([]) ->
         %% everything after it.
         #{id => py_logger,
           start => {py_logger, start_link, []},
-          type => worker},
-        %% Messages the NIF cannot send itself (maps only a scheduler may
-        %% build, remote pids) and Python output for callers that do not
-        %% wait in receive. Last: nothing depends on its state.
-        #{id => py_relay,
-          start => {py_relay, start_link, []},
           type => worker}
     ],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.

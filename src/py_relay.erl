@@ -10,62 +10,70 @@
 %%   too, and goes on after its text was handed over.
 %%
 %% It never waits for a group leader: each write is an io request whose
-%% reply (or the group leader's exit) comes back as a message, and the NIF
-%% counts the bytes not yet written, dropping output past a bound instead
-%% of growing this mailbox without end.
+%% reply (or the group leader's exit) comes back as a message. The NIF
+%% counts the bytes not yet written (16 MiB at most, for all), and this
+%% process those of each group leader (4 MiB at most): a slow or stuck one
+%% loses its own output, not everyone's, and no mailbox grows without end.
 -module(py_relay).
 -behaviour(gen_server).
 
 -export([start_link/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
+%% Bytes one group leader may have waiting: past it, its output is
+%% dropped here (one line says so), and everyone else's still flows.
+-define(LEADER_BOUND, (4 * 1024 * 1024)).
+
+-record(state, {
+    writes = #{} :: #{reference() => {pid(), non_neg_integer()}},  % io request (a monitor) => leader, bytes
+    waiting = #{} :: #{pid() => non_neg_integer()},                % leader => bytes it has not written
+    cut = #{} :: #{pid() => true}                                 % leaders told their output was cut
+}).
+
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
-    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+    gen_server:start_link(?MODULE, [], []).
 
 %% @private
-%% State: monitor (and io request tag) => bytes it stands for.
--spec init([]) -> {ok, #{reference() => non_neg_integer()}}.
+%% The name is taken only after the NIF forgets what it had counted for a
+%% predecessor: nothing sent to this process is counted twice.
+-spec init([]) -> {ok, #state{}}.
 init([]) ->
     ok = py_nif:output_reset(),
-    {ok, #{}}.
+    true = register(?MODULE, self()),
+    {ok, #state{}}.
 
 %% @private
--spec handle_call(term(), gen_server:from(), map()) -> {reply, {error, unknown_call}, map()}.
-handle_call(_Request, _From, Writes) ->
-    {reply, {error, unknown_call}, Writes}.
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, {error, unknown_call}, #state{}}.
+handle_call(_Request, _From, S) ->
+    {reply, {error, unknown_call}, S}.
 
 %% @private
--spec handle_cast(term(), map()) -> {noreply, map()}.
-handle_cast(_Msg, Writes) ->
-    {noreply, Writes}.
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, S) ->
+    {noreply, S}.
 
 %% @private
--spec handle_info(term(), map()) -> {noreply, map()}.
-handle_info({'$py_output', Pid, _Stream, Text, Cost}, Writes) ->
+-spec handle_info(term(), #state{}) -> {noreply, #state{}}.
+handle_info({'$py_output', Pid, _Stream, Text, Cost}, S) ->
     case group_leader_of(Pid) of
-        {ok, Leader} ->
-            Mon = monitor(process, Leader),
-            Leader ! {io_request, self(), Mon, {put_chars, unicode, Text}},
-            {noreply, Writes#{Mon => Cost}};
-        error ->
-            written(Cost),
-            {noreply, Writes}
+        {ok, Leader} -> {noreply, write(Leader, Text, Cost, S)};
+        error -> written(Cost), {noreply, S}
     end;
-handle_info({io_reply, Mon, _}, Writes) ->
-    {noreply, write_done(Mon, Writes)};
-handle_info({'DOWN', Mon, process, _, _}, Writes) ->
-    {noreply, write_done(Mon, Writes)};
-handle_info({'$py_forward', To, Message}, Writes) ->
+handle_info({io_reply, Mon, _}, S) ->
+    {noreply, write_done(Mon, S)};
+handle_info({'DOWN', Mon, process, _, _}, S) ->
+    {noreply, write_done(Mon, S)};
+handle_info({'$py_forward', To, Message}, S) ->
     To ! Message,
-    {noreply, Writes};
-handle_info({'$py_response', Caller, Ref, Result}, Writes) ->
+    {noreply, S};
+handle_info({'$py_response', Caller, Ref, Result}, S) ->
     Caller ! {py_response, Ref, case finish(Result) of
                                     {ok, Built} -> Built;
                                     {error, _} = Error -> Error
                                 end},
-    {noreply, Writes};
-handle_info({'$py_stream', Ref, _Owner, Message}, Writes) ->
+    {noreply, S};
+handle_info({'$py_stream', Ref, _Owner, Message}, S) ->
     %% the NIF passes it on unless the stream was cancelled meanwhile
     _ = case finish(Message) of
             {ok, Built} ->
@@ -76,17 +84,17 @@ handle_info({'$py_stream', Ref, _Owner, Message}, Writes) ->
             {error, Reason} ->
                 py_nif:stream_fail(Ref, Reason)
         end,
-    {noreply, Writes};
-handle_info({'$py_send', To, Term}, Writes) ->
+    {noreply, S};
+handle_info({'$py_send', To, Term}, S) ->
     case finish(Term) of
         {ok, Message} ->
             To ! Message;
         {error, Reason} ->
             logger:error("erlang_python: erlang.send to ~p dropped: ~p", [To, Reason])
     end,
-    {noreply, Writes};
-handle_info(_Msg, Writes) ->
-    {noreply, Writes}.
+    {noreply, S};
+handle_info(_Msg, S) ->
+    {noreply, S}.
 
 %% ---------------------------------------------------------------------------
 
@@ -105,14 +113,39 @@ group_leader_of(Pid) ->
             end
     end.
 
-write_done(Mon, Writes) ->
+%% An io request to Leader, answered (or not) later; none past its bound.
+write(Leader, Text, Cost, #state{waiting = Waiting} = S) ->
+    Before = maps:get(Leader, Waiting, 0),
+    case Before + Cost > ?LEADER_BOUND of
+        true ->
+            written(Cost),
+            case S#state.cut of
+                #{Leader := _} -> S;
+                Cut -> request(Leader, <<"\n[erlang_python: output dropped: this group leader is 4 MiB behind]\n">>, 0,
+                               S#state{cut = Cut#{Leader => true}})
+            end;
+        false ->
+            request(Leader, Text, Cost, S)
+    end.
+
+request(Leader, Text, Cost, #state{writes = Writes, waiting = Waiting} = S) ->
+    Mon = monitor(process, Leader),
+    Leader ! {io_request, self(), Mon, {put_chars, unicode, Text}},
+    S#state{writes = Writes#{Mon => {Leader, Cost}},
+            waiting = Waiting#{Leader => maps:get(Leader, Waiting, 0) + Cost}}.
+
+write_done(Mon, #state{writes = Writes, waiting = Waiting} = S) ->
     case maps:take(Mon, Writes) of
-        {Cost, Rest} ->
+        {{Leader, Cost}, Rest} ->
             demonitor(Mon, [flush]),
             written(Cost),
-            Rest;
+            case maps:get(Leader, Waiting) - Cost of
+                0 -> S#state{writes = Rest, waiting = maps:remove(Leader, Waiting),
+                             cut = maps:remove(Leader, S#state.cut)};
+                Left -> S#state{writes = Rest, waiting = Waiting#{Leader => Left}}
+            end;
         error ->
-            Writes
+            S
     end.
 
 written(Cost) ->

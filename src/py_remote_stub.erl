@@ -75,7 +75,7 @@ loop(#state{caller = Caller, proxy = Proxy} = S) ->
             loop(S#state{cancels = maps:put(Ref, [{From, Tag} | Waiting], S#state.cancels)});
         {py_remote_stream_cancelled, Ref, _} ->
             {Waiting, Cancels} = take(Ref, S#state.cancels),
-            [From ! {Tag, ok} || {From, Tag} <- Waiting],
+            _ = [From ! {Tag, ok} || {From, Tag} <- Waiting],
             loop(ended(Ref, S#state{cancels = Cancels}));
         {'DOWN', Mon, process, _, _} when is_map_key(Mon, S#state.owners) ->
             %% an owner other than the caller exited: its stream goes too

@@ -37,8 +37,10 @@ std::unique_ptr<Request> Request::internal(Op op, std::shared_ptr<Stream> stream
 
 void Request::deliver(ERL_NIF_TERM msg, ErlNifEnv* caller_env) {
     ErlNifPid relay;
+    // py_relay gone: straight to the caller, as if nothing had printed
     if (printed && enif_whereis_pid(caller_env, atoms::py_relay, &relay) &&
-        env.send(relay, enif_make_tuple3(env.get(), atoms::py_forward_tag, make_pid(env.get(), caller), msg), caller_env))
+        env.try_send(relay, enif_make_tuple3(env.get(), atoms::py_forward_tag, make_pid(env.get(), caller), msg),
+                     caller_env))
         return;
     env.send(caller, msg, caller_env);
 }
@@ -87,10 +89,12 @@ void Request::send_response(ERL_NIF_TERM result, bool deferred_maps, ErlNifEnv* 
         // py_relay builds them and sends the response on.
         ErlNifPid relay;
         if (enif_whereis_pid(caller_env, atoms::py_relay, &relay) &&
-            env.send(relay, enif_make_tuple4(e, atoms::py_response_relay_tag, make_pid(e, caller), tag, result),
-                     caller_env))
+            env.try_send(relay, enif_make_tuple4(e, atoms::py_response_relay_tag, make_pid(e, caller), tag, result),
+                         caller_env))
             return;
-        result = make_error(e, atoms::relay_not_running);
+        // Without it, maps past 128 keys cannot be built here; anything
+        // else goes straight to the caller.
+        if (deferred_maps) result = make_error(e, atoms::relay_not_running);
     }
     env.send(caller, enif_make_tuple3(e, atoms::py_response, tag, result), caller_env);
 }

@@ -40,6 +40,14 @@ public:
         return sent;
     }
 
+    // As send, but a failed send leaves the env and its terms as they were,
+    // for another try (enif_send invalidates them only when it succeeds).
+    bool try_send(const ErlNifPid& pid, ERL_NIF_TERM msg, ErlNifEnv* caller_env = nullptr) {
+        if (enif_send(caller_env, &pid, env_, msg) == 0) return false;
+        enif_clear_env(env_);
+        return true;
+    }
+
 private:
     ErlNifEnv* env_;
 };

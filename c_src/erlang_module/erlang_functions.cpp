@@ -48,6 +48,9 @@ bool calling_pid(const ErlangModuleState* st, ErlNifPid* pid) {
     PyObject* obj = nullptr;
     if (PyContextVar_Get(st->caller_var, nullptr, &obj) < 0 || obj == nullptr) return false;
     PyRef held = PyRef::steal(obj);
+    // Python code can set the variable to anything (contextvars is
+    // public): only an erlang.Pid names a caller.
+    if (!PyObject_TypeCheck(obj, st->pid_type)) return false;
     MsgEnv scratch;
     return scratch && enif_get_local_pid(scratch.get(), term_object_value(obj, scratch.get()), pid);
 }

@@ -26,7 +26,9 @@ constexpr char kRelayCutNote[] = "\n[erlang_python: output dropped: 16 MiB wait 
 
 std::atomic<std::size_t> relayed_in_flight{0};
 std::atomic<bool> relay_cut{false};
-thread_local std::uint64_t relayed_writes = 0;
+// Every write relayed, from any thread: a thread of the event loop's
+// executor prints for the loop's jobs too.
+std::atomic<std::uint64_t> relayed_writes{0};
 
 ERL_NIF_TERM text_binary(ErlNifEnv* env, const char* data, std::size_t size) {
     ERL_NIF_TERM bin;
@@ -73,7 +75,7 @@ bool send_to_relay(const ErlNifPid& caller, bool is_stderr, const char* data, st
         relayed_output_written(cost);
         return false;
     }
-    ++relayed_writes;
+    relayed_writes.fetch_add(1, std::memory_order_relaxed);
     return true;
 }
 
@@ -146,6 +148,6 @@ void relayed_output_reset() {
     relay_cut.store(false);
 }
 
-std::uint64_t relayed_writes_on_this_thread() { return relayed_writes; }
+std::uint64_t relayed_writes_so_far() { return relayed_writes.load(std::memory_order_relaxed); }
 
 }  // namespace ep

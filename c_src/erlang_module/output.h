@@ -28,8 +28,8 @@ void relayed_output_written(std::size_t cost);
 // py_relay (re)started: whatever its predecessor held is gone.
 void relayed_output_reset();
 
-// Writes this thread has sent through py_relay so far: an event-loop job
-// whose tasks printed sends its answer the same way.
-std::uint64_t relayed_writes_on_this_thread();
+// Writes sent through py_relay so far, from any thread: an event-loop job
+// during which any were made sends its answer the same way.
+std::uint64_t relayed_writes_so_far();
 
 }  // namespace ep

@@ -42,8 +42,8 @@ struct LoopJob {
     // The caller has py:exec envs in other interpreters, which the loop
     // (in the main interpreter) cannot look into.
     bool foreign_env = false;
-    // This thread's relayed writes (output.h) when the job started: if
-    // any were made by the time it ends, its answer follows them.
+    // Relayed writes (output.h) when the job started: if any were made by
+    // the time it ends, its answer follows them.
     std::uint64_t writes_at_start = 0;
 };
 

@@ -241,7 +241,7 @@ bool LoopDriver::nothing_ready() const {
 }
 
 void LoopDriver::start(std::unique_ptr<LoopJob>&& job) {
-    job->writes_at_start = relayed_writes_on_this_thread();
+    job->writes_at_start = relayed_writes_so_far();
     RequestScope scope(job->req.get());  // erlang.self() in the code it runs at once
     const ErlangTypes& types = main_interpreter()->types();
     PyRef caller = PyRef::steal(make_term_object(types.pid, job->req->caller.pid));
@@ -379,9 +379,10 @@ void LoopDriver::finish(LoopJob& job, RunResult& result) {
         return;
     }
     if (job.op == LoopOp::Task && !loop_.claim_reply(job.id)) return;  // its caller gave up
-    // Some task on the loop printed meanwhile, perhaps this job's: the
-    // answer takes the text's way, so it cannot overtake it.
-    if (relayed_writes_on_this_thread() != job.writes_at_start) req.printed = true;
+    // Something printed through py_relay meanwhile, perhaps this job's
+    // tasks (or their executor threads): the answer takes the text's way,
+    // so it cannot overtake it.
+    if (relayed_writes_so_far() != job.writes_at_start) req.printed = true;
     req.answer(result);
 }
 
