@@ -446,7 +446,11 @@ stream_ack(Ref) ->
 stream_ack(Ref, Count) when is_reference(Ref), node(Ref) =/= node() ->
     py_remote:stream_ack(Ref, Count);
 stream_ack(Ref, Count) ->
-    py_nif:stream_ack(Ref, Count).
+    case py_nif:stream_ack(Ref, Count) of
+        %% a stream run here for a caller on another node, owned here
+        {error, {badarg, ref}} when is_reference(Ref) -> py_remote:stream_ack(Ref, Count);
+        Result -> Result
+    end.
 
 %% @doc Stops a stream: its generator is closed on its context's thread (a
 %% `finally' runs), and no message of the stream comes after this returns
@@ -459,6 +463,10 @@ stream_cancel(Ref) when is_reference(Ref), node(Ref) =/= node() ->
 stream_cancel(Ref) ->
     case py_nif:stream_cancel(Ref) of
         ok -> flush_stream(Ref);
+        {error, {badarg, ref}} when is_reference(Ref) ->
+            %% a stream run here for a caller on another node, owned here
+            ok = py_remote:stream_cancel(Ref),
+            flush_stream(Ref);
         {error, _} = Error -> Error
     end.
 

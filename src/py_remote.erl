@@ -15,12 +15,13 @@
 %% hears of it too.
 %%
 %% Each node's `py_remote' server (in the application's tree) hands out the
-%% proxies, and owns the table of this node's remote streams.
+%% proxies, and owns the table of the remote streams running on this node
+%% (their proxies, linked to it, go with it).
 -module(py_remote).
 -behaviour(gen_server).
 
--export([start_link/0, call/2, call_on/2, spawn_call/2, await/2, stream_start/2, stream_ack/2, stream_cancel/1, down_reason/2,
-         on_node/3, proxies/0]).
+-export([start_link/0, call/2, call_on/2, spawn_call/2, await/2, stream_start/2, stream_ack/2, stream_cancel/1,
+         stream_route/1, down_reason/2, on_node/3, proxies/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(STREAMS, py_remote_streams).
@@ -120,39 +121,64 @@ await(Ref, Timeout) ->
     end.
 
 %% @doc `py:stream_start(M, F, A, Opts)' with `ctx' on another node. The
-%% owner gets the stream's messages through the stub; the Ref is made on
-%% the context's node.
+%% owner gets the stream's messages through the caller's stub; the Ref is
+%% made on the context's node, whose `py_remote' routes acks and cancels.
 -spec stream_start(pid(), list()) -> {ok, reference()} | {error, term()}.
 stream_start(Ctx, Args) ->
     async(Ctx, stream_start, Args).
 
-%% @doc Acknowledges items of a remote stream (see {@link py:stream_ack/2}).
+%% @doc Acknowledges items of a remote stream (see {@link py:stream_ack/2}),
+%% from any process on any node: the stream's node passes it on.
 -spec stream_ack(reference(), pos_integer()) -> ok | {error, term()}.
 stream_ack(Ref, Count) when is_integer(Count), Count > 0 ->
-    case stream_route(Ref) of
-        {ok, _Stub, Proxy} -> Proxy ! {py_remote_stream_ack, Ref, Count}, ok;
-        ended -> ok
+    case node(Ref) =:= node() of
+        true -> ack_here(Ref, Count);
+        false -> {?MODULE, node(Ref)} ! {stream_ack, Ref, Count}, ok
     end;
 stream_ack(_Ref, _Count) ->
     {error, {badarg, count}}.
 
-%% @doc Cancels a remote stream: once this returns, no message of it
-%% comes to its owner (see {@link py:stream_cancel/1}).
--spec stream_cancel(reference()) -> ok | {error, term()}.
-stream_cancel(Ref) ->
+ack_here(Ref, Count) ->
     case stream_route(Ref) of
-        {ok, Stub, _Proxy} -> py_remote_stub:cancel(Stub, Ref);
-        ended -> ok
+        {ok, Res, _Proxy, _Stub} -> _ = py_nif:stream_ack(Res, Count), ok;
+        ended -> ok  % acknowledging a stream that has ended is harmless
     end.
 
-%% A remote stream's stub and proxy, from the table the stub keeps: a
-%% stream not there has ended and its last message has been sent on.
+%% @doc Cancels a remote stream: once this returns, no message of it
+%% comes to the canceller (see {@link py:stream_cancel/1}). The stub that
+%% passes the stream's messages on does it, so nothing is on its way.
+-spec stream_cancel(reference()) -> ok.
+stream_cancel(Ref) ->
+    Node = node(Ref),
+    %% the caller's own stream: its stub is known here, even if Node is lost
+    Mine = case get({py_remote_stub, Node}) of
+               {Stub, _} -> py_remote_stub:cancel(Stub, Ref);
+               undefined -> not_mine
+           end,
+    case Mine of
+        ok ->
+            ok;
+        not_mine ->
+            Route = case Node =:= node() of
+                        true -> stream_route(Ref);
+                        false -> on_node(Node, ?MODULE, {stream_route, [Ref]})
+                    end,
+            case Route of
+                {ok, _Res, _Proxy, Other} -> _ = py_remote_stub:cancel(Other, Ref), ok;
+                _ -> ok  % ended, or gone with its node
+            end
+    end.
+
+%% @doc Where remote stream `Ref' of this node runs: the NIF's stream, the
+%% proxy that owns it, the stub that passes its messages on; `ended' once
+%% its last message has been passed on (or it was cancelled).
+-spec stream_route(reference()) -> {ok, reference(), pid(), pid()} | ended.
 stream_route(Ref) ->
     try ets:lookup(?STREAMS, Ref) of
-        [{Ref, Stub, Proxy}] -> {ok, Stub, Proxy};
+        [{Ref, Res, Proxy, Stub}] -> {ok, Res, Proxy, Stub};
         [] -> ended
     catch
-        error:badarg -> ended  % this node's py_remote is not running
+        error:badarg -> ended  % this node's py_remote is not running: nor is any proxy
     end.
 
 %% @doc `Module:Function(Args...)' run on `Node' directly (calls that need
@@ -234,7 +260,7 @@ proxy_on(Node) ->
 -spec init([]) -> {ok, #{pid() => pid()}}.
 init([]) ->
     process_flag(trap_exit, true),
-    %% the stubs of this node's callers: remote stream Ref => {Stub, Proxy}
+    %% streams run here for callers elsewhere: {Ref, NIF stream, Proxy, Stub}
     _ = ets:new(?STREAMS, [named_table, public, set]),
     {ok, #{}}.
 
@@ -248,6 +274,17 @@ handle_call({proxy, Caller}, _From, Proxies) when is_pid(Caller) ->
             Proxy = py_remote_proxy:start_link(Caller),
             {reply, {ok, Proxy}, Proxies#{Caller => Proxy, Proxy => Caller}}
     end;
+handle_call({nif_cancel, Ref}, _From, Proxies) ->
+    %% a stub cancels: the NIF sends nothing more, the proxy forgets it
+    case stream_route(Ref) of
+        {ok, Res, Proxy, _Stub} ->
+            _ = py_nif:stream_cancel(Res),
+            true = ets:delete(?STREAMS, Ref),
+            Proxy ! {py_remote_forget, Res};
+        ended ->
+            ok
+    end,
+    {reply, ok, Proxies};
 handle_call(count, _From, Proxies) ->
     {reply, map_size(Proxies) div 2, Proxies};
 handle_call(_Request, _From, Proxies) ->
@@ -260,7 +297,16 @@ handle_cast(_Msg, Proxies) ->
 
 %% @private
 -spec handle_info(term(), map()) -> {noreply, map()}.
+handle_info({stream_ack, Ref, Count}, Proxies) ->
+    _ = ack_here(Ref, Count),
+    {noreply, Proxies};
+handle_info({forget_stream, Ref}, Proxies) ->
+    %% its stub has passed its last message on
+    true = ets:delete(?STREAMS, Ref),
+    {noreply, Proxies};
 handle_info({'EXIT', Proxy, _}, Proxies) ->
+    %% its streams were closed with it (it owned them)
+    true = ets:match_delete(?STREAMS, {'_', '_', Proxy, '_'}),
     case Proxies of
         #{Proxy := Caller} -> {noreply, maps:without([Proxy, Caller], Proxies)};
         _ -> {noreply, Proxies}

@@ -15,7 +15,7 @@
     caller :: pid(),
     stub = undefined :: pid() | undefined,
     spawned = #{} :: #{reference() => true},       % spawn_calls still running
-    streams = #{} :: #{reference() => reference()}, % both ways: the NIF's Ref <=> the one we gave out
+    streams = #{} :: #{reference() => reference()}, % both ways: the NIF's Ref <=> the one given out
     envs = [] :: [reference()]                      % explicit envs made for the caller: held here
 }).
 
@@ -54,24 +54,15 @@ loop(#state{caller = Caller} = S) ->
                 {data, _} -> loop(S);
                 _ -> loop(forget_stream(Ref, Ours, S))  % done, or {error, _}: its last
             end;
-        {py_remote_stream_ack, Ours, Count} ->
-            _ = case S#state.streams of
-                    #{Ours := Ref} -> py:stream_ack(Ref, Count);
-                    _ -> ok  % it has ended
-                end,
-            loop(S);
-        {py_remote_stream_cancel, Ours, From} ->
-            S1 = case S#state.streams of
-                     #{Ours := Ref} ->
-                         %% takes what it had sent here out of our mailbox too
-                         ok = py:stream_cancel(Ref),
-                         forget_stream(Ref, Ours, S);
-                     _ ->
-                         S
-                 end,
-            %% after everything it was sent before: the stub answers the canceller
-            S1#state.stub ! {py_remote_stream_cancelled, Ours, From},
-            loop(S1)
+        {py_remote_forget, Ref} ->
+            %% cancelled (by py_remote here, for the stub): nothing more comes
+            case S#state.streams of
+                #{Ref := Ours} -> loop(forget_stream(Ref, Ours, S));
+                _ -> loop(S)
+            end;
+        _Stray ->
+            %% what a cancelled stream had sent before, say: nobody wants it
+            loop(S)
     end.
 
 forget_stream(Ref, Ours, S) ->
@@ -89,8 +80,10 @@ run(stream_start, [Stub, Ctx, Module, Function, Args, Opts], Tag, S) ->
     case py:stream_start(Module, Function, Args, Opts#{ctx => Ctx, owner => self()}) of
         {ok, Ref} ->
             Ours = make_ref(),
-            %% the stub answers the caller once it can route the Ref
-            Stub ! {py_remote_stream_started, Ours, Owner, S#state.caller, Tag},
+            %% routable (acks, cancels) and known to the stub before anyone has it
+            true = ets:insert(py_remote_streams, {Ours, Ref, self(), Stub}),
+            Stub ! {py_remote_stream_started, Ours, Owner},
+            S#state.caller ! {Tag, {ok, Ours}},
             S#state{stub = Stub, streams = maps:merge(S#state.streams, #{Ref => Ours, Ours => Ref})};
         {error, _} = Error ->
             S#state.caller ! {Tag, Error},
@@ -110,7 +103,9 @@ run(Function, Args, Tag, S) ->
                      catch
                          %% an env or handle of another node, a ref that is
                          %% not (or no longer) one of ours here
-                         error:Why -> {error, {badarg, Why}}
+                         error:Why -> {error, {badarg, Why}};
+                         %% the caller's other envs and calls here live on
+                         Class:Why -> {error, {Class, Why}}
                      end;
                  _ ->
                      {error, {badarg, {remote_function, Function}}}

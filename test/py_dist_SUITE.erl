@@ -10,7 +10,7 @@
 all() ->
     [calls_on_a_remote_context, both_directions_three_nodes, env_lives_as_long_as_the_caller,
      remote_errors_and_timeouts, remote_spawn_calls, node_killed_mid_call, remote_callers_churn, handle_on_the_wrong_node,
-     remote_streams, remote_stream_cancel_and_owners, remote_casts_interrupts_info, remote_explicit_envs,
+     remote_streams, remote_stream_cancel_and_owners, remote_stream_owners_on_any_node, remote_casts_interrupts_info, remote_explicit_envs,
      nodedown_reaches_handle_info, remote_output_of_async_calls, pool_over_two_nodes_example].
 
 init_per_suite(Config) ->
@@ -295,8 +295,48 @@ remote_stream_cancel_and_owners(_Config) ->
     exit(Starter, kill),
     true = py_test_util:wait_until(fun() -> Closed() =:= {ok, [<<"free">>, <<"owned">>, <<"caller">>]} end),
     true = py_test_util:wait_until(fun() -> erpc:call(B, py_remote, proxies, []) =:= 1 end),
-    true = py_test_util:wait_until(fun() -> ets:tab2list(py_remote_streams) =:= [] end),
+    true = py_test_util:wait_until(fun() -> erpc:call(B, ets, tab2list, [py_remote_streams]) =:= [] end),
     peer:stop(Peer).
+
+%% The owner may be on any node: on the context's own node, or a third
+%% one; it acks and cancels from there. A restart of py_remote on the
+%% caller's node changes nothing for streams running elsewhere.
+remote_stream_owners_on_any_node(_Config) ->
+    {PeerB, B} = peer(),
+    {PeerC, C} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    ok = py:exec(Ctx, <<"def count(n):\n    for i in range(n):\n        yield i\n">>),
+    Self = self(),
+    Taker = fun() ->
+                    receive {go, R} -> ok end,
+                    Got = take_acking(R, 3),
+                    ok = py:stream_cancel(R),
+                    {messages, Left} = process_info(self(), messages),
+                    Self ! {taken, node(), Got, Left}
+            end,
+    OnB = erpc:call(B, erlang, spawn, [Taker]),
+    OnC = erpc:call(C, erlang, spawn, [Taker]),
+    {ok, RefB} = py:stream_start('__main__', count, [1000000], #{ctx => Ctx, owner => OnB, window => 1}),
+    {ok, RefC} = py:stream_start('__main__', count, [1000000], #{ctx => Ctx, owner => OnC, window => 1}),
+    %% py_remote here restarts: the streams' routes are on B, with them
+    ok = supervisor:terminate_child(erlang_python_sup, py_remote),
+    {ok, _} = supervisor:restart_child(erlang_python_sup, py_remote),
+    OnB ! {go, RefB},
+    OnC ! {go, RefC},
+    receive {taken, B, [0, 1, 2], []} -> ok end,
+    receive {taken, C, [0, 1, 2], []} -> ok end,
+    true = py_test_util:wait_until(fun() -> erpc:call(B, ets, tab2list, [py_remote_streams]) =:= [] end),
+    [peer:stop(P) || P <- [PeerB, PeerC]],
+    ok.
+
+take_acking(_Ref, 0) ->
+    [];
+take_acking(Ref, N) ->
+    receive
+        {py_stream, Ref, {data, Item}} ->
+            ok = py:stream_ack(Ref),
+            [Item | take_acking(Ref, N - 1)]
+    end.
 
 remote_casts_interrupts_info(Config) ->
     {Peer, B} = peer(),
@@ -387,7 +427,6 @@ nodedown_reaches_handle_info(Config) ->
             [] = Left
     end,
     false = is_process_alive(Taker),
-    [] = ets:tab2list(py_remote_streams),
     ok.
 
 %% print() in spawn_calls, casts and streams on B reaches this caller's
