@@ -447,8 +447,9 @@ stream_ack(Ref, Count) when is_reference(Ref), node(Ref) =/= node() ->
     py_remote:stream_ack(Ref, Count);
 stream_ack(Ref, Count) ->
     case py_nif:stream_ack(Ref, Count) of
-        %% a stream run here for a caller on another node, owned here
-        {error, {badarg, ref}} when is_reference(Ref) -> py_remote:stream_ack(Ref, Count);
+        {error, {badarg, ref}} = Error when is_reference(Ref) ->
+            %% a stream run here for a caller on another node, owned here
+            py_remote:here(Ref, Error, fun() -> py_remote:stream_ack(Ref, Count) end);
         Result -> Result
     end.
 
@@ -463,10 +464,8 @@ stream_cancel(Ref) when is_reference(Ref), node(Ref) =/= node() ->
 stream_cancel(Ref) ->
     case py_nif:stream_cancel(Ref) of
         ok -> flush_stream(Ref);
-        {error, {badarg, ref}} when is_reference(Ref) ->
-            %% a stream run here for a caller on another node, owned here
-            ok = py_remote:stream_cancel(Ref),
-            flush_stream(Ref);
+        {error, {badarg, ref}} = Error when is_reference(Ref) ->
+            py_remote:here(Ref, Error, fun() -> ok = py_remote:stream_cancel(Ref), flush_stream(Ref) end);
         {error, _} = Error -> Error
     end.
 

@@ -21,7 +21,7 @@
 -behaviour(gen_server).
 
 -export([start_link/0, call/2, call_on/2, spawn_call/2, await/2, stream_start/2, stream_ack/2, stream_cancel/1,
-         stream_route/1, down_reason/2, on_node/3, proxies/0]).
+         stream_route/1, here/3, down_reason/2, on_node/3, proxies/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(STREAMS, py_remote_streams).
@@ -43,12 +43,16 @@ call_on(Node, Request) ->
     call_on(Node, Request, retry).
 
 call_on(Node, Request, Retry) ->
+    through_proxy(Node, fun(_Proxy) -> Request end, Retry).
+
+%% Make(Proxy) is the request for the caller's proxy on Node.
+through_proxy(Node, Make, Retry) ->
     case proxy_on(Node) of
         {ok, Proxy} ->
-            case call_proxy(Proxy, Request) of
+            case call_proxy(Proxy, Make(Proxy)) of
                 %% gone before the call (its node's application restarted,
                 %% say): once more, with a new one
-                {proxy_down, noproc} when Retry =:= retry -> call_on(Node, Request, no_retry);
+                {proxy_down, noproc} when Retry =:= retry -> through_proxy(Node, Make, no_retry);
                 {proxy_down, Why} -> {error, down_reason(Proxy, Why)};
                 {ok, Result} -> Result
             end;
@@ -169,6 +173,17 @@ stream_cancel(Ref) ->
             end
     end.
 
+%% @doc For a Ref of this node the NIF does not know: `Fun()' if it names
+%% a remote stream running here (its owner is here, its caller elsewhere),
+%% else `Error'. Such a Ref is known until its stream's last message has
+%% been passed on.
+-spec here(reference(), Error, fun(() -> Result)) -> Error | Result.
+here(Ref, Error, Fun) ->
+    case stream_route(Ref) of
+        {ok, _Res, _Proxy, _Stub} -> Fun();
+        ended -> Error
+    end.
+
 %% @doc Where remote stream `Ref' of this node runs: the NIF's stream, the
 %% proxy that owns it, the stub that passes its messages on; `ended' once
 %% its last message has been passed on (or it was cancelled).
@@ -203,20 +218,8 @@ proxies() ->
 %% caller learns its Ref, so the stub can always answer for it. The stub
 %% belongs to one proxy: a new proxy gets a new stub.
 async(Ctx, Kind, Args) ->
-    async(node(Ctx), Kind, Args, retry).
-
-async(Node, Kind, Args, Retry) ->
-    case proxy_on(Node) of
-        {ok, Proxy} ->
-            Stub = stub_for(Node, Proxy),
-            case call_proxy(Proxy, {Kind, [Stub | Args]}) of
-                {proxy_down, noproc} when Retry =:= retry -> async(Node, Kind, Args, no_retry);
-                {proxy_down, Why} -> {error, down_reason(Proxy, Why)};
-                {ok, Result} -> Result
-            end;
-        {error, _} = Error ->
-            Error
-    end.
+    Node = node(Ctx),
+    through_proxy(Node, fun(Proxy) -> {Kind, [stub_for(Node, Proxy) | Args]} end, retry).
 
 stub_for(Node, Proxy) ->
     case get({py_remote_stub, Node}) of

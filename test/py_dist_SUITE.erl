@@ -11,7 +11,8 @@ all() ->
     [calls_on_a_remote_context, both_directions_three_nodes, env_lives_as_long_as_the_caller,
      remote_errors_and_timeouts, remote_spawn_calls, node_killed_mid_call, remote_callers_churn, handle_on_the_wrong_node,
      remote_streams, remote_stream_cancel_and_owners, remote_stream_owners_on_any_node, remote_casts_interrupts_info, remote_explicit_envs,
-     nodedown_reaches_handle_info, remote_output_of_async_calls, pool_over_two_nodes_example].
+     nodedown_reaches_handle_info, remote_output_of_async_calls, pool_over_two_nodes_example,
+     remote_contexts_in_every_mode].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -470,4 +471,37 @@ pool_over_two_nodes_example(_Config) ->
     8 = length(Lines),
     Pids = lists:usort([lists:last(binary:split(L, <<" ">>, [global])) || L <- Lines]),
     2 = length(Pids),
+    ok.
+
+%% The same calls on a worker, a subinterp and an owngil context of B (the
+%% modes B's Python offers): calls, streams, spawn_call, explicit envs and
+%% print output, as on a local context of that mode.
+remote_contexts_in_every_mode(_Config) ->
+    {Peer, B} = peer(),
+    Started = [{Mode, erpc:call(B, fun() ->
+                                        case py_context:start_link({dist, Mode}, Mode) of
+                                            {ok, C} -> unlink(C), {ok, C};
+                                            {error, _} = Refused -> Refused
+                                        end
+                                end)} || Mode <- [worker, subinterp, owngil]],
+    Ran = [Mode || {Mode, {ok, Ctx}} <- Started, ok =:= in_mode(Ctx)],
+    ct:comment("modes on B: ~p", [Ran]),
+    true = lists:member(worker, Ran),
+    {ok, Version} = erpc:call(B, py, version, []),
+    case binary:match(Version, <<"3.13">>) of
+        {0, _} -> [worker, subinterp, owngil] = Ran;  % the NIF's own Python offers all three
+        _ -> ok
+    end,
+    peer:stop(Peer).
+
+in_mode(Ctx) ->
+    {ok, 42} = py:eval(Ctx, <<"6 * 7">>),
+    ok = py:exec(Ctx, <<"def count(n):\n    for i in range(n):\n        yield i\n">>),
+    {ok, [0, 1, 2]} = py:stream(Ctx, '__main__', count, [3], #{}),
+    {ok, 4.0} = py:await(py:spawn_call(Ctx, math, sqrt, [16])),
+    {ok, Env} = py_context:create_local_env(Ctx),
+    CtxRef = py_context:get_nif_ref(Ctx),
+    ok = py_nif:context_exec(CtxRef, <<"v = 'explicit'">>, Env),
+    {ok, <<"explicit">>} = py_nif:context_eval(CtxRef, <<"v">>, #{}, Env),
+    {ok, <<"in a mode\n">>} = py_test_util:with_group_leader(fun() -> py:exec(Ctx, <<"print('in a mode')">>) end),
     ok.
