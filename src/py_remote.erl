@@ -283,7 +283,8 @@ handle_call({nif_cancel, Ref}, _From, Proxies) ->
         {ok, Res, Proxy, _Stub} ->
             _ = py_nif:stream_cancel(Res),
             true = ets:delete(?STREAMS, Ref),
-            Proxy ! {py_remote_forget, Res};
+            Proxy ! {py_remote_forget, Res},
+            ok;
         ended ->
             ok
     end,
