@@ -58,7 +58,7 @@
 -export([activate_venv/1, deactivate_venv/0, venv_info/0, ensure_venv/2, ensure_venv/3,
          add_path/1, import/1, preload/1]).
 
--export_type([code/0, result/0, error/0, handle/0, buffer_info/0, options/0, call_ref/0, stream_ref/0, stream_options/0]).
+-export_type([code/0, result/0, error/0, handle/0, buffer_info/0, options/0, call_ref/0, stream_ref/0, stream_options/0, module_name/0, function_name/0]).
 
 -define(DEFAULT_TIMEOUT, 30000).
 
@@ -183,7 +183,7 @@ spawn_call(Module, Function, Args) ->
                 (pid(), module_name(), function_name(), list()) -> call_ref().
 spawn_call(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
     spawned(on_default_context(
-              fun(Ctx) -> on_env(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end) end));
+              fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end) end));
 spawn_call(Ctx, Module, Function, Args) ->
     spawn_call(Ctx, Module, Function, Args, #{}).
 
@@ -193,7 +193,7 @@ spawn_call(Ctx, Module, Function, Args) ->
 spawn_call(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:spawn_call(Ctx, [Ctx, Module, Function, Args, Kwargs]);
 spawn_call(Ctx, Module, Function, Args, Kwargs) ->
-    spawned(on_env(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end)).
+    spawned(py_local_env:with(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end)).
 
 spawned({error, Reason}) -> py_nif:async_failed(Reason);
 spawned(Ref) -> Ref.
@@ -255,7 +255,7 @@ cast(Module, Function, Args) ->
           (pid(), module_name(), function_name(), list()) -> ok | error().
 cast(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
     on_default_context(
-      fun(Ctx) -> on_env(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end) end);
+      fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end) end);
 cast(Ctx, Module, Function, Args) ->
     cast(Ctx, Module, Function, Args, #{}).
 
@@ -263,7 +263,7 @@ cast(Ctx, Module, Function, Args) ->
 cast(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:call(Ctx, {cast, [Ctx, Module, Function, Args, Kwargs]});
 cast(Ctx, Module, Function, Args, Kwargs) ->
-    on_env(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end).
+    py_local_env:with(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end).
 
 %% @doc Runs the calls `[{Module, Function, Args}]' (or `{M, F, A, Kwargs}')
 %% spread over the pool's contexts, at the same time where the mode allows
@@ -341,7 +341,7 @@ interrupt(Ctx) ->
     end.
 
 %% ---------------------------------------------------------------------------
-%% Streams (spec §9)
+%% Streams (spec §9); the machinery is in py_stream
 
 %% @doc Everything `Module.Function(*Args)' yields (a generator, any
 %% iterable, an async generator), on the default context: `{ok, [Item]}',
@@ -352,37 +352,12 @@ stream(Module, Function, Args) ->
 
 -spec stream(module_name(), function_name(), list(), map()) -> {ok, list()} | error().
 stream(Module, Function, Args, Kwargs) ->
-    collect_stream(stream_start(Module, Function, Args, #{kwargs => Kwargs}), ?DEFAULT_TIMEOUT).
+    py_stream:collect(stream_start(Module, Function, Args, #{kwargs => Kwargs}), ?DEFAULT_TIMEOUT).
 
 %% @doc As {@link stream/4} on context `Ctx', waiting as long as it takes.
 -spec stream(pid(), module_name(), function_name(), list(), map()) -> {ok, list()} | error().
 stream(Ctx, Module, Function, Args, Kwargs) ->
-    collect_stream(stream_start(Module, Function, Args, #{ctx => Ctx, kwargs => Kwargs}), infinity).
-
-collect_stream({ok, Ref}, Timeout) ->
-    Deadline = case Timeout of
-                   infinity -> infinity;
-                   _ -> erlang:monotonic_time(millisecond) + Timeout
-               end,
-    collect_items(Ref, Deadline, []);
-collect_stream({error, _} = Error, _Timeout) ->
-    Error.
-
-collect_items(Ref, Deadline, Acc) ->
-    Left = case Deadline of
-               infinity -> infinity;
-               _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
-           end,
-    receive
-        {py_stream, Ref, {data, Item}} -> collect_items(Ref, Deadline, [Item | Acc]);
-        {py_stream, Ref, done} -> {ok, lists:reverse(Acc)};
-        {py_stream, Ref, {error, _} = Error} ->
-            ok = stream_cancel(Ref),  % it has ended; nothing may follow in the mailbox
-            Error
-    after Left ->
-        ok = stream_cancel(Ref),
-        {error, timeout}
-    end.
+    py_stream:collect(stream_start(Module, Function, Args, #{ctx => Ctx, kwargs => Kwargs}), infinity).
 
 %% @doc Starts streaming what `Module.Function(*Args)' yields, on the
 %% default context: `{ok, Ref}', then `{py_stream, Ref, {data, Item}}' for
@@ -397,43 +372,10 @@ stream_start(Module, Function, Args) ->
 %% this many items unacknowledged, see {@link stream_ack/2}; default no
 %% limit). The stream advances in steps on its context's queue: while it
 %% waits on its window, other calls run there. It runs in the caller's env.
+%% A context on another node works the same (spec §13), the owner on any node.
 -spec stream_start(module_name(), function_name(), list(), stream_options()) -> {ok, stream_ref()} | error().
-stream_start(Module, Function, Args, Opts) when is_map(Opts) ->
-    case stream_options(Opts) of
-        {ok, {undefined, Owner, Window, Kwargs}} ->
-            on_default_context(fun(Ctx) -> start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs) end);
-        {ok, {Ctx, _Owner, _Window, _Kwargs}} when node(Ctx) =/= node() ->
-            %% a context on another node (spec §13): through this process's proxy
-            py_remote:stream_start(Ctx, [Ctx, Module, Function, Args, maps:remove(ctx, Opts)]);
-        {ok, {Ctx, Owner, Window, Kwargs}} ->
-            start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs);
-        {error, _} = Error ->
-            Error
-    end;
-stream_start(_Module, _Function, _Args, _Opts) ->
-    {error, {badarg, options}}.
-
-start_stream(Ctx, Owner, Window, Module, Function, Args, Kwargs) ->
-    on_env(Ctx, fun(Env) -> py_nif:stream_start(Env, Owner, Window, Module, Function, Args, Kwargs) end).
-
-stream_options(Opts) ->
-    case maps:keys(maps:without([ctx, kwargs, owner, window], Opts)) of
-        [] ->
-            Ctx = maps:get(ctx, Opts, undefined),
-            Owner = maps:get(owner, Opts, self()),
-            Window = maps:get(window, Opts, none),
-            Kwargs = maps:get(kwargs, Opts, #{}),
-            if
-                Ctx =/= undefined, not is_pid(Ctx) -> {error, {badarg, ctx}};
-                not is_pid(Owner) -> {error, {badarg, owner}};
-                not is_map(Kwargs) -> {error, {badarg, kwargs}};
-                Window =:= none -> {ok, {Ctx, Owner, 0, Kwargs}};  % the NIF's "no limit"
-                not is_integer(Window); Window < 1 -> {error, {badarg, window}};
-                true -> {ok, {Ctx, Owner, Window, Kwargs}}
-            end;
-        [Unknown | _] ->
-            {error, {badarg, {option, Unknown}}}
-    end.
+stream_start(Module, Function, Args, Opts) ->
+    py_stream:start(Module, Function, Args, Opts, fun on_default_context/1).
 
 %% @doc The owner took one more item of a stream with a `window'.
 -spec stream_ack(stream_ref()) -> ok | error().
@@ -443,38 +385,16 @@ stream_ack(Ref) ->
 %% @doc The owner took `Count' more items; the stream goes on if it had
 %% stopped at its window. Acknowledging a stream that has ended is harmless.
 -spec stream_ack(stream_ref(), pos_integer()) -> ok | error().
-stream_ack(Ref, Count) when is_reference(Ref), node(Ref) =/= node() ->
-    py_remote:stream_ack(Ref, Count);
 stream_ack(Ref, Count) ->
-    case py_nif:stream_ack(Ref, Count) of
-        {error, {badarg, ref}} = Error when is_reference(Ref) ->
-            %% a stream run here for a caller on another node, owned here
-            py_remote:here(Ref, Error, fun() -> py_remote:stream_ack(Ref, Count) end);
-        Result -> Result
-    end.
+    py_stream:ack(Ref, Count).
 
 %% @doc Stops a stream: its generator is closed on its context's thread (a
 %% `finally' runs), and no message of the stream comes after this returns
 %% (those already in the caller's mailbox are removed). Cancelling twice,
 %% or a stream that has ended, is fine.
 -spec stream_cancel(stream_ref()) -> ok | error().
-stream_cancel(Ref) when is_reference(Ref), node(Ref) =/= node() ->
-    ok = py_remote:stream_cancel(Ref),
-    flush_stream(Ref);
 stream_cancel(Ref) ->
-    case py_nif:stream_cancel(Ref) of
-        ok -> flush_stream(Ref);
-        {error, {badarg, ref}} = Error when is_reference(Ref) ->
-            py_remote:here(Ref, Error, fun() -> ok = py_remote:stream_cancel(Ref), flush_stream(Ref) end);
-        {error, _} = Error -> Error
-    end.
-
-flush_stream(Ref) ->
-    receive
-        {py_stream, Ref, _} -> flush_stream(Ref)
-    after 0 ->
-        ok
-    end.
+    py_stream:cancel(Ref).
 
 %% ---------------------------------------------------------------------------
 %% Handles: Python objects with no Erlang form
@@ -756,57 +676,8 @@ on_default_context(Fun) ->
             Error
     end.
 
-%% The env of (calling process, Ctx), made on first use.
-local_env(Ctx) ->
-    case get(py_local_env) of
-        #{Ctx := Env} -> {ok, Env};
-        undefined -> new_local_env(Ctx, #{});
-        Envs -> new_local_env(Ctx, Envs)
-    end.
-
-%% Envs of contexts that have died are dropped here, so a long-lived process
-%% does not keep their namespaces (and everything in them) alive.
-new_local_env(Ctx, Envs0) ->
-    Envs = maps:filter(fun(Pid, _) -> is_process_alive(Pid) end, Envs0),
-    case py_context_registry:lookup(Ctx) of
-        {ok, CtxRef} ->
-            case py_nif:env_new(CtxRef) of
-                {ok, Env} ->
-                    put(py_local_env, Envs#{Ctx => Env}),
-                    {ok, Env};
-                {error, _} = Error ->
-                    Error
-            end;
-        error ->
-            {error, context_not_running}
-    end.
-
-forget_env(Ctx) ->
-    case get(py_local_env) of
-        #{Ctx := _} = Envs -> put(py_local_env, maps:remove(Ctx, Envs));
-        _ -> ok
-    end.
-
 run(Ctx, Timeout, Submit) ->
-    on_env(Ctx, fun(Env) -> py_call:submit_and_wait(Env, Timeout, Submit) end).
-
-%% Fun(Env) with the caller's env on Ctx; an env whose context has gone is
-%% forgotten.
-on_env(Ctx, _Fun) when not is_pid(Ctx) ->
-    {error, {badarg, context}};
-on_env(Ctx, Fun) ->
-    case local_env(Ctx) of
-        {ok, Env} ->
-            case Fun(Env) of
-                {error, context_not_running} = Error ->
-                    forget_env(Ctx),
-                    Error;
-                Result ->
-                    Result
-            end;
-        {error, _} = Error ->
-            Error
-    end.
+    py_local_env:with(Ctx, fun(Env) -> py_call:submit_and_wait(Env, Timeout, Submit) end).
 
 run_on_handle(Handle, Opts, Submit) ->
     py_call:submit_and_wait(Handle, Opts, ?DEFAULT_TIMEOUT, Submit).
