@@ -78,6 +78,23 @@ defmodule ErlangPython.CallsTest do
     assert {:ok, [0, 1, 2]} = :py.stream(:builtins, :range, [3])
   end
 
+  test "print() from Python is captured by ExUnit's capture_io" do
+    import ExUnit.CaptureIO
+
+    assert capture_io(fn -> :ok = :py.exec("print('hello from Python')") end) == "hello from Python\n"
+
+    # calls that do not wait print where the caller does too, before the answer
+    assert capture_io(fn -> {:ok, :none} = :py.await(:py.spawn_call(:builtins, :print, ["async"])) end) ==
+             "async\n"
+
+    assert capture_io(fn -> {:ok, :none} = :py_event_loop.run(:builtins, :print, ["loop"]) end) == "loop\n"
+
+    # an Elixir fn Python calls prints at its caller's group leader
+    :ok = :py.register_function(:elixir_shout, fn [text] -> IO.puts("elixir: " <> text) end)
+    assert capture_io(fn -> {:ok, _} = :py.eval("__import__('erlang').elixir_shout('hi')") end) == "elixir: hi\n"
+    :ok = :py.unregister_function(:elixir_shout)
+  end
+
   test "the asyncio event loop" do
     :ok = :py.exec("import asyncio\nasync def later(x):\n    await asyncio.sleep(0.01)\n    return x * 2\n")
     assert {:ok, 84} = :py_event_loop.run(:__main__, :later, [42])
