@@ -26,7 +26,7 @@
 
 -record(state, {
     writes = #{} :: #{reference() => {pid(), non_neg_integer()}},  % io request (a monitor) => leader, bytes
-    waiting = #{} :: #{pid() => non_neg_integer()},                % leader => bytes it has not written
+    waiting = #{} :: #{pid() => {pos_integer(), non_neg_integer()}}, % leader => writes pending, their bytes
     cut = #{} :: #{pid() => true}                                 % leaders told their output was cut
 }).
 
@@ -115,8 +115,11 @@ group_leader_of(Pid) ->
 
 %% An io request to Leader, answered (or not) later; none past its bound.
 write(Leader, Text, Cost, #state{waiting = Waiting} = S) ->
-    Before = maps:get(Leader, Waiting, 0),
-    case Before + Cost > ?LEADER_BOUND of
+    {_, Before} = maps:get(Leader, Waiting, {0, 0}),
+    %% a leader with nothing waiting takes any one write (the NIF bounds
+    %% each call's output already); one cut off takes nothing more until
+    %% it has caught up, so the note is the last it gets
+    case is_map_key(Leader, S#state.cut) orelse (Before > 0 andalso Before + Cost > ?LEADER_BOUND) of
         true ->
             written(Cost),
             case S#state.cut of
@@ -131,18 +134,22 @@ write(Leader, Text, Cost, #state{waiting = Waiting} = S) ->
 request(Leader, Text, Cost, #state{writes = Writes, waiting = Waiting} = S) ->
     Mon = monitor(process, Leader),
     Leader ! {io_request, self(), Mon, {put_chars, unicode, Text}},
-    S#state{writes = Writes#{Mon => {Leader, Cost}},
-            waiting = Waiting#{Leader => maps:get(Leader, Waiting, 0) + Cost}}.
+    {Count, Bytes} = maps:get(Leader, Waiting, {0, 0}),
+    S#state{writes = Writes#{Mon => {Leader, Cost}}, waiting = Waiting#{Leader => {Count + 1, Bytes + Cost}}}.
 
+%% A reply, or the leader's exit: that write is done with. A leader with no
+%% write pending is caught up (a cut note costs nothing, so bytes alone
+%% cannot say).
 write_done(Mon, #state{writes = Writes, waiting = Waiting} = S) ->
     case maps:take(Mon, Writes) of
         {{Leader, Cost}, Rest} ->
             demonitor(Mon, [flush]),
             written(Cost),
-            case maps:get(Leader, Waiting) - Cost of
-                0 -> S#state{writes = Rest, waiting = maps:remove(Leader, Waiting),
-                             cut = maps:remove(Leader, S#state.cut)};
-                Left -> S#state{writes = Rest, waiting = Waiting#{Leader => Left}}
+            case maps:get(Leader, Waiting, {1, Cost}) of
+                {Count, _} when Count =< 1 ->
+                    S#state{writes = Rest, waiting = maps:remove(Leader, Waiting), cut = maps:remove(Leader, S#state.cut)};
+                {Count, Bytes} ->
+                    S#state{writes = Rest, waiting = Waiting#{Leader => {Count - 1, Bytes - Cost}}}
             end;
         error ->
             S

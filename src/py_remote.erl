@@ -162,7 +162,7 @@ stream_cancel(Ref) ->
     case Mine of
         ok ->
             ok;
-        not_mine ->
+        _NotMineOrGone ->
             Route = case Node =:= node() of
                         true -> stream_route(Ref);
                         false -> on_node(Node, ?MODULE, {stream_route, [Ref]})

@@ -28,14 +28,16 @@ start(Caller, Proxy) ->
 
 %% @doc Cancels the remote stream `Ref' if this stub passes it on: `ok'
 %% once nothing of it can come any more (all it had passed on before is in
-%% the owner's mailbox), `not_mine' if it is not this stub's.
--spec cancel(pid(), reference()) -> ok | not_mine.
+%% the owner's mailbox), `not_mine' if it is not this stub's, `gone' if the
+%% stub has ended (it passes nothing on any more, but the stream may run
+%% on through another).
+-spec cancel(pid(), reference()) -> ok | not_mine | gone.
 cancel(Stub, Ref) ->
     Mon = monitor(process, Stub),
     Stub ! {cancel, Ref, self(), Mon},
     receive
         {Mon, Answer} -> demonitor(Mon, [flush]), Answer;
-        {'DOWN', Mon, process, Stub, _} -> ok  % it passes nothing on any more
+        {'DOWN', Mon, process, Stub, _} -> gone
     end.
 
 %% @private

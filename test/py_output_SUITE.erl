@@ -17,7 +17,7 @@ groups() ->
              caller_gone_before_the_output],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
      {once, [], [ct_captures_python_output, event_loop_output_reaches_the_group_leader,
-                 relayed_output_is_bounded_at_a_stuck_group_leader]}].
+                 relayed_output_is_bounded_at_a_stuck_group_leader, relay_survives_a_leader_catching_up]}].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -337,6 +337,63 @@ relayed_output_is_bounded_at_a_stuck_group_leader(_Config) ->
                      Text =:= <<"flowing\n">>
              end),
     ok.
+
+%% A slow group leader cut off past its bound, then catching up: every
+%% reply, the cut note's last, is taken in stride (the relay, whose crash
+%% would restart the whole tree, is the same process afterwards), and the
+%% leader gets output again.
+relay_survives_a_leader_catching_up(_Config) ->
+    Relay = whereis(py_relay),
+    Self = self(),
+    Leader = spawn_link(fun() -> held_leader(Self, []) end),
+    Big = binary:copy(<<"z">>, 1048575),
+    Caller = spawn_link(fun() ->
+                                group_leader(Leader, self()),
+                                %% no newlines: the cut note is the last write pending
+                                Refs = [py:spawn_call(builtins, print, [Big], #{'end' => <<>>}) || _ <- lists:seq(1, 6)],
+                                Self ! {self(), [py:await(R, infinity) || R <- Refs]}
+                        end),
+    Answers = lists:duplicate(6, {ok, none}),
+    Answers = receive {Caller, As} -> As end,
+    Leader ! release,
+    true = py_test_util:wait_until(fun() -> map_size(element(2, sys:get_state(py_relay))) =:= 0 end),
+    Relay = whereis(py_relay),
+    {messages, Notes} = process_info(Leader, messages),
+    [] = Notes,
+    Leader ! {text, self()},
+    Text = receive {Leader, T} -> T end,
+    {_, _} = binary:match(Text, <<"4 MiB behind">>),
+    After = spawn_link(fun() ->
+                               group_leader(Leader, self()),
+                               Self ! {self(), py:await(py:spawn_call(builtins, print, [<<"caught up">>]))}
+                       end),
+    {ok, none} = receive {After, R} -> R end,
+    Leader ! {text, self()},
+    Later = receive {Leader, L} -> L end,
+    {_, _} = binary:match(Later, <<"caught up\n">>),
+    ok.
+
+%% Holds io requests until told, then answers them all, in order, and
+%% collects as py_test_util's leader does.
+held_leader(Test, Held) ->
+    receive
+        {io_request, _, _, _} = Request ->
+            held_leader(Test, [Request | Held]);
+        release ->
+            Text = [begin From ! {io_reply, ReplyAs, ok}, Chars end
+                    || {io_request, From, ReplyAs, {put_chars, _, Chars}} <- lists:reverse(Held)],
+            collecting(iolist_to_binary(Text))
+    end.
+
+collecting(Acc) ->
+    receive
+        {io_request, From, ReplyAs, {put_chars, _, Chars}} ->
+            From ! {io_reply, ReplyAs, ok},
+            collecting(<<Acc/binary, (iolist_to_binary(Chars))/binary>>);
+        {text, Pid} ->
+            Pid ! {self(), Acc},
+            collecting(Acc)
+    end.
 
 %% Takes io requests and never replies; keeps only the notes.
 stuck_leader(Test, Bytes, Notes) ->
