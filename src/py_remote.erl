@@ -190,7 +190,7 @@ here(Ref, Error, Fun) ->
 -spec stream_route(reference()) -> {ok, reference(), pid(), pid()} | ended.
 stream_route(Ref) ->
     try ets:lookup(?STREAMS, Ref) of
-        [{Ref, Res, Proxy, Stub}] -> {ok, Res, Proxy, Stub};
+        [{Ref, Res, Proxy, Stub, _Forwarder, _Owner}] -> {ok, Res, Proxy, Stub};
         [] -> ended
     catch
         error:badarg -> ended  % this node's py_remote is not running: nor is any proxy
@@ -263,7 +263,8 @@ proxy_on(Node) ->
 -spec init([]) -> {ok, #{pid() => pid()}}.
 init([]) ->
     process_flag(trap_exit, true),
-    %% streams run here for callers elsewhere: {Ref, NIF stream, Proxy, Stub}
+    %% streams run here for callers elsewhere:
+    %% {Ref, NIF stream, Proxy, Stub, Forwarder, Owner}
     _ = ets:new(?STREAMS, [named_table, public, set]),
     {ok, #{}}.
 
@@ -279,13 +280,13 @@ handle_call({proxy, Caller}, _From, Proxies) when is_pid(Caller) ->
     end;
 handle_call({nif_cancel, Ref}, _From, Proxies) ->
     %% a stub cancels: the NIF sends nothing more, the proxy forgets it
-    case stream_route(Ref) of
-        {ok, Res, Proxy, _Stub} ->
+    case ets:lookup(?STREAMS, Ref) of
+        [{Ref, Res, _Proxy, _Stub, Forwarder, _Owner}] ->
             _ = py_nif:stream_cancel(Res),
             true = ets:delete(?STREAMS, Ref),
-            Proxy ! {py_remote_forget, Res},
+            Forwarder ! {py_remote_forget, Res},
             ok;
-        ended ->
+        [] ->
             ok
     end,
     {reply, ok, Proxies};
@@ -309,11 +310,21 @@ handle_info({forget_stream, Ref}, Proxies) ->
     true = ets:delete(?STREAMS, Ref),
     {noreply, Proxies};
 handle_info({'EXIT', Proxy, _}, Proxies) ->
-    %% its streams were closed with it (it owned them)
-    true = ets:match_delete(?STREAMS, {'_', '_', Proxy, '_'}),
+    %% its streams were closed with it (its forwarder owned them)
+    owners_hear_of_nodedown(ets:match_object(?STREAMS, {'_', '_', Proxy, '_', '_', '_'})),
+    true = ets:match_delete(?STREAMS, {'_', '_', Proxy, '_', '_', '_'}),
     case Proxies of
         #{Proxy := Caller} -> {noreply, maps:without([Proxy, Caller], Proxies)};
         _ -> {noreply, Proxies}
     end;
 handle_info(_Msg, Proxies) ->
     {noreply, Proxies}.
+
+%% A proxy is gone because its caller's node was lost: the stub there
+%% cannot tell owners elsewhere that their streams ended, so this node
+%% does. (Owners on the caller's node hear it from the stub, if anyone.)
+owners_hear_of_nodedown(Routes) ->
+    _ = [Owner ! {py_stream, Ours, {error, {nodedown, node(Stub)}}}
+         || {Ours, _Res, _Proxy, Stub, _Forwarder, Owner} <- Routes,
+            node(Owner) =/= node(Stub), not lists:member(node(Stub), nodes())],
+    ok.

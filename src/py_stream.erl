@@ -4,7 +4,7 @@
 %% collecting loop, and the way to a stream on another node (py_remote).
 -module(py_stream).
 
--export([start/5, collect/2, ack/2, cancel/1]).
+-export([start/5, options/1, collect/2, ack/2, cancel/1]).
 
 %% @doc Starts a stream with the options of {@link py:stream_start/4};
 %% `OnDefault(Fun)' runs `Fun(Ctx)' on the caller's default context.
@@ -28,6 +28,9 @@ start(_Module, _Function, _Args, _Opts, _OnDefault) ->
 start_here(Ctx, Owner, Window, Module, Function, Args, Kwargs) ->
     py_local_env:with(Ctx, fun(Env) -> py_nif:stream_start(Env, Owner, Window, Module, Function, Args, Kwargs) end).
 
+%% @doc The options of {@link py:stream_start/4}, checked: `{Ctx or
+%% undefined, Owner, Window (0: none), Kwargs}'.
+-spec options(map()) -> {ok, {pid() | undefined, pid(), non_neg_integer(), map()}} | {error, term()}.
 options(Opts) ->
     case maps:keys(maps:without([ctx, kwargs, owner, window], Opts)) of
         [] ->

@@ -12,7 +12,7 @@ all() ->
      remote_errors_and_timeouts, remote_spawn_calls, node_killed_mid_call, remote_callers_churn, handle_on_the_wrong_node,
      remote_streams, remote_stream_cancel_and_owners, remote_stream_owners_on_any_node, remote_casts_interrupts_info, remote_explicit_envs,
      nodedown_reaches_handle_info, remote_output_of_async_calls, pool_over_two_nodes_example,
-     remote_contexts_in_every_mode].
+     remote_contexts_in_every_mode, async_answers_flow_during_a_call, owner_hears_when_the_callers_node_goes].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -505,3 +505,53 @@ in_mode(Ctx) ->
     {ok, <<"explicit">>} = py_nif:context_eval(CtxRef, <<"v">>, #{}, Env),
     {ok, <<"in a mode\n">>} = py_test_util:with_group_leader(fun() -> py:exec(Ctx, <<"print('in a mode')">>) end),
     ok.
+
+%% A stream's items reach their owner while the caller waits on a call of
+%% its own there, even when that call waits for the owner (as it would
+%% locally, where the NIF sends to the owner directly).
+async_answers_flow_during_a_call(Config) ->
+    {Peer, B} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    Ctx2 = erpc:call(B, py, context, [2]),
+    Gate = py_test_util:gate(Config, Ctx2),
+    ok = py:exec(Ctx, <<"def count(n):\n    for i in range(n):\n        yield i\n">>),
+    Self = self(),
+    Owner = spawn_link(fun() ->
+                               receive {go, R} -> ok end,
+                               Got = take_data(R, 3),
+                               ok = py_test_util:open_gate(Gate),  % the caller's call may end now
+                               Self ! {owner_got, Got}
+                       end),
+    {ok, Ref} = py:stream_start('__main__', count, [3], #{ctx => Ctx, owner => Owner}),
+    Owner ! {go, Ref},
+    Spawned = py:spawn_call(Ctx, math, sqrt, [4]),
+    %% this process waits in a call on B until the owner has its items
+    {ok, none} = py:call(Ctx2, test_gate, wait, [Gate]),
+    receive {owner_got, [0, 1, 2]} -> ok end,
+    {ok, 2.0} = py:await(Spawned),
+    peer:stop(Peer).
+
+%% An owner on the context's node, of a stream a caller on a third node
+%% started: when the caller's node goes, the owner hears of it.
+owner_hears_when_the_callers_node_goes(_Config) ->
+    {PeerB, B} = peer(),
+    {PeerC, C} = peer(),
+    Ctx = erpc:call(B, py, context, [1]),
+    Self = self(),
+    OnB = erpc:call(B, erlang, spawn, [fun() ->
+                                               receive {go, R} -> ok end,
+                                               [0] = take_data(R, 1),
+                                               Self ! {on_b, ready},
+                                               receive {py_stream, R, Last} -> Self ! {on_b, Last} end
+                                       end]),
+    _ = erpc:call(C, erlang, spawn, [fun() ->
+                                             ok = py:exec(Ctx, <<"def endless():\n    while True:\n        yield 0\n">>),
+                                             {ok, R} = py:stream_start('__main__', endless, [], #{ctx => Ctx, owner => OnB, window => 1}),
+                                             OnB ! {go, R},
+                                             receive stop -> ok end
+                                     end]),
+    receive {on_b, ready} -> ok end,
+    peer:stop(PeerC),
+    receive {on_b, Last} -> {error, {nodedown, C}} = Last end,
+    true = py_test_util:wait_until(fun() -> erpc:call(B, ets, tab2list, [py_remote_streams]) =:= [] end),
+    peer:stop(PeerB).
