@@ -69,7 +69,7 @@ run(stream_start, [Stub, Ctx, Module, Function, Args, Opts], Tag, S) ->
     reply(S, Tag, Result);
 run(create_local_env, [Ctx], Tag, S) ->
     Result = py_context:create_local_env(Ctx),
-    reply(S, Tag, Result),
+    S#state.caller ! {Tag, Result},
     case Result of
         {ok, Env} -> S#state{envs = [Env | S#state.envs]};  % it lives as long as the caller
         _ -> S
