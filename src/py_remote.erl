@@ -112,7 +112,7 @@ await(Ref, Timeout) ->
             receive
                 {py_response, Ref, Result} ->
                     demonitor(Mon, [flush]),
-                    Result;
+                    keep_traceback(Stub, Ref, Result);
                 {'DOWN', Mon, process, Stub, Why} ->
                     receive
                         {py_response, Ref, Result} -> Result
@@ -123,6 +123,17 @@ await(Ref, Timeout) ->
                 {error, timeout}
             end
     end.
+
+%% A Python exception's traceback, for py:last_traceback/0, as a local
+%% await keeps it.
+keep_traceback(Stub, Ref, {error, {_, _}} = Result) ->
+    case py_remote_stub:traceback(Stub, Ref) of
+        Traceback when is_binary(Traceback) -> put(py_last_traceback, Traceback);
+        undefined -> ok
+    end,
+    Result;
+keep_traceback(_Stub, _Ref, Result) ->
+    Result.
 
 %% @doc `py:stream_start(M, F, A, Opts)' with `ctx' on another node. The
 %% owner gets the stream's messages through the caller's stub; the Ref is

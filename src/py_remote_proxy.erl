@@ -149,8 +149,13 @@ forward(Known) ->
                     Proxy ! {Tag, Refused},
                     forward(Known)
             end;
-        {py_response, Ref, _} = Answer when is_map_key(Ref, Known) ->
-            maps:get(Ref, Known) ! {py_remote_response, Answer},
+        {py_response, Ref, Result} = Answer when is_map_key(Ref, Known) ->
+            %% a Python exception's traceback, for py:last_traceback/0 there
+            Traceback = case Result of
+                            {error, {_, _}} -> py_nif:async_traceback(Ref);
+                            _ -> undefined
+                        end,
+            maps:get(Ref, Known) ! {py_remote_response, Answer, Traceback},
             forward(maps:remove(Ref, Known));
         {py_stream, Res, Message} when is_map_key(Res, Known) ->
             {Ours, Stub} = maps:get(Res, Known),

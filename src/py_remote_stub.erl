@@ -11,14 +11,15 @@
 %% its way from the other node.
 -module(py_remote_stub).
 
--export([start/2, cancel/2]).
+-export([start/2, cancel/2, traceback/2]).
 -export([init/2]).
 
 -record(state, {
     caller :: pid(),
     proxy :: pid(),
     owed = #{} :: #{reference() => response | {stream, pid()}},
-    owners = #{} :: #{reference() => reference()}  % owner monitor => stream, for owners other than the caller
+    owners = #{} :: #{reference() => reference()},  % owner monitor => stream, for owners other than the caller
+    traceback = none :: none | {reference(), binary() | undefined}  % of the last answer passed on
 }).
 
 %% @doc A stub for `Caller''s requests through `Proxy'.
@@ -40,6 +41,17 @@ cancel(Stub, Ref) ->
         {'DOWN', Mon, process, Stub, _} -> gone
     end.
 
+%% @doc The traceback of spawn_call `Ref''s Python exception, if its was
+%% the last answer this stub passed on; `undefined' otherwise.
+-spec traceback(pid(), reference()) -> binary() | undefined.
+traceback(Stub, Ref) ->
+    Mon = monitor(process, Stub),
+    Stub ! {traceback, Ref, self(), Mon},
+    receive
+        {Mon, Traceback} -> demonitor(Mon, [flush]), Traceback;
+        {'DOWN', Mon, process, Stub, _} -> undefined
+    end.
+
 %% @private
 -spec init(pid(), pid()) -> ok.
 init(Caller, Proxy) ->
@@ -51,9 +63,16 @@ loop(#state{caller = Caller, proxy = Proxy} = S) ->
     receive
         {py_remote_track, Ref} ->
             loop(S#state{owed = maps:put(Ref, response, S#state.owed)});
-        {py_remote_response, {py_response, Ref, _} = Answer} ->
+        {py_remote_response, {py_response, Ref, _} = Answer, Traceback} ->
             Caller ! Answer,
-            loop(S#state{owed = maps:remove(Ref, S#state.owed)});
+            %% kept until the next one: py:await takes it
+            loop(S#state{owed = maps:remove(Ref, S#state.owed), traceback = {Ref, Traceback}});
+        {traceback, Ref, From, Tag} ->
+            From ! {Tag, case S#state.traceback of
+                             {Ref, Traceback} -> Traceback;
+                             _ -> undefined
+                         end},
+            loop(S);
         {py_remote_stream_started, Ref, Owner} ->
             Owners = case Owner of
                          Caller -> S#state.owners;

@@ -135,6 +135,8 @@ remote_spawn_calls(_Config) ->
     Expected = [{ok, F} || F <- factorials(100)],  % 100!, 99!, ... 1!
     Expected = [py:await(R) || R <- lists:reverse(Refs)],
     {error, {'ValueError', _}} = py:await(py:spawn_call(Ctx, math, sqrt, [-1])),
+    %% its traceback, made there, is kept here as a local await keeps it
+    {_, _} = binary:match(py:last_traceback(), <<"ValueError">>),
     {error, _} = py:await(py:spawn_call(Ctx, 42, sqrt, [1])),  % refused there
     %% taken as a message, as a gen_server's handle_info would
     Msg = py:spawn_call(Ctx, math, sqrt, [49]),
