@@ -656,7 +656,6 @@ request(Ctx, Opts, Submit) ->
         {error, _} = Error -> Error
     end.
 
-
 %% Context-less calls use the bound context; if it died since binding,
 %% bind another and try once more.
 on_default_context(Fun) ->
