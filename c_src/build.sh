@@ -28,4 +28,8 @@ if ! cmp -s "$build/erlang_python_nif.so" "$root/priv/erlang_python_nif.so"; the
     cp "$build/erlang_python_nif.so" "$root/priv/erlang_python_nif.so.tmp"
     mv "$root/priv/erlang_python_nif.so.tmp" "$root/priv/erlang_python_nif.so"
 fi
+if ! cmp -s "$build/erlang_python_launcher" "$root/priv/erlang_python_launcher"; then
+    cp "$build/erlang_python_launcher" "$root/priv/erlang_python_launcher.tmp"
+    mv "$root/priv/erlang_python_launcher.tmp" "$root/priv/erlang_python_launcher"
+fi
 echo "$build" > "$root/_build/cmake/current"
