@@ -6,14 +6,18 @@
 %% - Python's `sys.stdout'/`sys.stderr' writes made for a process that is
 %%   not waiting in receive for them (spec §13): a spawn_call, cast, stream,
 %%   event-loop job or task. They go to that process's group leader (the
-%%   VM's `user' once it has exited); the request's answer then comes here
-%%   too, and goes on after its text was handed over.
+%%   VM's `user' once it has exited). The request's answer then comes here
+%%   too, and goes on once the group leader has written its text, as it
+%%   would after the process's own `io:format': so `ct:capture_get/0' and
+%%   ExUnit's `capture_io' have the text when the answer arrives.
 %%
-%% It never waits for a group leader: each write is an io request whose
-%% reply (or the group leader's exit) comes back as a message. The NIF
-%% counts the bytes not yet written (16 MiB at most, for all), and this
-%% process those of each group leader (4 MiB at most): a slow or stuck one
-%% loses its own output, not everyone's, and no mailbox grows without end.
+%% It never waits for a group leader itself: each write is an io request
+%% whose reply (or the group leader's exit) comes back as a message. The
+%% NIF counts the bytes not yet written (16 MiB at most, for all), and this
+%% process those of each group leader (4 MiB at most). A leader past its
+%% bound loses its output, with one line saying so, and its callers'
+%% answers stop waiting for it until it has caught up; no mailbox grows
+%% without end.
 -module(py_relay).
 -behaviour(gen_server).
 
@@ -25,9 +29,11 @@
 -define(LEADER_BOUND, (4 * 1024 * 1024)).
 
 -record(state, {
-    writes = #{} :: #{reference() => {pid(), non_neg_integer()}},  % io request (a monitor) => leader, bytes
-    waiting = #{} :: #{pid() => {pos_integer(), non_neg_integer()}}, % leader => writes pending, their bytes
-    cut = #{} :: #{pid() => true}                                 % leaders told their output was cut
+    writes = #{} :: #{reference() => {pid(), non_neg_integer(), pid()}},  % io request (a monitor) => leader, bytes, for whom
+    waiting = #{} :: #{pid() => {pos_integer(), non_neg_integer()}},      % leader => writes pending, their bytes
+    cut = #{} :: #{pid() => true},                                       % leaders past their bound, until caught up
+    pending = #{} :: #{pid() => pos_integer()},                          % process => its writes not yet written
+    held = #{} :: #{pid() => [fun(() -> term())]}                        % process => what waits for them, newest first
 }).
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
@@ -57,7 +63,7 @@ handle_cast(_Msg, S) ->
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
 handle_info({'$py_output', Pid, _Stream, Text, Cost}, S) ->
     case group_leader_of(Pid) of
-        {ok, Leader} -> {noreply, write(Leader, Text, Cost, S)};
+        {ok, Leader} -> {noreply, write(Leader, Pid, Text, Cost, S)};
         error -> written(Cost), {noreply, S}
     end;
 handle_info({io_reply, Mon, _}, S) ->
@@ -65,26 +71,29 @@ handle_info({io_reply, Mon, _}, S) ->
 handle_info({'DOWN', Mon, process, _, _}, S) ->
     {noreply, write_done(Mon, S)};
 handle_info({'$py_forward', To, Message}, S) ->
-    To ! Message,
-    {noreply, S};
+    {noreply, after_text(To, fun() -> To ! Message end, S)};
 handle_info({'$py_response', Caller, Ref, Result}, S) ->
-    Caller ! {py_response, Ref, case finish(Result) of
-                                    {ok, Built} -> Built;
-                                    {error, _} = Error -> Error
-                                end},
-    {noreply, S};
-handle_info({'$py_stream', Ref, _Owner, Message}, S) ->
+    Send = fun() ->
+                   Caller ! {py_response, Ref, case finish(Result) of
+                                                   {ok, Built} -> Built;
+                                                   {error, _} = Error -> Error
+                                               end}
+           end,
+    {noreply, after_text(Caller, Send, S)};
+handle_info({'$py_stream', Ref, Owner, Message}, S) ->
     %% the NIF passes it on unless the stream was cancelled meanwhile
-    _ = case finish(Message) of
-            {ok, Built} ->
-                case py_nif:stream_forward(Ref, Built) of
-                    ok -> ok;
-                    {error, Refused} -> py_nif:stream_fail(Ref, Refused)
-                end;
-            {error, Reason} ->
-                py_nif:stream_fail(Ref, Reason)
-        end,
-    {noreply, S};
+    Forward = fun() ->
+                      case finish(Message) of
+                          {ok, Built} ->
+                              case py_nif:stream_forward(Ref, Built) of
+                                  ok -> ok;
+                                  {error, Refused} -> py_nif:stream_fail(Ref, Refused)
+                              end;
+                          {error, Reason} ->
+                              py_nif:stream_fail(Ref, Reason)
+                      end
+              end,
+    {noreply, after_text(Owner, Forward, S)};
 handle_info({'$py_send', To, Term}, S) ->
     case finish(Term) of
         {ok, Message} ->
@@ -113,8 +122,19 @@ group_leader_of(Pid) ->
             end
     end.
 
-%% An io request to Leader, answered (or not) later; none past its bound.
-write(Leader, Text, Cost, #state{waiting = Waiting} = S) ->
+%% Deliver() now, or once Pid's text so far has been written.
+after_text(Pid, Deliver, #state{pending = Pending, held = Held} = S) ->
+    case Pending of
+        #{Pid := _} ->
+            S#state{held = Held#{Pid => [Deliver | maps:get(Pid, Held, [])]}};
+        _ ->
+            Deliver(),
+            S
+    end.
+
+%% An io request to Leader for Pid's output, answered (or not) later; none
+%% past the leader's bound.
+write(Leader, Pid, Text, Cost, #state{waiting = Waiting} = S) ->
     {_, Before} = maps:get(Leader, Waiting, {0, 0}),
     %% a leader with nothing waiting takes any one write (the NIF bounds
     %% each call's output already); one cut off takes nothing more until
@@ -123,37 +143,71 @@ write(Leader, Text, Cost, #state{waiting = Waiting} = S) ->
         true ->
             written(Cost),
             case S#state.cut of
-                #{Leader := _} -> S;
-                Cut -> request(Leader, <<"\n[erlang_python: output dropped: this group leader is 4 MiB behind]\n">>, 0,
-                               S#state{cut = Cut#{Leader => true}})
+                #{Leader := _} ->
+                    S;
+                Cut ->
+                    Note = <<"\n[erlang_python: output dropped: this group leader is 4 MiB behind]\n">>,
+                    %% the note goes out unheld: nobody waits for it
+                    S1 = request(Leader, none, Note, 0, S#state{cut = Cut#{Leader => true}}),
+                    release_leader(Leader, S1)
             end;
         false ->
-            request(Leader, Text, Cost, S)
+            request(Leader, Pid, Text, Cost, S)
     end.
 
-request(Leader, Text, Cost, #state{writes = Writes, waiting = Waiting} = S) ->
+request(Leader, Pid, Text, Cost, #state{writes = Writes, waiting = Waiting} = S) ->
     Mon = monitor(process, Leader),
     Leader ! {io_request, self(), Mon, {put_chars, unicode, Text}},
     {Count, Bytes} = maps:get(Leader, Waiting, {0, 0}),
-    S#state{writes = Writes#{Mon => {Leader, Cost}}, waiting = Waiting#{Leader => {Count + 1, Bytes + Cost}}}.
+    S1 = S#state{writes = Writes#{Mon => {Leader, Cost, Pid}}, waiting = Waiting#{Leader => {Count + 1, Bytes + Cost}}},
+    %% a leader cut off holds nobody's answers back
+    case Pid =:= none orelse is_map_key(Leader, S#state.cut) of
+        true -> S1;
+        false -> S1#state{pending = maps:update_with(Pid, fun(N) -> N + 1 end, 1, S1#state.pending)}
+    end.
 
 %% A reply, or the leader's exit: that write is done with. A leader with no
 %% write pending is caught up (a cut note costs nothing, so bytes alone
 %% cannot say).
 write_done(Mon, #state{writes = Writes, waiting = Waiting} = S) ->
     case maps:take(Mon, Writes) of
-        {{Leader, Cost}, Rest} ->
+        {{Leader, Cost, Pid}, Rest} ->
             demonitor(Mon, [flush]),
             written(Cost),
-            case maps:get(Leader, Waiting, {1, Cost}) of
-                {Count, _} when Count =< 1 ->
-                    S#state{writes = Rest, waiting = maps:remove(Leader, Waiting), cut = maps:remove(Leader, S#state.cut)};
-                {Count, Bytes} ->
-                    S#state{writes = Rest, waiting = Waiting#{Leader => {Count - 1, Bytes - Cost}}}
-            end;
+            S1 = case maps:get(Leader, Waiting, {1, Cost}) of
+                     {Count, _} when Count =< 1 ->
+                         S#state{writes = Rest, waiting = maps:remove(Leader, Waiting),
+                                 cut = maps:remove(Leader, S#state.cut)};
+                     {Count, Bytes} ->
+                         S#state{writes = Rest, waiting = Waiting#{Leader => {Count - 1, Bytes - Cost}}}
+                 end,
+            one_written(Pid, S1);
         error ->
             S
     end.
+
+%% Pid has one write fewer pending; with none left, what waited goes on.
+one_written(Pid, #state{pending = Pending} = S) ->
+    case Pending of
+        #{Pid := N} when N > 1 -> S#state{pending = Pending#{Pid => N - 1}};
+        #{Pid := _} -> release(Pid, S#state{pending = maps:remove(Pid, Pending)});
+        _ -> S
+    end.
+
+release(Pid, #state{held = Held} = S) ->
+    case maps:take(Pid, Held) of
+        {Waiting, Rest} ->
+            _ = [Deliver() || Deliver <- lists:reverse(Waiting)],
+            S#state{held = Rest};
+        error ->
+            S
+    end.
+
+%% Leader was cut off: the processes whose text waits there stop holding
+%% their answers back for it (their text may never come).
+release_leader(Leader, #state{writes = Writes} = S) ->
+    Pids = lists:usort([Pid || {L, _, Pid} <- maps:values(Writes), L =:= Leader, Pid =/= none]),
+    lists:foldl(fun(Pid, Acc) -> release(Pid, Acc#state{pending = maps:remove(Pid, Acc#state.pending)}) end, S, Pids).
 
 written(Cost) ->
     ok = py_nif:output_written(Cost).
