@@ -95,13 +95,14 @@ handle_info({'$py_stream', Ref, Owner, Message}, S) ->
               end,
     {noreply, after_text(Owner, Forward, S)};
 handle_info({'$py_send', To, Term}, S) ->
-    case finish(Term) of
-        {ok, Message} ->
-            To ! Message;
-        {error, Reason} ->
-            logger:error("erlang_python: erlang.send to ~p dropped: ~p", [To, Reason])
-    end,
-    {noreply, S};
+    Send = fun() ->
+                   case finish(Term) of
+                       {ok, Message} -> To ! Message;
+                       {error, Reason} -> logger:error("erlang_python: erlang.send to ~p dropped: ~p", [To, Reason])
+                   end
+           end,
+    %% behind what was sent to To before it (a remote To has nothing held)
+    {noreply, after_text(To, Send, S)};
 handle_info(_Msg, S) ->
     {noreply, S}.
 
@@ -160,10 +161,9 @@ request(Leader, Pid, Text, Cost, #state{writes = Writes, waiting = Waiting} = S)
     Leader ! {io_request, self(), Mon, {put_chars, unicode, Text}},
     {Count, Bytes} = maps:get(Leader, Waiting, {0, 0}),
     S1 = S#state{writes = Writes#{Mon => {Leader, Cost, Pid}}, waiting = Waiting#{Leader => {Count + 1, Bytes + Cost}}},
-    %% a leader cut off holds nobody's answers back
-    case Pid =:= none orelse is_map_key(Leader, S#state.cut) of
-        true -> S1;
-        false -> S1#state{pending = maps:update_with(Pid, fun(N) -> N + 1 end, 1, S1#state.pending)}
+    case Pid of
+        none -> S1;  % the cut note: nobody waits for it
+        _ -> S1#state{pending = maps:update_with(Pid, fun(N) -> N + 1 end, 1, S1#state.pending)}
     end.
 
 %% A reply, or the leader's exit: that write is done with. A leader with no
@@ -203,11 +203,15 @@ release(Pid, #state{held = Held} = S) ->
             S
     end.
 
-%% Leader was cut off: the processes whose text waits there stop holding
-%% their answers back for it (their text may never come).
+%% Leader was cut off: its writes stop counting for the processes they
+%% were for (their answers no longer wait for them: the text may never be
+%% written), and those with nothing else pending get what waited.
 release_leader(Leader, #state{writes = Writes} = S) ->
-    Pids = lists:usort([Pid || {L, _, Pid} <- maps:values(Writes), L =:= Leader, Pid =/= none]),
-    lists:foldl(fun(Pid, Acc) -> release(Pid, Acc#state{pending = maps:remove(Pid, Acc#state.pending)}) end, S, Pids).
+    Mine = maps:filter(fun(_Mon, {L, _, Pid}) -> L =:= Leader andalso Pid =/= none end, Writes),
+    S1 = S#state{writes = maps:merge(Writes, maps:map(fun(_Mon, {L, C, _}) -> {L, C, none} end, Mine))},
+    lists:foldl(fun({_, _, Pid}, Acc) -> one_written(Pid, Acc) end, S1, maps:values(Mine)).
 
+%% The NIF may count no more (Python not started): nothing here depends on it.
 written(Cost) ->
-    ok = py_nif:output_written(Cost).
+    _ = py_nif:output_written(Cost),
+    ok.
