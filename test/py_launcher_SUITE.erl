@@ -66,23 +66,13 @@ start_failures(Config) ->
 %% RLIMIT_AS covers every allocation, numpy's own included; the directory
 %% and environment are the child's.
 memory_limit_env_and_cd(Config) ->
-    Code = "import sys\n"
-           "try:\n"
-           "    bytearray(400 << 20)\n"
-           "except MemoryError:\n"
-           "    sys.exit(42)\n",
     {[{py_worker_exit, {exit_status, 42}}], 42} =
-        run(["--memory-limit", integer_to_list(300 bsl 20), "--", ?config(python, Config), "-c", Code]),
+        limited(?config(python, Config), "import sys", "bytearray(400 << 20)", 42),
     {[{py_worker_exit, {exit_status, 0}}], 0} = python_c(Config, "bytearray(400 << 20)"),
     case filelib:is_regular("/usr/lib/python3/dist-packages/numpy/__init__.py") of
         true ->
-            Numpy = "import sys, numpy\n"
-                    "try:\n"
-                    "    numpy.ones(100 << 20)\n"
-                    "except MemoryError:\n"
-                    "    sys.exit(43)\n",
             {[{py_worker_exit, {exit_status, 43}}], 43} =
-                run(["--memory-limit", integer_to_list(300 bsl 20), "--", "/usr/bin/python3", "-c", Numpy]);
+                limited("/usr/bin/python3", "import sys, numpy", "numpy.ones(100 << 20)", 43);
         false ->
             ct:comment("numpy for /usr/bin/python3 is not installed: its case did not run")
     end,
@@ -92,6 +82,12 @@ memory_limit_env_and_cd(Config) ->
     {[{py_worker_exit, {exit_status, 0}}], 0} =
         run(["--env", "EP_X=hello", "--cd", Dir, "--", ?config(python, Config), "-c", Check, string:trim(Real, trailing, "/")]),
     ok.
+
+%% Python runs Import, then Alloc under a 300 MiB limit, and exits with
+%% Exit if the allocation raised MemoryError.
+limited(Python, Import, Alloc, Exit) ->
+    Code = Import ++ "\ntry:\n    " ++ Alloc ++ "\nexcept MemoryError:\n    sys.exit(" ++ integer_to_list(Exit) ++ ")\n",
+    run(["--memory-limit", integer_to_list(300 bsl 20), "--", Python, "-c", Code]).
 
 bad_arguments(_Config) ->
     Einval = 22,
@@ -127,7 +123,7 @@ no_orphan_when_the_vm_is_killed(Config) ->
     %% over its standard I/O: no distribution needed for this one
     {ok, Peer, _} = peer:start_link(#{connection => standard_io, args => Paths, wait_boot => ?PATIENCE}),
     unlink(Peer),
-    Launcher = peer:call(Peer, ?MODULE, hold_sleeper, [launcher(), ?config(python, Config)], ?PATIENCE),
+    Launcher = peer:call(Peer, ?MODULE, hold_sleeper, [?config(python, Config)], ?PATIENCE),
     Child = child_of(Launcher),
     VmPid = peer:call(Peer, os, getpid, []),
     _ = os:cmd("kill -KILL " ++ VmPid),
@@ -137,12 +133,10 @@ no_orphan_when_the_vm_is_killed(Config) ->
 
 %% On the peer: a process holding a launcher whose Python sleeps; its
 %% launcher's OS pid.
-hold_sleeper(Launcher, Python) ->
+hold_sleeper(Python) ->
     Self = self(),
     spawn(fun() ->
-                  Port = open_port({spawn_executable, Launcher},
-                                   [{args, ["--", Python, "-c", "import time; time.sleep(600)"]}, {packet, 4}, binary,
-                                    exit_status, use_stdio]),
+                  Port = open(["--", Python, "-c", "import time; time.sleep(600)"]),
                   Self ! erlang:port_info(Port, os_pid),
                   receive never -> ok end
           end),

@@ -411,17 +411,7 @@ held_leader(Test, Held) ->
         release ->
             Text = [begin From ! {io_reply, ReplyAs, ok}, Chars end
                     || {io_request, From, ReplyAs, {put_chars, _, Chars}} <- lists:reverse(Held)],
-            collecting(iolist_to_binary(Text))
-    end.
-
-collecting(Acc) ->
-    receive
-        {io_request, From, ReplyAs, {put_chars, _, Chars}} ->
-            From ! {io_reply, ReplyAs, ok},
-            collecting(<<Acc/binary, (iolist_to_binary(Chars))/binary>>);
-        {text, Pid} ->
-            Pid ! {self(), Acc},
-            collecting(Acc)
+            py_test_util:collecting_leader_loop(Text)
     end.
 
 %% Takes io requests and never replies; keeps only the notes.

@@ -2,7 +2,7 @@
 -module(py_test_util).
 -include("py_test.hrl").
 
--export([start/0, stop/0, restart_application/0, with_group_leader/1, collecting_leader/0, collected/1, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
+-export([start/0, stop/0, restart_application/0, with_group_leader/1, collecting_leader/0, collected/1, collecting_leader_loop/1, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
          python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
 
 start() ->
@@ -46,6 +46,11 @@ collecting_leader() ->
 collected(Leader) ->
     Leader ! {text, self()},
     receive {Leader, T} -> T end.
+
+%% A group leader's loop that has collected Text already, for leaders of
+%% a suite's own that become collecting ones.
+collecting_leader_loop(Text) ->
+    gl_leader([Text]).
 
 %% Enough of the I/O protocol for io:put_chars and io:format.
 gl_leader(Acc) ->
