@@ -100,7 +100,7 @@ exec(Ctx, Code, Opts) when is_pid(Ctx), node(Ctx) =/= node() ->
     %% a context on another node (spec §13): run there, in this process's proxy
     py_remote:call(Ctx, {exec, [Ctx, Code, Opts]});
 exec(Ctx, Code, Opts) ->
-    request(Ctx, Opts, fun(Env, Tag) -> py_nif:exec(Env, Tag, Code) end).
+    request(Ctx, Opts, {exec, Code}).
 
 %% ---------------------------------------------------------------------------
 %% eval
@@ -132,7 +132,7 @@ eval(Ctx, Expr, Locals, Opts) when is_pid(Ctx), node(Ctx) =/= node() ->
     %% a context on another node (spec §13): run there, in this process's proxy
     py_remote:call(Ctx, {eval, [Ctx, Expr, Locals, Opts]});
 eval(Ctx, Expr, Locals, Opts) ->
-    request(Ctx, Opts, fun(Env, Tag) -> py_nif:eval(Env, Tag, Expr, Locals) end).
+    request(Ctx, Opts, {eval, Expr, Locals}).
 
 %% ---------------------------------------------------------------------------
 %% call
@@ -165,7 +165,7 @@ call(Ctx, Module, Function, Args, Kwargs, Opts) when is_pid(Ctx), node(Ctx) =/= 
     %% a context on another node (spec §13): run there, in this process's proxy
     py_remote:call(Ctx, {call, [Ctx, Module, Function, Args, Kwargs, Opts]});
 call(Ctx, Module, Function, Args, Kwargs, Opts) ->
-    request(Ctx, Opts, fun(Env, Tag) -> py_nif:call(Env, Tag, Module, Function, Args, Kwargs) end).
+    request(Ctx, Opts, {call, Module, Function, Args, Kwargs}).
 
 %% ---------------------------------------------------------------------------
 %% Calls that do not wait (spec §9)
@@ -336,6 +336,7 @@ interrupt(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:on_node(node(Ctx), py, {interrupt, [Ctx]});
 interrupt(Ctx) ->
     case py_context_registry:lookup(Ctx) of
+        {ok, {py_isolated, _, _, _} = CtxRef} -> py_isolated_call:interrupt(CtxRef);
         {ok, CtxRef} -> py_nif:context_interrupt(CtxRef);
         error -> {error, context_not_running}
     end.
@@ -406,7 +407,8 @@ getattr(Handle, Name) ->
 
 -spec getattr(handle(), atom() | binary(), options()) -> result().
 getattr(Handle, Name, Opts) ->
-    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_getattr(H, Tag, Name) end).
+    run_on_handle(Handle, Opts, {getattr, Handle, Name},
+                  fun(H, Tag) -> py_nif:handle_getattr(H, Tag, Name) end).
 
 %% @doc `Handle.Method(*Args)'.
 -spec call_method(handle(), atom() | binary(), list()) -> result().
@@ -419,7 +421,8 @@ call_method(Handle, Method, Args, Kwargs) ->
 
 -spec call_method(handle(), atom() | binary(), list(), map(), options()) -> result().
 call_method(Handle, Method, Args, Kwargs, Opts) ->
-    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_call_method(H, Tag, Method, Args, Kwargs) end).
+    run_on_handle(Handle, Opts, {call_method, Handle, Method, Args, Kwargs},
+                  fun(H, Tag) -> py_nif:handle_call_method(H, Tag, Method, Args, Kwargs) end).
 
 %% @doc Converts the object to a term, turning a set, dict view, range or
 %% other mapping at the top level into a list or map.
@@ -429,7 +432,7 @@ to_term(Handle) ->
 
 -spec to_term(handle(), options()) -> result().
 to_term(Handle, Opts) ->
-    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_to_term(H, Tag) end).
+    run_on_handle(Handle, Opts, {to_term, Handle}, fun(H, Tag) -> py_nif:handle_to_term(H, Tag) end).
 
 %% @doc The bytes and layout of an object that exports a buffer (a numpy
 %% array, `array.array', `memoryview', `bytes'...): one flat copy of its
@@ -448,12 +451,12 @@ buffer(Handle) ->
 
 -spec buffer(handle(), options()) -> {ok, buffer_info()} | error().
 buffer(Handle, Opts) ->
-    run_on_handle(Handle, Opts, fun(H, Tag) -> py_nif:handle_buffer(H, Tag) end).
+    run_on_handle(Handle, Opts, {buffer, Handle}, fun(H, Tag) -> py_nif:handle_buffer(H, Tag) end).
 
 %% @doc True for an opaque Python object handle.
 -spec is_handle(term()) -> boolean().
 is_handle(Term) ->
-    py_nif:is_handle(Term).
+    py_nif:is_handle(Term) orelse py_isolated_call:is_handle(Term).
 
 %% ---------------------------------------------------------------------------
 %% Contexts
@@ -559,7 +562,7 @@ info() ->
                   {ok, R} -> R;
                   {error, Why} -> #{python => {error, Why}}
               end,
-    Contexts = [maps:merge(#{pid => Pid, pool_slot => Slot}, py_nif:context_info(Ref))
+    Contexts = [maps:merge(#{pid => Pid, pool_slot => Slot}, context_info(Ref))
                 || {Pid, Ref, _Mode, Slot} <- py_context_registry:contexts()],
     EventLoop = case py_event_loop:info() of
                     {ok, Loop} -> Loop;
@@ -675,9 +678,32 @@ on_default_context(Fun) ->
             Error
     end.
 
-run(Ctx, Timeout, Submit) ->
-    py_local_env:with(Ctx, fun(Env) -> py_call:submit_and_wait(Env, Timeout, Submit) end).
+run(Ctx, Timeout, Op) ->
+    py_local_env:with(Ctx, fun(Env) when is_reference(Env) -> py_call:submit_and_wait(Env, Timeout, nif_submit(Op));
+                              (Env) -> py_isolated_call:request(Env, Timeout, Op)
+                           end).
 
-run_on_handle(Handle, Opts, Submit) ->
-    py_call:submit_and_wait(Handle, Opts, ?DEFAULT_TIMEOUT, Submit).
+%% A request in an in-process env: the NIF queues it on the env's context.
+nif_submit({exec, Code}) -> fun(Env, Tag) -> py_nif:exec(Env, Tag, Code) end;
+nif_submit({eval, Expr, Locals}) -> fun(Env, Tag) -> py_nif:eval(Env, Tag, Expr, Locals) end;
+nif_submit({call, M, F, A, K}) -> fun(Env, Tag) -> py_nif:call(Env, Tag, M, F, A, K) end.
+
+run_on_handle(Handle, Opts, Op, Submit) ->
+    case py_call:timeout(Opts, ?DEFAULT_TIMEOUT) of
+        {ok, Timeout} ->
+            case py_isolated_call:handle_request(Handle, Timeout, Op) of
+                not_isolated -> py_call:submit_and_wait(Handle, Timeout, Submit);
+                Result -> Result
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+context_info({py_isolated, _, _, _} = Ref) ->
+    case py_isolated_call:info(Ref) of
+        {ok, Info} -> Info;
+        {error, Why} -> #{mode => isolated, running => false, error => Why}
+    end;
+context_info(Ref) ->
+    py_nif:context_info(Ref).
 

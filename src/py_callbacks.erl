@@ -17,6 +17,8 @@
 -behaviour(gen_server).
 
 -export([start_link/0, register/2, unregister/1]).
+%% for isolated contexts, whose worker's calls py_isolated runs
+-export([run/2, take_group_leader/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(TABLE, ?MODULE).
@@ -135,9 +137,11 @@ run_call(Id, Name, Args0, Deferred, Caller) ->
         {error, Why} -> exit({reply_failed, Why})
     end.
 
+%% @doc Makes the group leader of `Caller' this process's own.
+-spec take_group_leader(pid() | undefined) -> ok.
 take_group_leader(Caller) when is_pid(Caller) ->
     case process_info(Caller, group_leader) of
-        {group_leader, Leader} -> group_leader(Leader, self());
+        {group_leader, Leader} -> true = group_leader(Leader, self()), ok;
         undefined -> ok
     end;
 take_group_leader(undefined) ->
@@ -146,6 +150,8 @@ take_group_leader(undefined) ->
 finish(Term, false) -> {ok, Term};
 finish(Term, true) -> py_maps:finish({ok, Term}).
 
+%% @doc Runs the function registered as `Name' on `Args'.
+-spec run(binary(), list()) -> {ok, term()} | {error, error | exit | throw, term(), binary()}.
 run(Name, Args) ->
     case ets:lookup(?TABLE, Name) of
         [{_, Target}] ->

@@ -21,7 +21,7 @@
 
 -export_type([mode/0, context/0]).
 
--type mode() :: worker | subinterp | owngil.
+-type mode() :: worker | subinterp | owngil | isolated.
 -type context() :: pid().
 -type options() :: #{pool => boolean(),
                      imports => [atom() | binary()],
@@ -29,7 +29,12 @@
                      code_cache_size => non_neg_integer(),
                      max_batch => pos_integer(),
                      max_queue => pos_integer(),
-                     start_timeout => timeout()}.
+                     start_timeout => timeout(),
+                     python => file:name_all(),
+                     venv => file:name_all(),
+                     memory_limit => pos_integer(),
+                     env => [{unicode:chardata(), unicode:chardata()}],
+                     cd => file:name_all()}.
 
 -record(state, {id :: term(), mode :: mode(), ref :: reference()}).
 
@@ -49,6 +54,9 @@ start_link(Id, Mode, Opts) when is_map(Opts) ->
         %% proc_lib + enter_loop rather than gen_server:start_link: a start
         %% that fails must return {error, R} without an exit signal to the
         %% caller, which OTP 25's gen_server cannot do from init/1.
+        ok when Mode =:= isolated ->
+            %% Python in an OS process of its own (spec §11)
+            proc_lib:start_link(py_isolated, init_it, [self(), Id, Opts]);
         ok -> proc_lib:start_link(?MODULE, init_it, [self(), Id, Mode, Opts]);
         {error, _} = Error -> Error
     end;
@@ -70,7 +78,7 @@ stop(Ctx) ->
 
 %% @doc The native handle of a running context, for the `py_nif' functions.
 %% Raises `{context_not_running, Ctx}' if `Ctx' is not a running context.
--spec get_nif_ref(pid()) -> reference().
+-spec get_nif_ref(pid()) -> py_nif:ctx_ref().
 get_nif_ref(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
     %% a context on another node: its ref, good for py_nif there (spec §13)
     case py_remote:on_node(node(Ctx), ?MODULE, {get_nif_ref, [Ctx]}) of
@@ -94,6 +102,7 @@ create_local_env(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:call(Ctx, {create_local_env, [Ctx]});
 create_local_env(Ctx) ->
     case py_context_registry:lookup(Ctx) of
+        {ok, {py_isolated, _, _, _} = Ref} -> py_isolated_call:env_new(Ref);
         {ok, Ref} -> py_nif:env_new(Ref);
         error -> {error, context_not_running}
     end.
@@ -107,6 +116,7 @@ info(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:on_node(node(Ctx), ?MODULE, {info, [Ctx]});
 info(Ctx) ->
     case py_context_registry:lookup(Ctx) of
+        {ok, {py_isolated, _, _, _} = Ref} -> py_isolated_call:info(Ref);
         {ok, Ref} -> {ok, py_nif:context_info(Ref)};
         error -> {error, context_not_running}
     end.
@@ -119,6 +129,8 @@ interrupt(Ctx) ->
 %% ---------------------------------------------------------------------------
 
 check_mode(worker) ->
+    ok;
+check_mode(isolated) ->
     ok;
 check_mode(Mode) when Mode =:= subinterp; Mode =:= owngil ->
     case py_nif:runtime_info() of

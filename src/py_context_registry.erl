@@ -16,7 +16,7 @@ start_link() ->
 
 %% @doc Registers the calling context process. `PoolSlot' is its index in
 %% the application's pool, or `undefined'.
--spec register(reference(), py_context:mode(), pos_integer() | undefined) -> ok | {error, term()}.
+-spec register(py_nif:ctx_ref(), py_context:mode(), pos_integer() | undefined) -> ok | {error, term()}.
 register(CtxRef, Mode, PoolSlot) ->
     try
         gen_server:call(?MODULE, {register, self(), CtxRef, Mode, PoolSlot})
@@ -35,7 +35,7 @@ unregister() ->
     end.
 
 %% @doc The native handle of a live context.
--spec lookup(pid()) -> {ok, reference()} | error.
+-spec lookup(pid()) -> {ok, py_nif:ctx_ref()} | error.
 lookup(Pid) ->
     try ets:lookup_element(?TABLE, Pid, 2) of
         Ref -> {ok, Ref}
@@ -53,7 +53,7 @@ pool_pid(N) ->
     end.
 
 %% @doc Every registered context as `{Pid, CtxRef, Mode, PoolSlot}'.
--spec contexts() -> [{pid(), reference(), py_context:mode(), pos_integer() | undefined}].
+-spec contexts() -> [{pid(), py_nif:ctx_ref(), py_context:mode(), pos_integer() | undefined}].
 contexts() ->
     try
         ets:select(?TABLE, [{{'$1', '$2', '$3', '$4'}, [{is_pid, '$1'}], [{{'$1', '$2', '$3', '$4'}}]}])

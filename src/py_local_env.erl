@@ -39,7 +39,7 @@ new(Ctx, Envs0) ->
     Envs = maps:filter(fun(Pid, _) -> is_process_alive(Pid) end, Envs0),
     case py_context_registry:lookup(Ctx) of
         {ok, CtxRef} ->
-            case py_nif:env_new(CtxRef) of
+            case env_new(CtxRef) of
                 {ok, Env} ->
                     put(py_local_env, Envs#{Ctx => Env}),
                     {ok, Env};
@@ -49,6 +49,9 @@ new(Ctx, Envs0) ->
         error ->
             {error, context_not_running}
     end.
+
+env_new({py_isolated, _, _, _} = CtxRef) -> py_isolated_call:env_new(CtxRef);
+env_new(CtxRef) -> py_nif:env_new(CtxRef).
 
 forget(Ctx) ->
     case get(py_local_env) of

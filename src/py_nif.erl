@@ -11,10 +11,13 @@
          event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
          event_loop_submit/8, event_loop_code/6,
          context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
-         async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2]).
+         async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2,
+         release_token/2, release_token_info/1, encode_request/1]).
 
 %% The event loop's per-process namespace (spec §6): these wait for the reply.
 -export([event_loop_exec/2, event_loop_eval/2]).
+
+-export([priv_dir/0]).
 
 %% Explicit envs (spec §3): these wait for the reply, in `receive'.
 -export([context_exec/2, context_exec/3, context_exec/4,
@@ -27,13 +30,14 @@
        event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
        event_loop_submit/8, event_loop_code/6,
        context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
-       async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2]).
+       async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2,
+       release_token/2, release_token_info/1, encode_request/1]).
 
 -on_load(load/0).
 
--type ctx_ref() :: reference().
+-type ctx_ref() :: reference() | py_isolated_call:ctx_ref().
 -type loop_ref() :: reference().
--type env_ref() :: reference().
+-type env_ref() :: reference() | py_isolated_call:env().
 -type handle() :: reference().
 -type request_id() :: pos_integer().
 -type submitted() :: request_id() | {error, term()}.
@@ -47,6 +51,8 @@ load() ->
                                      {ok, V} <- [application:get_env(erlang_python, K)]]),
     erlang:load_nif(Path, Info).
 
+%% @doc This application's priv directory, also when run from a checkout.
+-spec priv_dir() -> file:filename().
 priv_dir() ->
     case code:priv_dir(erlang_python) of
         {error, bad_name} ->
@@ -78,6 +84,9 @@ context_exec(CtxRef, Code, Env) ->
 context_exec(CtxRef, Code, Env, Opts) when is_reference(CtxRef), node(CtxRef) =/= node() ->
     %% a context on another node (spec §13): run there by this process's proxy
     py_remote:call_on(node(CtxRef), {context_exec, [CtxRef, Code, Env, Opts]});
+context_exec({py_isolated, _, _, _} = CtxRef, Code, Env, Opts) ->
+    %% an isolated context (spec §11)
+    on_isolated(CtxRef, Env, Opts, {exec, Code});
 context_exec(CtxRef, Code, Env, Opts) ->
     on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_exec(Ref, Tag, Code, Env) end).
 
@@ -96,11 +105,19 @@ context_eval(CtxRef, Expr, Locals, Env) ->
 -spec context_eval(ctx_ref(), binary(), map(), env_ref() | undefined, map()) -> {ok, term()} | {error, term()}.
 context_eval(CtxRef, Expr, Locals, Env, Opts) when is_reference(CtxRef), node(CtxRef) =/= node() ->
     py_remote:call_on(node(CtxRef), {context_eval, [CtxRef, Expr, Locals, Env, Opts]});
+context_eval({py_isolated, _, _, _} = CtxRef, Expr, Locals, Env, Opts) ->
+    on_isolated(CtxRef, Env, Opts, {eval, Expr, Locals});
 context_eval(CtxRef, Expr, Locals, Env, Opts) ->
     on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_eval(Ref, Tag, Expr, Locals, Env) end).
 
 on_context(CtxRef, Opts, Submit) ->
     py_call:submit_and_wait(CtxRef, Opts, infinity, Submit).
+
+on_isolated(CtxRef, Env, Opts, Op) ->
+    case py_call:timeout(Opts, infinity) of
+        {ok, Timeout} -> py_isolated_call:context_request(CtxRef, Env, Timeout, Op);
+        {error, _} = Error -> Error
+    end.
 
 %% ---------------------------------------------------------------------------
 %% Event-loop namespaces
@@ -313,3 +330,20 @@ stream_forward(_Ref, _Message) -> ?NOT_LOADED.
 %% relayed message py_relay could not finish).
 -spec stream_fail(stream_ref(), term()) -> ok | {error, term()}.
 stream_fail(_Ref, _Reason) -> ?NOT_LOADED.
+
+%% @doc A token that sends `Msg' to the local process `Pid' once the VM has
+%% garbage-collected every copy of it: an isolated context's env or handle
+%% holds one, so the worker drops the object when Erlang does.
+-spec release_token(pid(), term()) -> reference() | {error, badarg}.
+release_token(_Pid, _Msg) -> ?NOT_LOADED.
+
+%% @doc `{Pid, Msg}' of a token from {@link release_token/2}, or `error'
+%% for any other term.
+-spec release_token_info(term()) -> {pid(), term()} | error.
+release_token_info(_Term) -> ?NOT_LOADED.
+
+%% @doc `term_to_binary(Term)' for a request to an isolated context, under
+%% the size rule of every request: `{error, {argument_too_large, Bytes}}'
+%% for a term that would expand past 1 GiB.
+-spec encode_request(term()) -> binary() | {error, {argument_too_large, pos_integer()}}.
+encode_request(_Term) -> ?NOT_LOADED.

@@ -176,7 +176,8 @@ init([]) ->
 %% of the new start.
 adopt(State) ->
     lists:foldl(fun({Pid, Ref, _Mode, _Slot}, Acc) -> element(2, member(Pid, context, Ref, self(), Acc)) end,
-                State, py_context_registry:contexts()).
+                State, [C || {_, Ref, Mode, _} = C <- py_context_registry:contexts(),
+                             Mode =/= isolated, is_reference(Ref)]).
 
 member(Owner, Kind, Ref, ReplyTo, #state{source = Source, epoch = Epoch, steps = Steps} = State) ->
     Target = py_packages_target:start(Kind, Ref, Source, Epoch),

@@ -10,6 +10,7 @@
 #include "context/handle.h"
 #include "runtime/py_errors.h"
 #include "convert/pylong_bytes.h"
+#include "nif/isolated_nifs.h"
 #include "nif/resources.h"
 
 namespace ep {
@@ -185,6 +186,8 @@ private:
             if (handle->interpreter() != scope_.interp) return fail(atoms::env_wrong_interpreter);
             return Py_NewRef(handle->object());
         }
+        // An isolated context's handle names an object in another process.
+        if (is_release_token(env_, term)) return fail(atoms::env_wrong_interpreter);
         if (get_env(env_, term) || get_context(env_, term)) return unsupported(term);
         return check(make_term_object(scope_.interp->types().ref, term));
     }

@@ -15,6 +15,7 @@
 #include "context/env.h"
 #include "event_loop/event_loop.h"
 #include "nif/event_loop_nifs.h"
+#include "nif/isolated_nifs.h"
 #include "runtime/gil_check.h"
 #include "erl/erl_terms.h"
 #include "context/handle.h"
@@ -58,7 +59,9 @@ std::vector<std::string> path_option(ErlNifEnv* env, ERL_NIF_TERM map) {
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM load_info) {
     atoms::init(env);
     init_map_marker(env);
-    if (!open_resource_types(env) || !open_callback_watch_type(env) || !open_shared_bytes_type(env)) return 1;
+    if (!open_resource_types(env) || !open_callback_watch_type(env) || !open_shared_bytes_type(env) ||
+        !open_release_token_type(env))
+        return 1;
     RuntimeOptions options;
     // ERLANG_PYTHON_HOME beats the app env, which beats the build's Python.
     const char* env_home = std::getenv("ERLANG_PYTHON_HOME");
@@ -253,6 +256,9 @@ ErlNifFunc functions[] = {
     {"stream_forward", 2, sized_request<nif_stream_forward>, 0},
     {"stream_fail", 2, guarded<nif_stream_fail>, 0},
     {"is_handle", 1, nif_is_handle, 0},
+    {"release_token", 2, guarded<nif_release_token>, 0},
+    {"release_token_info", 1, guarded<nif_release_token_info>, 0},
+    {"encode_request", 1, sized_request<nif_encode_request>, 0},
     {"event_loop_new", 1, guarded<nif_event_loop_new>, 0},
     {"event_loop_stop", 1, guarded<nif_event_loop_stop>, 0},
     {"event_loop_info", 1, guarded<nif_event_loop_info>, 0},

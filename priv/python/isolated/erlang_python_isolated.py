@@ -1,0 +1,477 @@
+"""erlang_python's isolated worker (spec §11): an isolated context's Python.
+
+It talks to its context process (src/py_isolated.erl) over the port's pipe,
+{packet, 4} frames on the fds it was started with. Frames from the VM are
+<<Kind:8, Id:64, Payload/binary>>:
+
+  1 request   Payload = term_to_binary({EnvId, Caller, Op})
+  2 cancel    the request Id: dropped if queued, interrupted if running
+  3 drop_env  EnvId = Id: the env's namespace is released
+  4 drop      the handle Id is released
+  5 interrupt whatever runs now (py:interrupt/1)
+  6 reply     to erlang.call Id: Payload = term_to_binary(Result)
+  7 bind      handle Id is the VM's reference Payload = term_to_binary(Ref)
+
+Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
+
+  0 hello     Payload = {hello, Info}
+  1 result    Payload = the answer term
+  2 failure   Payload = {{error, {Type, Message}}, Traceback}
+  3 output    Payload = {Stream, Text}, printed while serving request Id
+  4 send      Payload = {Pid, Term}, from erlang.send
+  5 call      Payload = {Name, Args, Caller}, from erlang.call (Id: its id)
+  6 log       Payload = {Level, Logger, Message, Path, Line, Function}
+  7 result    as 1, holding handles: {Marker, HandleId} tuples
+
+Requests run one at a time on the main thread, as on a context thread. A
+reader thread takes frames off the pipe meanwhile, so a cancel reaches the
+running code, and end of file (the VM closed the port, or went) ends the
+process.
+"""
+import logging
+import os
+import queue
+import signal
+import struct
+import sys
+import threading
+import traceback
+import types
+
+import erlang_python_etf as etf
+from erlang_python_etf import Atom, ConversionError, Pid, Ref
+
+_header = struct.Struct(">BQ")
+_len = struct.Struct(">I")
+
+REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND = 1, 2, 3, 4, 5, 6, 7
+HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+_GONE = object()
+
+
+class Interrupted(BaseException):
+    """Raised inside Python code whose Erlang caller timed out, or that
+    py:interrupt/1 stopped. A BaseException, so `except Exception` does not
+    swallow it."""
+
+
+class Error(Exception):
+    """A registered Erlang function failed. str() is the formatted Erlang
+    reason; .kind is 'error', 'exit' or 'throw'; .reason the reason itself
+    (None if it has no Python form)."""
+
+
+class Worker:
+    def __init__(self, fd_in, fd_out):
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.write_lock = threading.Lock()
+        self.inbox = queue.Queue()
+        self.envs = {}
+        self.handles = {}  # handle id -> object
+        self.bound = {}  # the VM's reference for a handle -> object
+        self.refs = {}  # handle id -> the VM's reference
+        self.next_handle = 1
+        self.marker = b""
+        self.cancelled = set()
+        self.running = None  # the request id the main thread runs
+        self.interrupt_target = None
+        self.in_user_code = False
+        self.callers = []  # (request id, caller pid), innermost last
+        self.next_call = 1
+        self.replies = {}
+        self.main_ident = threading.get_ident()
+
+    # -- the pipe -----------------------------------------------------------
+
+    def write(self, kind, ident, payload):
+        frame = _header.pack(kind, ident) + payload
+        data = _len.pack(len(frame)) + frame
+        with self.write_lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self.fd_out, view)
+                view = view[written:]
+
+    def reader(self):
+        buf = bytearray()
+        try:
+            while True:
+                while len(buf) < 4:
+                    chunk = os.read(self.fd_in, 65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                n = _len.unpack_from(buf)[0]
+                while len(buf) < 4 + n:
+                    chunk = os.read(self.fd_in, max(65536, 4 + n - len(buf)))
+                    if not chunk:
+                        return
+                    buf += chunk
+                frame = bytes(buf[4:4 + n])
+                del buf[:4 + n]
+                self.take(frame)
+        finally:
+            # The VM has gone or closed the port: nobody is left to serve.
+            os._exit(0)
+
+    def take(self, frame):
+        kind, ident = _header.unpack_from(frame)
+        if kind == CANCEL:
+            if self.running == ident:
+                self.interrupt(ident)
+            else:
+                self.cancelled.add(ident)
+        elif kind == INTERRUPT:
+            running = self.running
+            if running is not None:
+                self.interrupt(running)
+        else:
+            self.inbox.put((kind, ident, frame))
+
+    def interrupt(self, ident):
+        self.interrupt_target = ident
+        signal.pthread_kill(self.main_ident, signal.SIGUSR1)
+
+    def on_signal(self, signum, frame):
+        if self.in_user_code and self.interrupt_target is not None and self.interrupt_target == self.running:
+            self.interrupt_target = None
+            raise Interrupted("interrupted")
+
+    # -- serving ------------------------------------------------------------
+
+    def serve(self, until=None):
+        """Runs what comes, on the main thread; with `until`, returns that
+        erlang.call's reply once it comes (what comes meanwhile is served:
+        a nested call from Erlang runs at once)."""
+        while True:
+            if until is not None and until in self.replies:
+                return self.replies.pop(until)
+            kind, ident, frame = self.inbox.get()
+            if kind == REQUEST:
+                if ident in self.cancelled:
+                    self.cancelled.discard(ident)
+                    continue
+                self.request(ident, frame)
+            elif kind == REPLY:
+                self.replies[ident] = frame[_header.size:]
+            elif kind == DROP_ENV:
+                self.envs.pop(ident, None)
+            elif kind == DROP:
+                self.handles.pop(ident, None)
+                self.bound.pop(self.refs.pop(ident, None), None)
+            elif kind == BIND:
+                obj = self.handles.get(ident, _GONE)
+                if obj is not _GONE:
+                    ref = frame[_header.size + 1:]
+                    self.refs[ident] = ref
+                    self.bound[ref] = obj
+
+    def request(self, ident, frame):
+        outer, outer_user_code = self.running, self.in_user_code
+        self.in_user_code = False
+        self.running = ident
+        try:
+            try:
+                env_id, caller, op = etf.decode(frame[_header.size:], self.bound, -2)
+            except ConversionError as e:
+                self.answer(ident, (Atom("error"), e.reason))
+                return
+            self.callers.append((ident, caller))
+            try:
+                result = self.run(env_id, op)
+            except Interrupted:
+                result = (Atom("error"), Atom("interrupted"))
+            except ConversionError as e:
+                result = (Atom("error"), e.reason)
+            except BaseException as e:  # noqa: B902 - every exception is an answer
+                self.fail(ident, e)
+                return
+            finally:
+                self.in_user_code = False
+                self.callers.pop()
+            self.answer(ident, result)
+        finally:
+            self.cancelled.discard(ident)
+            self.running, self.in_user_code = outer, outer_user_code
+            self.interrupt_target = None
+
+    def answer(self, ident, result):
+        encoder = etf.Encoder(self.handle)
+        try:
+            payload = encoder.encode(result, -1)
+        except ConversionError as e:
+            payload = etf.Encoder(self.handle).encode((Atom("error"), e.reason))
+        except RecursionError:
+            payload = etf.Encoder(self.handle).encode((Atom("error"), Atom("nesting_too_deep")))
+        self.write(RESULT_WITH_HANDLES if encoder.handles_made else RESULT, ident, payload)
+
+    def fail(self, ident, exc):
+        name = type(exc).__name__
+        if isinstance(exc, Interrupted):
+            name = "Interrupted"
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            message = str(exc)
+        except BaseException:  # noqa: B902 - a broken __str__ still answers
+            message = "<exception str() failed>"
+        payload = etf.Encoder(self.handle).encode(((Atom("error"), (Atom(name), message)), text))
+        self.write(FAILURE, ident, payload)
+
+    def handle(self, obj):
+        ident = self.next_handle
+        self.next_handle += 1
+        self.handles[ident] = obj
+        return b"h\x02" + self.marker + etf._int(ident)
+
+    # -- the operations -----------------------------------------------------
+
+    def env(self, env_id):
+        ns = self.envs.get(env_id)
+        if ns is None:
+            ns = {"__builtins__": __builtins__, "__name__": "__main__"}
+            self.envs[env_id] = ns
+        return ns
+
+    def run(self, env_id, op):
+        name = op[0]
+        if name == "exec":
+            code = compile(_text(op[1]), "<string>", "exec")
+            self.in_user_code = True
+            exec(code, self.env(env_id))
+            return Atom("ok")
+        if name == "eval":
+            ns = self.env(env_id)
+            code = compile(_text(op[1]), "<string>", "eval")
+            bindings = {_name(k): v for k, v in op[2].items()}
+            # Bound as globals for the expression's duration, as the NIF
+            # does: comprehensions and lambdas see them on every version.
+            missing = object()
+            saved = [(k, ns.get(k, missing)) for k in bindings]
+            ns.update(bindings)
+            try:
+                self.in_user_code = True
+                value = eval(code, ns)
+            finally:
+                self.in_user_code = False
+                for k, old in saved:
+                    if old is missing:
+                        ns.pop(k, None)
+                    else:
+                        ns[k] = old
+            return (Atom("ok"), value)
+        if name == "call":
+            _, module, function, args, kwargs = op
+            target = self.find(env_id, _name(module), _name(function))
+            self.in_user_code = True
+            return (Atom("ok"), target(*args, **{_name(k): v for k, v in kwargs.items()}))
+        if name == "getattr":
+            return (Atom("ok"), getattr(op[1], _name(op[2])))
+        if name == "call_method":
+            _, obj, method, args, kwargs = op
+            self.in_user_code = True
+            return (Atom("ok"), getattr(obj, _name(method))(*args, **{_name(k): v for k, v in kwargs.items()}))
+        if name == "to_term":
+            return (Atom("ok"), _unwrap(op[1]))
+        if name == "info":
+            return (Atom("ok"), {Atom("envs"): len(self.envs), Atom("handles"): len(self.handles)})
+        raise ConversionError((Atom("badarg"), Atom("operation")))
+
+    def find(self, env_id, module, function):
+        if module == "__main__":
+            ns = self.env(env_id)
+            if function in ns:
+                return ns[function]
+            import __main__
+            return getattr(__main__, function)
+        import importlib
+        return getattr(importlib.import_module(module), function)
+
+    # -- erlang.* -----------------------------------------------------------
+
+    def caller(self):
+        if threading.get_ident() != self.main_ident or not self.callers:
+            return None, None
+        return self.callers[-1]
+
+    def erlang_call(self, name, *args):
+        ident, caller = self.caller()
+        if ident is None:
+            raise RuntimeError("erlang.call: only code serving an Erlang call can call Erlang")
+        call = self.next_call
+        self.next_call += 1
+        payload = etf.Encoder(self.handle).encode((_name(name), list(args), caller), -1)
+        self.write(CALL, call, payload)
+        reply = etf.decode(self.serve(until=call), self.bound, -1)
+        if reply[0] == "ok":
+            return reply[1]
+        _, kind, reason, text = reply
+        err = Error(text)
+        err.kind = kind
+        err.reason = reason
+        raise err
+
+    def erlang_send(self, pid, term):
+        if not isinstance(pid, Pid):
+            raise TypeError("erlang.send: the destination must be an erlang.Pid")
+        encoder = etf.Encoder(self.handle)
+        try:
+            payload = encoder.encode((pid, term), -1)
+        except ConversionError as e:
+            reason = e.reason
+            if isinstance(reason, tuple) and reason[0] == "duplicate_key":
+                raise ValueError("erlang.send: two keys of one dict become the same Erlang term")
+            raise TypeError("erlang.send: cannot be sent to Erlang: %r" % (reason,))
+        # Id 1: the message holds handles, which the VM makes tokens of
+        self.write(SEND, 1 if encoder.handles_made else 0, payload)
+
+    def erlang_self(self):
+        _, caller = self.caller()
+        if caller is None:
+            raise RuntimeError("erlang.self: no Erlang process is being served")
+        return caller
+
+
+def _text(code):
+    if isinstance(code, bytes):
+        return code.decode("utf-8")
+    return code
+
+
+def _name(value):
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise ConversionError((Atom("badarg"), Atom("name")))
+
+
+def _unwrap(obj):
+    """py:to_term/1: a container's items, where the object is one."""
+    if isinstance(obj, (set, frozenset, range, type({}.keys()), type({}.values()))):
+        return list(obj)
+    if isinstance(obj, types.MappingProxyType):
+        return dict(obj)
+    return obj
+
+
+class _Output:
+    """sys.stdout / sys.stderr: text printed while serving a request goes to
+    that request's caller; text from elsewhere to the VM's standard error."""
+
+    def __init__(self, worker, stream, fallback):
+        self.worker = worker
+        self.stream = Atom(stream)
+        self.fallback = fallback
+        self.encoding = "utf-8"
+        self.errors = "surrogateescape"
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        ident, _ = self.worker.caller()
+        if ident is None:
+            os.write(self.fallback, text.encode("utf-8", "surrogateescape"))
+        elif text:
+            payload = etf.Encoder(self.worker.handle).encode((self.stream, text))
+            self.worker.write(OUTPUT, ident, payload)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+
+class _ToLogger(logging.Handler):
+    """Python logging records to Erlang's logger."""
+
+    def __init__(self, worker):
+        logging.Handler.__init__(self)
+        self.worker = worker
+
+    def emit(self, record):
+        try:
+            payload = etf.Encoder(self.worker.handle).encode(
+                (record.levelno, record.name, self.format(record), record.pathname,
+                 record.lineno, record.funcName or ""))
+            self.worker.write(LOG, 0, payload)
+        except Exception:  # noqa: B902 - logging must never raise
+            self.handleError(record)
+
+
+def _erlang_module(worker):
+    module = types.ModuleType("erlang", "Erlang from an isolated context's Python.")
+    module.Pid, module.Ref, module.Atom = Pid, Ref, Atom
+    module.Error, module.Interrupted = Error, Interrupted
+    module.call = worker.erlang_call
+    module.send = worker.erlang_send
+    module.self = worker.erlang_self
+
+    def whereis(name):
+        return worker.erlang_call("_py_whereis", name)
+
+    module.whereis = whereis
+
+    def attr(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args: worker.erlang_call(name, *args)
+
+    module.__getattr__ = attr
+    return module
+
+
+def main():
+    # The pipe is ours alone: fds 0 and 1 move aside, so a C extension that
+    # writes to stdout cannot break a frame (its text goes to stderr).
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    worker = Worker(fd_in, fd_out)
+    sys.stdout = _Output(worker, "stdout", 2)
+    sys.stderr = _Output(worker, "stderr", 2)
+    sys.modules["erlang"] = _erlang_module(worker)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    signal.signal(signal.SIGUSR1, worker.on_signal)
+    logging.getLogger().addHandler(_ToLogger(worker))
+
+    hello = _read_hello(fd_in)
+    etf.LOCAL_NODE[0] = hello["node"]
+    worker.marker = hello["marker"]
+    info = {Atom("version"): sys.version, Atom("executable"): sys.executable,
+            Atom("version_info"): tuple(sys.version_info[:3]), Atom("pid"): os.getpid(),
+            Atom("prefix"): sys.prefix}
+    worker.write(HELLO, 0, etf.Encoder(worker.handle).encode((Atom("hello"), info)))
+    threading.Thread(target=worker.reader, name="erlang_python reader", daemon=True).start()
+    try:
+        worker.serve()
+    finally:
+        os._exit(0)
+
+
+def _read_hello(fd):
+    """The context's first frame: {Node, Marker}, the VM's node name and the
+    handle marker, in external form."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = os.read(fd, n - len(data))
+            if not chunk:
+                os._exit(0)
+            data += chunk
+        return data
+
+    n = _len.unpack(exactly(4))[0]
+    frame = exactly(n)
+    node, marker = etf.decode(frame)
+    return {"node": node.encode("utf-8") if isinstance(node, str) else node,
+            "marker": bytes(marker)}

@@ -1,0 +1,403 @@
+%% @private
+%% @doc The process of an isolated context (spec §11): its Python runs in an
+%% OS process of its own (priv/python/isolated, started by
+%% priv/erlang_python_launcher), which this process starts, owns through a
+%% port, and ends with itself.
+%%
+%% It is on the answer path but not the request path: callers write their
+%% requests to the port themselves ({@link py_isolated_call}), after telling
+%% this process where the answer goes (an alias of a monitor of this
+%% process). Answers come back from the worker to this process, which
+%% passes each to its caller without decoding it. When the worker dies
+%% (a segfault, `os.abort()', `os._exit(N)', its memory limit, a kill) this
+%% process exits with `{context_crashed, Why}': every caller waiting sees
+%% that reason through its monitor, and a pool's supervisor restarts it.
+-module(py_isolated).
+-behaviour(gen_server).
+
+-export([init_it/3]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-record(state, {id :: term(),
+                port :: port() | undefined,  % undefined once the worker is gone
+                os_pid :: non_neg_integer() | undefined,
+                info = #{} :: map(),
+                inflight = #{} :: #{pos_integer() => reference()},
+                served = 0 :: non_neg_integer(),
+                exit_why :: term()}).
+
+%% Frame kinds: see priv/python/isolated/erlang_python_isolated.py.
+-define(K_HELLO, 0).
+-define(K_RESULT, 1).
+-define(K_FAILURE, 2).
+-define(K_OUTPUT, 3).
+-define(K_SEND, 4).
+-define(K_CALL, 5).
+-define(K_LOG, 6).
+-define(K_RESULT_WITH_HANDLES, 7).
+-define(TO_CANCEL, 2).
+-define(TO_DROP_ENV, 3).
+-define(TO_DROP, 4).
+-define(TO_INTERRUPT, 5).
+-define(TO_REPLY, 6).
+
+%% @private
+%% Started by py_context:start_link(Id, isolated, Opts) through proc_lib, so
+%% that a start that fails returns {error, R} without an exit signal.
+-spec init_it(pid(), term(), map()) -> no_return().
+init_it(Parent, Id, Opts) ->
+    process_flag(trap_exit, true),
+    %% Handles in answers are {Marker, Id}: a ref no one else has.
+    Marker = make_ref(),
+    case start_worker(Opts, Marker) of
+        {ok, Port, Info} ->
+            {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+            Slot = case maps:get(pool, Opts, false) of
+                       true -> Id;
+                       false -> undefined
+                   end,
+            case py_context_registry:register({py_isolated, self(), Port, Marker}, isolated, Slot) of
+                ok ->
+                    State = #state{id = Id, port = Port, os_pid = OsPid, info = Info},
+                    case import_all(maps:get(imports, Opts, []), State) of
+                        ok ->
+                            proc_lib:init_ack(Parent, {ok, self()}),
+                            gen_server:enter_loop(?MODULE, [], State);
+                        {error, Reason} ->
+                            fail(Reason, State)
+                    end;
+                {error, Reason} ->
+                    fail(Reason, #state{port = Port, os_pid = OsPid})
+            end;
+        {error, Reason} ->
+            proc_lib:init_ack(Parent, {error, Reason}),
+            exit(normal)
+    end.
+
+-spec fail(term(), #state{}) -> no_return().
+fail(Reason, State) ->
+    stop_worker(State),
+    proc_lib:init_ack({error, Reason}),
+    exit(normal).
+
+%% ---------------------------------------------------------------------------
+%% Starting the worker
+
+start_worker(Opts, Marker) ->
+    case command(Opts) of
+        {ok, Launcher, Args} ->
+            Port = open_port({spawn_executable, Launcher},
+                             [{args, Args}, {packet, 4}, binary, exit_status, use_stdio, hide]),
+            MarkerEtf = binary:part(term_to_binary(Marker), 1, byte_size(term_to_binary(Marker)) - 1),
+            port_command(Port, term_to_binary({atom_to_binary(node(), utf8), {bytes, MarkerEtf}})),
+            Timeout = maps:get(start_timeout, Opts, 60000),
+            Deadline = erlang:monotonic_time(millisecond) + Timeout,
+            hello(Port, Deadline, undefined);
+        {error, _} = Error ->
+            Error
+    end.
+
+%% The worker's first frame is its hello; a Python that is too old, or one
+%% that never ran, says so in a raw term (the bootstrap, or the launcher).
+hello(Port, Deadline, Why) ->
+    Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+    receive
+        {Port, {data, <<?K_HELLO, 0:64, Hello/binary>>}} ->
+            {hello, Info} = binary_to_term(Hello),
+            {ok, Port, Info};
+        {Port, {data, <<131, _/binary>> = Raw}} ->
+            case binary_to_term(Raw) of
+                {python_too_old, Version} -> hello(Port, Deadline, {python_too_old, Version});
+                {py_worker_exit, Exit} when Why =:= undefined -> hello(Port, Deadline, Exit);
+                _ -> hello(Port, Deadline, Why)
+            end;
+        {Port, {data, _}} ->
+            hello(Port, Deadline, Why);
+        {Port, {exit_status, Status}} ->
+            {error, start_failure(Why, Status)}
+    after Left ->
+        stop_worker(#state{port = Port, os_pid = element(2, erlang:port_info(Port, os_pid))}),
+        {error, {worker_start_failed, start_timeout}}
+    end.
+
+start_failure({python_too_old, Version}, _) -> {python_too_old, Version};
+start_failure({exec_failed, Errno}, _) -> {worker_start_failed, {exec_failed, Errno}};
+start_failure(undefined, Status) -> {worker_start_failed, {exit_status, Status}};
+start_failure(Why, _) -> {worker_start_failed, Why}.
+
+%% The launcher's command line, from the options of spec §11.
+command(Opts) ->
+    Launcher = filename:join(py_nif:priv_dir(), "erlang_python_launcher"),
+    Worker = filename:join([py_nif:priv_dir(), "python", "isolated", "erlang_python_worker.py"]),
+    case python(Opts) of
+        {ok, Python} ->
+            case limits(Opts) of
+                {ok, Limits} -> {ok, Launcher, Limits ++ ["--", Python, Worker]};
+                {error, _} = Error -> Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+python(#{venv := Dir}) ->
+    case text(Dir) of
+        {ok, D} ->
+            Python = filename:join([D, "bin", "python"]),
+            case filelib:is_regular(Python) of
+                true -> {ok, Python};
+                false -> {error, {venv_not_found, Dir}}
+            end;
+        error ->
+            {error, {badarg, venv}}
+    end;
+python(#{python := Exe}) ->
+    case text(Exe) of
+        {ok, P} ->
+            Found = case lists:member($/, P) of
+                        true -> filelib:is_regular(P) andalso P;
+                        false -> os:find_executable(P)
+                    end,
+            case Found of
+                false -> {error, {python_not_found, Exe}};
+                Path -> {ok, Path}
+            end;
+        error ->
+            {error, {badarg, python}}
+    end;
+python(_Opts) ->
+    {ok, #{executable := Exe}} = py_nif:runtime_info(),
+    {ok, unicode:characters_to_list(Exe)}.
+
+limits(Opts) ->
+    Steps = [fun() -> memory_limit(maps:get(memory_limit, Opts, undefined)) end,
+             fun() -> cd(maps:get(cd, Opts, undefined)) end,
+             fun() -> env(maps:get(env, Opts, [])) end],
+    lists:foldl(fun(Step, {ok, Acc}) ->
+                        case Step() of
+                            {ok, More} -> {ok, Acc ++ More};
+                            {error, _} = Error -> Error
+                        end;
+                   (_, Error) ->
+                        Error
+                end, {ok, []}, Steps).
+
+memory_limit(undefined) -> {ok, []};
+memory_limit(B) when is_integer(B), B > 0 -> {ok, ["--memory-limit", integer_to_list(B)]};
+memory_limit(_) -> {error, {badarg, memory_limit}}.
+
+cd(undefined) -> {ok, []};
+cd(Dir) ->
+    case text(Dir) of
+        {ok, D} -> {ok, ["--cd", D]};
+        error -> {error, {badarg, cd}}
+    end.
+
+env(Vars) when is_list(Vars) -> env(Vars, []);
+env(_) -> {error, {badarg, env}}.
+
+env([], Acc) ->
+    {ok, lists:reverse(Acc)};
+env([{Name, Value} | Rest], Acc) ->
+    case {text(Name), text(Value)} of
+        {{ok, N}, {ok, V}} when N =/= [] ->
+            case lists:member($=, N) of
+                false -> env(Rest, [N ++ "=" ++ V, "--env" | Acc]);
+                true -> {error, {badarg, env}}
+            end;
+        _ ->
+            {error, {badarg, env}}
+    end;
+env(_, _) ->
+    {error, {badarg, env}}.
+
+text(T) when is_binary(T) ->
+    case unicode:characters_to_list(T) of
+        L when is_list(L) -> {ok, L};
+        _ -> error
+    end;
+text(T) when is_atom(T) -> {ok, atom_to_list(T)};
+text(T) when is_list(T) ->
+    try unicode:characters_to_list(T) of
+        L when is_list(L) -> {ok, L};
+        _ -> error
+    catch
+        error:_ -> error
+    end;
+text(_) -> error.
+
+%% Modules imported before anyone can call the context: a request of our
+%% own, answered here (callers are not yet let in).
+import_all([], _State) ->
+    ok;
+import_all([Module | Rest], #state{port = Port} = State) ->
+    Frame = term_to_binary({0, self(), {call, importlib, import_module, [Module], #{}}}),
+    port_command(Port, [<<1, 0:64>>, Frame]),
+    receive
+        {Port, {data, <<?K_RESULT, 0:64, _/binary>>}} -> import_all(Rest, State);
+        {Port, {data, <<?K_RESULT_WITH_HANDLES, 0:64, _/binary>>}} -> import_all(Rest, State);
+        {Port, {data, <<?K_FAILURE, 0:64, Failure/binary>>}} ->
+            {Error, _Traceback} = binary_to_term(Failure),
+            {error, {import_failed, Module, Error}};
+        {Port, {exit_status, Status}} ->
+            {error, {context_crashed, {exit_status, Status}}}
+    end.
+
+%% ---------------------------------------------------------------------------
+%% gen_server
+
+%% @private
+-spec init(term()) -> {stop, term()}.
+init(_) ->
+    {stop, use_init_it}.
+
+%% @private
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}}.
+handle_call(interrupt, _From, #state{inflight = Inflight, port = Port} = State) ->
+    case map_size(Inflight) of
+        0 -> {reply, not_running, State};
+        _ -> port_command(Port, <<?TO_INTERRUPT, 0:64>>), {reply, ok, State}
+    end;
+handle_call(info, _From, #state{inflight = Inflight, served = Served, info = Info, os_pid = OsPid} = State) ->
+    {reply, {ok, #{mode => isolated, running => true, queue_length => map_size(Inflight),
+                   requests => Served, python => Info, launcher_os_pid => OsPid}}, State};
+handle_call(_Request, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+%% @private
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+-spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
+handle_info({py_isolated_request, Id, Alias}, #state{inflight = Inflight} = State) ->
+    {noreply, State#state{inflight = Inflight#{Id => Alias}}};
+handle_info({Port, {data, <<Kind, Id:64, Payload/binary>>}}, #state{port = Port} = State)
+  when Kind =:= ?K_RESULT; Kind =:= ?K_FAILURE; Kind =:= ?K_RESULT_WITH_HANDLES ->
+    case maps:take(Id, State#state.inflight) of
+        {Alias, Inflight} ->
+            Alias ! {Alias, kind(Kind), Payload},
+            {noreply, State#state{inflight = Inflight, served = State#state.served + 1}};
+        error ->
+            %% its caller gave up (a timeout)
+            {noreply, State#state{served = State#state.served + 1}}
+    end;
+handle_info({Port, {data, <<?K_OUTPUT, Id:64, Payload/binary>>}}, #state{port = Port} = State) ->
+    case State#state.inflight of
+        #{Id := Alias} ->
+            {Stream, Text} = binary_to_term(Payload),
+            Alias ! {Alias, py_output, Stream, Text},
+            ok;
+        _ ->
+            ok
+    end,
+    {noreply, State};
+handle_info({Port, {data, <<?K_SEND, Handles:64, Payload/binary>>}}, #state{port = Port} = State) ->
+    {To, Msg} = case Handles of
+                    0 -> binary_to_term(Payload);
+                    1 -> py_isolated_call:with_handles(self(), Port, binary_to_term(Payload))
+                end,
+    To ! Msg,
+    {noreply, State};
+handle_info({Port, {data, <<?K_CALL, CallId:64, Payload/binary>>}}, #state{port = Port} = State) ->
+    {Name, Args, Caller} = binary_to_term(Payload),
+    _ = spawn(fun() -> callback(Port, CallId, Name, Args, Caller) end),
+    {noreply, State};
+handle_info({Port, {data, <<?K_LOG, _:64, Payload/binary>>}}, #state{port = Port} = State) ->
+    {Level, Name, Message, File, Line, Function} = binary_to_term(Payload),
+    py_logger ! {py_log, Level, Name, Message, #{file => File, line => Line, function => Function}},
+    {noreply, State};
+handle_info({Port, {data, <<131, _/binary>> = Raw}}, #state{port = Port} = State) ->
+    %% the launcher's last word: how the worker ended
+    case binary_to_term(Raw) of
+        {py_worker_exit, Why} -> {noreply, State#state{exit_why = Why}};
+        _ -> {noreply, State}
+    end;
+handle_info({py_isolated_cancel, Id}, #state{port = Port, inflight = Inflight} = State) ->
+    case maps:take(Id, Inflight) of
+        {_Alias, Rest} ->
+            port_command(Port, <<?TO_CANCEL, Id:64>>),
+            {noreply, State#state{inflight = Rest}};
+        error ->
+            {noreply, State}
+    end;
+handle_info({py_isolated_drop_env, EnvId}, #state{port = Port} = State) ->
+    port_command(Port, <<?TO_DROP_ENV, EnvId:64>>),
+    {noreply, State};
+handle_info({py_isolated_drop, HandleId}, #state{port = Port} = State) ->
+    port_command(Port, <<?TO_DROP, HandleId:64>>),
+    {noreply, State};
+handle_info({Port, {exit_status, Status}}, #state{port = Port, exit_why = Why} = State) ->
+    Reason = case Why of
+                 undefined -> {exit_status, Status};
+                 _ -> Why
+             end,
+    {stop, {context_crashed, Reason}, State#state{port = undefined}};
+handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
+    {stop, {context_crashed, {port_closed, Reason}}, State#state{port = undefined}};
+handle_info(_Msg, State) ->
+    {noreply, State}.
+
+kind(?K_RESULT) -> result;
+kind(?K_RESULT_WITH_HANDLES) -> result_with_handles;
+kind(?K_FAILURE) -> failure.
+
+%% @private
+-spec terminate(term(), #state{}) -> ok.
+terminate(_Reason, State) ->
+    ok = py_context_registry:unregister(),
+    stop_worker(State).
+
+%% The launcher kills the worker at once on SIGTERM, whatever the worker is
+%% doing (a worker that is not stuck would also go on the port's close).
+stop_worker(#state{port = undefined}) ->
+    ok;
+stop_worker(#state{port = Port, os_pid = OsPid}) ->
+    _ = os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
+    catch port_close(Port),
+    ok.
+
+%% ---------------------------------------------------------------------------
+%% erlang.call from the worker: run in a process of its own (it may call
+%% this context again, which the worker serves while it waits), with the
+%% group leader of the process whose call it is.
+
+callback(Port, CallId, Name, Args, Caller) ->
+    py_callbacks:take_group_leader(Caller),
+    Result = case Name of
+                 <<"_py_whereis">> -> whereis_name(Args);
+                 _ -> py_callbacks:run(Name, Args)
+             end,
+    Reply = case py_nif:encode_request(for_python(Result)) of
+                {error, Why} -> term_to_binary({error, error, none, format_reason(Why)});
+                Bin -> Bin
+            end,
+    try port_command(Port, [<<?TO_REPLY, CallId:64>>, Reply])
+    catch error:badarg -> ok  % the context has gone
+    end.
+
+whereis_name([Name]) when is_binary(Name) ->
+    try binary_to_existing_atom(Name, utf8) of
+        Atom -> {ok, case whereis(Atom) of undefined -> none; Pid -> Pid end}
+    catch
+        error:badarg -> {ok, none}
+    end;
+whereis_name(_) ->
+    {error, error, badarg, <<"erlang.whereis takes one name">>}.
+
+%% An Erlang reason may hold terms Python has no form for (funs, ports):
+%% those reach Python as None, with the text beside them.
+for_python({error, Class, Reason, Text}) ->
+    {error, Class, case convertible(Reason, 0) of true -> Reason; false -> none end, Text};
+for_python(Ok) ->
+    Ok.
+
+convertible(_, Depth) when Depth > 100 -> false;
+convertible(T, _) when is_atom(T); is_number(T); is_binary(T); is_pid(T); is_reference(T) -> true;
+convertible(T, D) when is_list(T) -> lists:all(fun(X) -> convertible(X, D + 1) end, T);
+convertible(T, D) when is_tuple(T) -> convertible(tuple_to_list(T), D);
+convertible(T, D) when is_map(T) -> convertible(maps:to_list(T), D);
+convertible(_, _) -> false.
+
+format_reason(Why) ->
+    iolist_to_binary(io_lib:format("~0P", [Why, 20])).

@@ -1,0 +1,217 @@
+%% @private
+%% @doc Requests to an isolated context (spec §11), made and awaited by the
+%% calling process, as the NIF's are.
+%%
+%% The caller encodes its request ({@link py_nif:encode_request/1}: the size
+%% rule of every request), tells the context process where the answer goes
+%% (the alias of a monitor of that process), writes the request to the
+%% worker's port itself, and waits in `receive'. The answer is decoded here,
+%% in the caller. The monitor answers for a context that dies meanwhile:
+%% `{error, {context_crashed, Why}}'. A caller that gives up drops the alias,
+%% so nothing reaches its mailbox afterwards.
+%%
+%% Envs and handles are release tokens ({@link py_nif:release_token/2}):
+%% the worker drops the namespace or the object once the VM has collected
+%% every copy of the token, as it does an in-process env or handle.
+-module(py_isolated_call).
+
+-export([env_new/1, request/3, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
+         with_handles/3]).
+
+-export_type([env/0, ctx_ref/0]).
+
+-record(py_isolated_env, {ctx :: pid(), port :: port(), id :: pos_integer(), token :: reference()}).
+
+-opaque env() :: #py_isolated_env{}.
+-type ctx_ref() :: {py_isolated, pid(), port(), reference()}.
+-type op() :: {exec, term()} | {eval, term(), term()} | {call, term(), term(), term(), term()}
+            | {getattr, reference(), term()} | {call_method, reference(), term(), term(), term()}
+            | {to_term, reference()}.
+
+%% Frame kinds: see priv/python/isolated/erlang_python_isolated.py.
+-define(TO_REQUEST, 1).
+-define(TO_BIND, 7).
+
+%% @doc A new env on the isolated context `CtxRef' (its registry row).
+-spec env_new(ctx_ref()) -> {ok, env()} | {error, term()}.
+env_new({py_isolated, Ctx, Port, _Marker}) ->
+    Id = erlang:unique_integer([positive]),
+    case py_nif:release_token(Ctx, {py_isolated_drop_env, Id}) of
+        Token when is_reference(Token) ->
+            {ok, #py_isolated_env{ctx = Ctx, port = Port, id = Id, token = Token}};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @doc Runs `Op' in `Env' and waits up to `Timeout' for the answer.
+-spec request(env(), timeout(), op()) -> term().
+request(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, token = Token}, Timeout, Op) ->
+    Result = submit(Ctx, Port, EnvId, Timeout, Op),
+    %% the env must outlive its request: the worker would otherwise be told
+    %% to drop it while the request is still to run
+    _ = erlang:phash2(Token),
+    Result;
+request(_Env, _Timeout, _Op) ->
+    {error, {badarg, env}}.
+
+%% @doc `Op' on the context `CtxRef' in `Env', or in the context's shared
+%% namespace for `undefined' (py_nif:context_exec/eval).
+-spec context_request(ctx_ref(), env() | undefined | term(), timeout(), op()) -> term().
+context_request({py_isolated, Ctx, Port, _}, undefined, Timeout, Op) ->
+    submit(Ctx, Port, 0, Timeout, Op);
+context_request({py_isolated, Ctx, _, _}, #py_isolated_env{ctx = Ctx} = Env, Timeout, Op) ->
+    request(Env, Timeout, Op);
+context_request({py_isolated, _, _, _}, _Env, _Timeout, _Op) ->
+    {error, env_wrong_interpreter}.
+
+%% @doc `Op' on the object behind an isolated context's handle, or
+%% `not_isolated' for any other term.
+-spec handle_request(term(), timeout(), op()) -> term() | not_isolated.
+handle_request(Handle, Timeout, Op) ->
+    case py_nif:release_token_info(Handle) of
+        {Ctx, {py_isolated_drop, _}} ->
+            case py_context_registry:lookup(Ctx) of
+                {ok, {py_isolated, Ctx, Port, _}} -> submit(Ctx, Port, 0, Timeout, Op);
+                _ -> {error, context_not_running}
+            end;
+        _ ->
+            not_isolated
+    end.
+
+%% @doc Whether `Term' is a handle of an isolated context.
+-spec is_handle(term()) -> boolean().
+is_handle(Term) ->
+    is_reference(Term) andalso
+        case py_nif:release_token_info(Term) of
+            {_, {py_isolated_drop, _}} -> true;
+            _ -> false
+        end.
+
+%% @doc What the context is doing, as {@link py_context:info/1} says.
+-spec info(ctx_ref()) -> {ok, map()} | {error, term()}.
+info({py_isolated, Ctx, _, _}) ->
+    try gen_server:call(Ctx, info, infinity)
+    catch exit:_ -> {error, context_not_running}
+    end.
+
+%% @doc Interrupts what the context runs (py:interrupt/1).
+-spec interrupt(ctx_ref()) -> ok | not_running | {error, context_not_running}.
+interrupt({py_isolated, Ctx, _, _}) ->
+    try gen_server:call(Ctx, interrupt, infinity)
+    catch exit:_ -> {error, context_not_running}
+    end.
+
+%% ---------------------------------------------------------------------------
+
+submit(Ctx, Port, EnvId, Timeout, Op) ->
+    case py_nif:encode_request({EnvId, self(), Op}) of
+        Frame when is_binary(Frame) ->
+            Alias = monitor(process, Ctx, [{alias, demonitor}]),
+            Id = erlang:unique_integer([positive]),
+            Ctx ! {py_isolated_request, Id, Alias},
+            try port_command(Port, [<<?TO_REQUEST, Id:64>>, Frame]) of
+                true -> wait(Ctx, Port, Alias, Id, deadline(Timeout))
+            catch
+                error:badarg ->
+                    %% the port has closed: the context is going, and its
+                    %% monitor says why
+                    wait(Ctx, Port, Alias, Id, deadline(Timeout))
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+wait(Ctx, Port, Alias, Id, Deadline) ->
+    receive
+        {Alias, result, Bin} ->
+            demonitor(Alias, [flush]),
+            binary_to_term(Bin);
+        {Alias, result_with_handles, Bin} ->
+            demonitor(Alias, [flush]),
+            with_handles(Ctx, Port, binary_to_term(Bin));
+        {Alias, failure, Bin} ->
+            demonitor(Alias, [flush]),
+            {Error, Traceback} = binary_to_term(Bin),
+            put(py_last_traceback, Traceback),
+            Error;
+        {Alias, py_output, _Stream, Text} ->
+            output(Text),
+            wait(Ctx, Port, Alias, Id, Deadline);
+        {'DOWN', Alias, process, _, Reason} ->
+            {error, down_reason(Reason)}
+    after remaining(Deadline) ->
+        Ctx ! {py_isolated_cancel, Id},
+        demonitor(Alias, [flush]),
+        %% an answer that came before the alias went is still the answer
+        receive
+            {Alias, result, Bin} -> binary_to_term(Bin);
+            {Alias, result_with_handles, Bin} -> with_handles(Ctx, Port, binary_to_term(Bin));
+            {Alias, failure, Bin} ->
+                {Error, Traceback} = binary_to_term(Bin),
+                put(py_last_traceback, Traceback),
+                Error
+        after 0 ->
+            flush_output(Alias),
+            {error, timeout}
+        end
+    end.
+
+down_reason({context_crashed, _} = Crash) -> Crash;
+down_reason(noproc) -> context_not_running;
+down_reason(normal) -> context_stopped;
+down_reason(shutdown) -> context_stopped;
+down_reason({shutdown, _}) -> context_stopped;
+down_reason(Other) -> {context_crashed, Other}.
+
+deadline(infinity) -> infinity;
+deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
+
+output(Text) ->
+    try io:put_chars(group_leader(), Text)
+    catch _:_ -> ok
+    end.
+
+flush_output(Alias) ->
+    receive
+        {Alias, py_output, _Stream, Text} ->
+            output(Text),
+            flush_output(Alias)
+    after 0 ->
+        ok
+    end.
+
+%% @doc `Term' from the worker with its objects that have no Erlang form,
+%% which came as `{Marker, HandleId}', made handles: each becomes a release
+%% token, which the worker learns to know as that object.
+-spec with_handles(pid(), port(), term()) -> term().
+with_handles(Ctx, Port, Result) ->
+    case py_context_registry:lookup(Ctx) of
+        {ok, {py_isolated, Ctx, Port, Marker}} ->
+            {Out, _} = replace(Result, Marker, Ctx, Port, #{}),
+            Out;
+        _ ->
+            {error, context_not_running}
+    end.
+
+replace({Marker, Id}, Marker, Ctx, Port, Made) when is_integer(Id) ->
+    case Made of
+        #{Id := Token} ->
+            {Token, Made};
+        _ ->
+            Token = py_nif:release_token(Ctx, {py_isolated_drop, Id}),
+            catch port_command(Port, [<<?TO_BIND, Id:64>>, term_to_binary(Token)]),
+            {Token, Made#{Id => Token}}
+    end;
+replace(List, Marker, Ctx, Port, Made) when is_list(List) ->
+    lists:mapfoldl(fun(X, M) -> replace(X, Marker, Ctx, Port, M) end, Made, List);
+replace(Tuple, Marker, Ctx, Port, Made) when is_tuple(Tuple) ->
+    {Items, M} = replace(tuple_to_list(Tuple), Marker, Ctx, Port, Made),
+    {list_to_tuple(Items), M};
+replace(Map, Marker, Ctx, Port, Made) when is_map(Map) ->
+    {Pairs, M} = replace(maps:to_list(Map), Marker, Ctx, Port, Made),
+    {maps:from_list(Pairs), M};
+replace(Other, _Marker, _Ctx, _Port, Made) ->
+    {Other, Made}.
