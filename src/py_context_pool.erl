@@ -24,8 +24,13 @@ init([]) ->
     persistent_term:get({?MODULE, size}, undefined) =:= N orelse persistent_term:put({?MODULE, size}, N),
     persistent_term:get({?MODULE, next}, undefined) =/= undefined orelse
         persistent_term:put({?MODULE, next}, atomics:new(1, [])),
+    %% an isolated pool's python, venv, memory_limit, env and cd (spec §11)
+    Opts = case Mode of
+               isolated -> maps:merge(application:get_env(erlang_python, isolated_options, #{}), #{pool => true});
+               _ -> #{pool => true}
+           end,
     Children = [#{id => {py_context, I},
-                  start => {py_context, start_link, [I, Mode, #{pool => true}]},
+                  start => {py_context, start_link, [I, Mode, Opts]},
                   shutdown => StopTimeout + 1000}
                 || I <- lists:seq(1, N)],
     {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Children}}.

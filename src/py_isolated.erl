@@ -24,6 +24,7 @@
                 info = #{} :: map(),
                 inflight = #{} :: #{pos_integer() => reference()},
                 served = 0 :: non_neg_integer(),
+                infos = #{} :: #{pos_integer() => gen_server:from()},
                 exit_why :: term()}).
 
 %% Frame kinds: see priv/python/isolated/erlang_python_isolated.py.
@@ -35,11 +36,13 @@
 -define(K_CALL, 5).
 -define(K_LOG, 6).
 -define(K_RESULT_WITH_HANDLES, 7).
+-define(K_INFO, 8).
 -define(TO_CANCEL, 2).
 -define(TO_DROP_ENV, 3).
 -define(TO_DROP, 4).
 -define(TO_INTERRUPT, 5).
 -define(TO_REPLY, 6).
+-define(TO_INFO, 8).
 
 %% @private
 %% Started by py_context:start_link(Id, isolated, Opts) through proc_lib, so
@@ -251,15 +254,18 @@ init(_) ->
     {stop, use_init_it}.
 
 %% @private
--spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}}.
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}} | {noreply, #state{}}.
 handle_call(interrupt, _From, #state{inflight = Inflight, port = Port} = State) ->
     case map_size(Inflight) of
         0 -> {reply, not_running, State};
         _ -> port_command(Port, <<?TO_INTERRUPT, 0:64>>), {reply, ok, State}
     end;
-handle_call(info, _From, #state{inflight = Inflight, served = Served, info = Info, os_pid = OsPid} = State) ->
-    {reply, {ok, #{mode => isolated, running => true, queue_length => map_size(Inflight),
-                   requests => Served, python => Info, launcher_os_pid => OsPid}}, State};
+handle_call(info, From, #state{port = Port, infos = Infos} = State) ->
+    %% the worker's reader thread counts its envs and handles, whatever the
+    %% main thread runs; the answer comes as a frame (handle_info)
+    Id = erlang:unique_integer([positive]),
+    port_command(Port, <<?TO_INFO, Id:64>>),
+    {noreply, State#state{infos = Infos#{Id => From}}};
 handle_call(_Request, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -281,6 +287,21 @@ handle_info({Port, {data, <<Kind, Id:64, Payload/binary>>}}, #state{port = Port}
         error ->
             %% its caller gave up (a timeout)
             {noreply, State#state{served = State#state.served + 1}}
+    end;
+handle_info({Port, {data, <<?K_INFO, Id:64, Payload/binary>>}}, #state{port = Port} = State) ->
+    #state{infos = Infos, inflight = Inflight, served = Served, info = Python, os_pid = OsPid} = State,
+    case maps:take(Id, Infos) of
+        {From, Rest} ->
+            Counts = binary_to_term(Payload),
+            %% busy and queue_length count requests sent and not yet
+            %% answered: the worker runs one of them at a time
+            gen_server:reply(From, {ok, Counts#{mode => isolated, running => true,
+                                                busy => map_size(Inflight) > 0,
+                                                queue_length => map_size(Inflight), requests => Served,
+                                                python => Python, launcher_os_pid => OsPid}}),
+            {noreply, State#state{infos = Rest}};
+        error ->
+            {noreply, State}
     end;
 handle_info({Port, {data, <<?K_OUTPUT, Id:64, Payload/binary>>}}, #state{port = Port} = State) ->
     case State#state.inflight of

@@ -15,7 +15,7 @@
 %% every copy of the token, as it does an in-process env or handle.
 -module(py_isolated_call).
 
--export([env_new/1, request/3, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
+-export([env_new/1, is_env/1, request/3, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
          with_handles/3]).
 
 -export_type([env/0, ctx_ref/0]).
@@ -42,6 +42,11 @@ env_new({py_isolated, Ctx, Port, _Marker}) ->
         {error, _} = Error ->
             Error
     end.
+
+%% @doc Whether `Term' is an env of an isolated context.
+-spec is_env(term()) -> boolean().
+is_env(Term) ->
+    is_record(Term, py_isolated_env).
 
 %% @doc Runs `Op' in `Env' and waits up to `Timeout' for the answer.
 -spec request(env(), timeout(), op()) -> term().

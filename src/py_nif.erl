@@ -88,7 +88,7 @@ context_exec({py_isolated, _, _, _} = CtxRef, Code, Env, Opts) ->
     %% an isolated context (spec §11)
     on_isolated(CtxRef, Env, Opts, {exec, Code});
 context_exec(CtxRef, Code, Env, Opts) ->
-    on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_exec(Ref, Tag, Code, Env) end).
+    on_context(CtxRef, Env, Opts, fun(Ref, Tag) -> ctx_exec(Ref, Tag, Code, Env) end).
 
 %% @doc Evaluates `Expr' with `Locals' on the context `CtxRef' in its shared
 %% namespace.
@@ -108,10 +108,14 @@ context_eval(CtxRef, Expr, Locals, Env, Opts) when is_reference(CtxRef), node(Ct
 context_eval({py_isolated, _, _, _} = CtxRef, Expr, Locals, Env, Opts) ->
     on_isolated(CtxRef, Env, Opts, {eval, Expr, Locals});
 context_eval(CtxRef, Expr, Locals, Env, Opts) ->
-    on_context(CtxRef, Opts, fun(Ref, Tag) -> ctx_eval(Ref, Tag, Expr, Locals, Env) end).
+    on_context(CtxRef, Env, Opts, fun(Ref, Tag) -> ctx_eval(Ref, Tag, Expr, Locals, Env) end).
 
-on_context(CtxRef, Opts, Submit) ->
-    py_call:submit_and_wait(CtxRef, Opts, infinity, Submit).
+on_context(CtxRef, Env, Opts, Submit) ->
+    %% an isolated context's env, as the env of another interpreter
+    case py_isolated_call:is_env(Env) of
+        true -> {error, env_wrong_interpreter};
+        false -> py_call:submit_and_wait(CtxRef, Opts, infinity, Submit)
+    end.
 
 on_isolated(CtxRef, Env, Opts, Op) ->
     case py_call:timeout(Opts, infinity) of

@@ -11,6 +11,8 @@ It talks to its context process (src/py_isolated.erl) over the port's pipe,
   5 interrupt whatever runs now (py:interrupt/1)
   6 reply     to erlang.call Id: Payload = term_to_binary(Result)
   7 bind      handle Id is the VM's reference Payload = term_to_binary(Ref)
+  8 info      answered with an info frame Id, by the reader thread: a busy
+              main thread does not hold it up
 
 Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
 
@@ -22,6 +24,7 @@ Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
   5 call      Payload = {Name, Args, Caller}, from erlang.call (Id: its id)
   6 log       Payload = {Level, Logger, Message, Path, Line, Function}
   7 result    as 1, holding handles: {Marker, HandleId} tuples
+  8 info      Payload = #{envs => N, handles => N}, for info request Id
 
 Requests run one at a time on the main thread, as on a context thread. A
 reader thread takes frames off the pipe meanwhile, so a cancel reaches the
@@ -44,8 +47,8 @@ from erlang_python_etf import Atom, ConversionError, Pid, Ref
 _header = struct.Struct(">BQ")
 _len = struct.Struct(">I")
 
-REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND = 1, 2, 3, 4, 5, 6, 7
-HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES = 0, 1, 2, 3, 4, 5, 6, 7
+REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND, INFO = 1, 2, 3, 4, 5, 6, 7, 8
+HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES, INFO_REPLY = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 
 _GONE = object()
@@ -128,6 +131,10 @@ class Worker:
             running = self.running
             if running is not None:
                 self.interrupt(running)
+        elif kind == INFO:
+            # the counts include what waits in the inbox to be dropped
+            counts = {Atom("envs"): len(self.envs), Atom("handles"): len(self.handles)}
+            self.write(INFO_REPLY, ident, etf.Encoder(self.handle).encode(counts))
         else:
             self.inbox.put((kind, ident, frame))
 
@@ -275,8 +282,6 @@ class Worker:
             return (Atom("ok"), getattr(obj, _name(method))(*args, **{_name(k): v for k, v in kwargs.items()}))
         if name == "to_term":
             return (Atom("ok"), _unwrap(op[1]))
-        if name == "info":
-            return (Atom("ok"), {Atom("envs"): len(self.envs), Atom("handles"): len(self.handles)})
         raise ConversionError((Atom("badarg"), Atom("operation")))
 
     def find(self, env_id, module, function):
