@@ -1,6 +1,6 @@
 %% `make bench`: per-call cost of the core paths. Prints µs/call and calls/s.
 -module(py_bench).
--export([main/0, run/0, event_loop/0, async_calls/0, data_plane/0, callbacks/0]).
+-export([main/0, run/0, event_loop/0, async_calls/0, data_plane/0, callbacks/0, isolated/0]).
 
 -define(WARMUP, 2000).
 
@@ -42,7 +42,69 @@ run() ->
     event_loop(),
     async_calls(),
     parallel_owngil_pool(),
+    isolated(),
     ok.
+
+%% Spec §11 and issue 13's table: isolated contexts (Python in OS
+%% processes of their own), the goals beside.
+isolated() ->
+    io:format("~nIsolated contexts (goal beside each; ErlPort 45 us/call here)~n"),
+    io:format("~-52s ~12s ~14s  ~s~n", ["case", "us/call", "calls/s", "goal"]),
+    {ok, A} = py_context:start_link(bench_a, isolated),
+    {ok, B} = py_context:start_link(bench_b, isolated),
+    goal_row("isolated: py:call(Ctx, math, sqrt, [16])", 50000,
+             fun() -> {ok, 4.0} = py:call(A, math, sqrt, [16]) end, "<= 15"),
+    Both = fun() -> {ok, 4.0} = py:call(case rand:uniform(2) of 1 -> A; 2 -> B end, math, sqrt, [16]) end,
+    concurrent("isolated: 100 processes on 2 contexts", 100, 1000, Both),
+    List = lists:seq(1, 1000),
+    ok = py:exec(A, <<"def echo(x):\n    return x\n">>),
+    goal_row("isolated: 1000-int list round trip", 5000,
+             fun() -> {ok, [_ | _]} = py:call(A, '__main__', echo, [List]) end, ""),
+    Loop = <<"def spin(n):\n    s = 0\n    for i in range(n):\n        s += i * i\n    return s\n">>,
+    N = 5000000,
+    Spin = fun(Ctx) -> ok = py:exec(Ctx, Loop), {ok, _} = py:call(Ctx, '__main__', spin, [N]) end,
+    Rounds = [begin
+                  {Seq, _} = timer:tc(fun() -> Spin(A), Spin(B) end),
+                  Parent = self(),
+                  {Par, _} = timer:tc(fun() ->
+                                              [spawn_link(fun() -> Spin(C), Parent ! {spun, C} end) || C <- [A, B]],
+                                              [receive {spun, C} -> ok end || C <- [A, B]]
+                                      end),
+                  {Seq / Par, Seq, Par}
+              end || _ <- lists:seq(1, 5)],
+    {Speedup, Seq, Par} = lists:nth(3, lists:sort(Rounds)),
+    io:format("isolated: 2 x spin(~b) on 2 contexts, median of 5: one after the other ~b ms, "
+              "parallel ~b ms, speed-up ~.2fx (goal >= 1.8x)~n", [N, Seq div 1000, Par div 1000, Speedup]),
+    ok = py_context:stop(A),
+    ok = py_context:stop(B),
+    isolated_restart().
+
+%% From a crash of an isolated pool context to its successor answering.
+isolated_restart() ->
+    Mode = application:get_env(erlang_python, context_mode, worker),
+    ok = application:stop(erlang_python),
+    ok = application:set_env(erlang_python, context_mode, isolated),
+    {ok, _} = application:ensure_all_started(erlang_python),
+    Times = [begin
+                 Old = py:context(1),
+                 T0 = erlang:monotonic_time(microsecond),
+                 {error, {context_crashed, _}} = py:exec(Old, <<"import os\nos._exit(1)">>),
+                 answered_again(Old),
+                 erlang:monotonic_time(microsecond) - T0
+             end || _ <- lists:seq(1, 5)],
+    io:format("isolated pool: crash to the restarted context answering, median of 5: ~.1f ms (goal <= 300 ms)~n",
+              [lists:nth(3, lists:sort(Times)) / 1000]),
+    ok = application:stop(erlang_python),
+    ok = application:set_env(erlang_python, context_mode, Mode),
+    {ok, _} = application:ensure_all_started(erlang_python),
+    ok.
+
+answered_again(Old) ->
+    New = (catch py:context(1)),
+    case is_pid(New) andalso New =/= Old andalso (catch py:call(New, math, sqrt, [16])) of
+        {ok, 4.0} -> ok;
+        _ -> timer:sleep(1), answered_again(Old)
+    end.
 
 %% Spec §10 and issue 12's table: each payload's round trip through
 %% py:call, the goal beside it. Goals on the cost above an empty call are

@@ -18,7 +18,7 @@
 
 -export([start_link/0, register/2, unregister/1]).
 %% for isolated contexts, whose worker's calls py_isolated runs
--export([run/2, take_group_leader/1]).
+-export([run/2, take_group_leader/1, is_registered/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(TABLE, ?MODULE).
@@ -149,6 +149,15 @@ take_group_leader(undefined) ->
 
 finish(Term, false) -> {ok, Term};
 finish(Term, true) -> py_maps:finish({ok, Term}).
+
+%% @doc Whether a function is registered as `Name' (a binary) now.
+-spec is_registered(term()) -> boolean().
+is_registered(Name) when is_binary(Name) ->
+    try ets:member(?TABLE, Name)
+    catch error:badarg -> false  % restarting
+    end;
+is_registered(_) ->
+    false.
 
 %% @doc Runs the function registered as `Name' on `Args'.
 -spec run(binary(), list()) -> {ok, term()} | {error, error | exit | throw, term(), binary()}.

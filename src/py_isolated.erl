@@ -25,6 +25,9 @@
                 inflight = #{} :: #{pos_integer() => reference()},
                 served = 0 :: non_neg_integer(),
                 infos = #{} :: #{pos_integer() => gen_server:from()},
+                %% erlang.call runners, by monitor and by call id
+                callbacks = #{} :: #{reference() => non_neg_integer()},
+                runners = #{} :: #{non_neg_integer() => {pid(), reference()}},
                 exit_why :: term()}).
 
 %% Frame kinds: see priv/python/isolated/erlang_python_isolated.py.
@@ -37,6 +40,9 @@
 -define(K_LOG, 6).
 -define(K_RESULT_WITH_HANDLES, 7).
 -define(K_INFO, 8).
+-define(K_SEND_WITH_HANDLES, 9).
+-define(K_CALL_WITH_HANDLES, 10).
+-define(K_CALL_CANCEL, 11).
 -define(TO_CANCEL, 2).
 -define(TO_DROP_ENV, 3).
 -define(TO_DROP, 4).
@@ -62,7 +68,8 @@ init_it(Parent, Id, Opts) ->
             case py_context_registry:register({py_isolated, self(), Port, Marker}, isolated, Slot) of
                 ok ->
                     State = #state{id = Id, port = Port, os_pid = OsPid, info = Info},
-                    case import_all(maps:get(imports, Opts, []), State) of
+                    Deadline = erlang:monotonic_time(millisecond) + maps:get(start_timeout, Opts, 60000),
+                    case import_all(maps:get(imports, Opts, []), Deadline, State) of
                         ok ->
                             proc_lib:init_ack(Parent, {ok, self()}),
                             gen_server:enter_loop(?MODULE, [], State);
@@ -230,19 +237,23 @@ text(_) -> error.
 
 %% Modules imported before anyone can call the context: a request of our
 %% own, answered here (callers are not yet let in).
-import_all([], _State) ->
+import_all([], _Deadline, _State) ->
     ok;
-import_all([Module | Rest], #state{port = Port} = State) ->
+import_all([Module | Rest], Deadline, #state{port = Port} = State) ->
     Frame = term_to_binary({0, self(), {call, importlib, import_module, [Module], #{}}}),
     port_command(Port, [<<1, 0:64>>, Frame]),
     receive
-        {Port, {data, <<?K_RESULT, 0:64, _/binary>>}} -> import_all(Rest, State);
-        {Port, {data, <<?K_RESULT_WITH_HANDLES, 0:64, _/binary>>}} -> import_all(Rest, State);
+        {Port, {data, <<?K_RESULT, 0:64, _/binary>>}} -> import_all(Rest, Deadline, State);
+        {Port, {data, <<?K_RESULT_WITH_HANDLES, 0:64, _/binary>>}} -> import_all(Rest, Deadline, State);
         {Port, {data, <<?K_FAILURE, 0:64, Failure/binary>>}} ->
             {Error, _Traceback} = binary_to_term(Failure),
             {error, {import_failed, Module, Error}};
         {Port, {exit_status, Status}} ->
             {error, {context_crashed, {exit_status, Status}}}
+    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+        %% (a module that calls Erlang as it is imported waits for ever:
+        %% callers are not let in yet)
+        {error, {import_failed, Module, start_timeout}}
     end.
 
 %% ---------------------------------------------------------------------------
@@ -313,16 +324,42 @@ handle_info({Port, {data, <<?K_OUTPUT, Id:64, Payload/binary>>}}, #state{port = 
             ok
     end,
     {noreply, State};
-handle_info({Port, {data, <<?K_SEND, Handles:64, Payload/binary>>}}, #state{port = Port} = State) ->
-    {To, Msg} = case Handles of
-                    0 -> binary_to_term(Payload);
-                    1 -> py_isolated_call:with_handles(self(), Port, binary_to_term(Payload))
-                end,
-    To ! Msg,
+handle_info({Port, {data, <<Kind, CallId:64, Payload/binary>>}}, #state{port = Port} = State)
+  when Kind =:= ?K_SEND; Kind =:= ?K_SEND_WITH_HANDLES ->
+    {To, Msg} = from_worker(Kind =:= ?K_SEND_WITH_HANDLES, Port, Payload),
+    %% erlang.send raises ProcessLookupError for a process that is not
+    %% there, as in-process: the worker waits for this answer
+    port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary(deliver(To, Msg))]),
     {noreply, State};
-handle_info({Port, {data, <<?K_CALL, CallId:64, Payload/binary>>}}, #state{port = Port} = State) ->
-    {Name, Args, Caller} = binary_to_term(Payload),
-    _ = spawn(fun() -> callback(Port, CallId, Name, Args, Caller) end),
+handle_info({Port, {data, <<Kind, CallId:64, Payload/binary>>}}, #state{port = Port} = State)
+  when Kind =:= ?K_CALL; Kind =:= ?K_CALL_WITH_HANDLES ->
+    {Name, Args, Caller} = from_worker(Kind =:= ?K_CALL_WITH_HANDLES, Port, Payload),
+    Ctx = self(),
+    {Pid, MRef} = spawn_monitor(fun() -> callback(Ctx, CallId, Name, Args, Caller) end),
+    {noreply, State#state{callbacks = (State#state.callbacks)#{MRef => CallId},
+                          runners = (State#state.runners)#{CallId => {Pid, MRef}}}};
+handle_info({py_isolated_reply, CallId, Reply}, #state{port = Port, runners = Runners} = State) ->
+    case maps:take(CallId, Runners) of
+        {{_, MRef}, Rest} ->
+            demonitor(MRef, [flush]),
+            port_command(Port, [<<?TO_REPLY, CallId:64>>, Reply]),
+            {noreply, State#state{runners = Rest, callbacks = maps:remove(MRef, State#state.callbacks)}};
+        error ->
+            {noreply, State}
+    end;
+handle_info({'DOWN', MRef, process, _, Reason}, #state{callbacks = Callbacks, port = Port} = State)
+  when is_map_key(MRef, Callbacks) ->
+    %% a runner that ended without replying (killed, or exit(self(),
+    %% normal)): the worker waits for exactly one reply
+    {CallId, Rest} = maps:take(MRef, Callbacks),
+    port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary({error, exit, none, format_reason(Reason)})]),
+    {noreply, State#state{callbacks = Rest, runners = maps:remove(CallId, State#state.runners)}};
+handle_info({Port, {data, <<?K_CALL_CANCEL, CallId:64>>}}, #state{port = Port, runners = Runners} = State) ->
+    %% the Python code waiting for it was cancelled: its runner stops
+    case Runners of
+        #{CallId := {Pid, _}} -> exit(Pid, kill);
+        _ -> ok
+    end,
     {noreply, State};
 handle_info({Port, {data, <<?K_LOG, _:64, Payload/binary>>}}, #state{port = Port} = State) ->
     {Level, Name, Message, File, Line, Function} = binary_to_term(Payload),
@@ -383,19 +420,44 @@ stop_worker(#state{port = Port, os_pid = OsPid}) ->
 %% this context again, which the worker serves while it waits), with the
 %% group leader of the process whose call it is.
 
-callback(Port, CallId, Name, Args, Caller) ->
-    py_callbacks:take_group_leader(Caller),
-    Result = case Name of
-                 <<"_py_whereis">> -> whereis_name(Args);
-                 _ -> py_callbacks:run(Name, Args)
+from_worker(false, _Port, Payload) -> binary_to_term(Payload);
+from_worker(true, Port, Payload) -> py_isolated_call:with_handles(self(), Port, binary_to_term(Payload)).
+
+deliver(To, Msg) when is_pid(To) ->
+    case node(To) =:= node() andalso not is_process_alive(To) of
+        true -> false;
+        false -> To ! Msg, true
+    end;
+deliver(Name, Msg) when is_atom(Name) ->
+    case whereis(Name) of
+        undefined -> false;
+        Pid -> Pid ! Msg, true
+    end;
+deliver(_, _) ->
+    false.
+
+callback(Ctx, CallId, Name, Args, Caller) ->
+    %% Python threads call with no caller: the context's group leader stays
+    py_callbacks:take_group_leader(case is_pid(Caller) of true -> Caller; false -> undefined end),
+    %% the worker waits for exactly one reply, whatever happens here
+    Result = try
+                 case {Name, Args} of
+                     {<<"_py_whereis">>, _} -> whereis_name(Args);
+                     {<<"_py_registered">>, [N]} -> {ok, py_callbacks:is_registered(N)};
+                     _ -> py_callbacks:run(Name, Args)
+                 end
+             catch
+                 Class:Reason -> {error, Class, Reason, format_reason(Reason)}
              end,
     Reply = case py_nif:encode_request(for_python(Result)) of
-                {error, Why} -> term_to_binary({error, error, none, format_reason(Why)});
-                Bin -> Bin
+                {error, {argument_too_large, Max}} ->
+                    Text = io_lib:format("the Erlang function's result is larger than ~b bytes as a term", [Max]),
+                    term_to_binary({error, error, {result_too_large, Max}, iolist_to_binary(Text)});
+                Bin ->
+                    Bin
             end,
-    try port_command(Port, [<<?TO_REPLY, CallId:64>>, Reply])
-    catch error:badarg -> ok  % the context has gone
-    end.
+    Ctx ! {py_isolated_reply, CallId, Reply},
+    ok.
 
 whereis_name([Name]) when is_binary(Name) ->
     try binary_to_existing_atom(Name, utf8) of

@@ -18,6 +18,8 @@
 -export([env_new/1, is_env/1, request/3, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
          with_handles/3]).
 
+-export([keep/1]).
+
 -export_type([env/0, ctx_ref/0]).
 
 -record(py_isolated_env, {ctx :: pid(), port :: port(), id :: pos_integer(), token :: reference()}).
@@ -106,6 +108,13 @@ interrupt({py_isolated, Ctx, _, _}) ->
     catch exit:_ -> {error, context_not_running}
     end.
 
+%% @private
+%% A remote call the compiler cannot drop: what it is given stays alive
+%% until here.
+-spec keep(term()) -> ok.
+keep(_) ->
+    ok.
+
 %% ---------------------------------------------------------------------------
 
 submit(Ctx, Port, EnvId, Timeout, Op) ->
@@ -114,14 +123,14 @@ submit(Ctx, Port, EnvId, Timeout, Op) ->
             Alias = monitor(process, Ctx, [{alias, demonitor}]),
             Id = erlang:unique_integer([positive]),
             Ctx ! {py_isolated_request, Id, Alias},
-            try port_command(Port, [<<?TO_REQUEST, Id:64>>, Frame]) of
-                true -> wait(Ctx, Port, Alias, Id, deadline(Timeout))
-            catch
-                error:badarg ->
-                    %% the port has closed: the context is going, and its
-                    %% monitor says why
-                    wait(Ctx, Port, Alias, Id, deadline(Timeout))
-            end;
+            _ = (catch port_command(Port, [<<?TO_REQUEST, Id:64>>, Frame])),
+            %% (a port that has closed: the context is going, and its
+            %% monitor says why)
+            Result = wait(Ctx, Port, Alias, Id, deadline(Timeout)),
+            %% the handles in Op must outlive the request: were they
+            %% collected first, the worker would be told to drop them
+            ?MODULE:keep(Op),
+            Result;
         {error, _} = Error ->
             Error
     end.

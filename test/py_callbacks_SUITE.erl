@@ -7,7 +7,7 @@
 -compile([export_all, nowarn_export_all]).
 
 all() ->
-    [{group, worker}, {group, subinterp}, {group, owngil}, {group, once}].
+    [{group, worker}, {group, subinterp}, {group, owngil}, {group, isolated}, {group, once}].
 
 groups() ->
     Cases = [call_syntaxes, unregistered_names_are_attribute_errors, nesting_exactly_once,
@@ -18,6 +18,8 @@ groups() ->
              cancelled_call_stops_its_runner, handles_from_python_threads, callbacks_refused_while_stopping,
              oversized_result_raises_at_once, colliding_dict_keys_refused, runner_exiting_normally_answers],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
+     %% an isolated context's stop ends its process: no __del__ runs
+     {isolated, [], Cases -- [callbacks_refused_while_stopping]},
      %% these kill py_callbacks (whose restart restarts the event loop and
      %% py_logger too): twice, not in every mode, to stay inside the
      %% supervisor's restart intensity

@@ -7,12 +7,38 @@
 -compile([export_all, nowarn_export_all]).
 
 all() ->
+    [{group, in_process}, {group, isolated_pool}].
+
+groups() ->
+    [{in_process, [], cases()},
+     %% the same cases on an application whose pool is isolated
+     {isolated_pool, [], cases() -- in_process_only()}].
+
+cases() ->
     [spec_process_a_b_isolation, spec_no_conflict_between_spawns, env_in_process_dictionary,
      env_per_context, modules_shared_per_interpreter, spec_py_counter_actor,
      spec_reset_via_supervisor, spec_ml_predictor, del_runs_after_process_exit,
      env_dict_cleared_on_exit, env_survives_caller_death_until_request_done,
      envs_released_when_context_stops,
      main_module_resolves_in_callers_env].
+
+%% These rely on the pool's contexts and a worker context started by the
+%% test sharing one interpreter (a module made through one is seen by the
+%% other); each isolated context has a Python of its own. py_isolated_SUITE
+%% runs ml_predictor on an isolated pool.
+in_process_only() ->
+    [spec_ml_predictor, envs_released_when_context_stops].
+
+init_per_group(isolated_pool, Config) ->
+    ok = py_test_util:start_isolated_pool(),
+    Config;
+init_per_group(_, Config) ->
+    Config.
+
+end_per_group(isolated_pool, _Config) ->
+    py_test_util:stop_isolated_pool();
+end_per_group(_, _Config) ->
+    ok.
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -56,7 +82,7 @@ env_in_process_dictionary(_Config) ->
     Ctx = py:context(1),
     ok = py:exec(Ctx, <<"a = 1">>),
     #{Ctx := Env} = get(py_local_env),
-    true = is_reference(Env),
+    true = is_reference(Env) orelse py_isolated_call:is_env(Env),
     %% the same env is reused
     ok = py:exec(Ctx, <<"a += 1">>),
     #{Ctx := Env} = get(py_local_env),

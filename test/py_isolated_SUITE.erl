@@ -11,7 +11,8 @@
          crash_segfault/1, crash_abort/1, crash_exit_status/1, crash_killed_from_outside/1,
          crash_mid_callback/1, crash_while_100_processes_hold_envs/1, memory_limit_enforced/1,
          start_failures/1, python_too_old/1, killed_context_leaves_no_worker/1,
-         churn_keeps_the_worker_flat/1, pool_of_isolated_contexts_restarts/1]).
+         churn_keeps_the_worker_flat/1, pool_of_isolated_contexts_restarts/1,
+         ml_predictor_with_scikit_learn_on_debian_python/1]).
 
 all() ->
     [{group, contexts}, {group, pool}].
@@ -25,7 +26,7 @@ groups() ->
        memory_limit_enforced, start_failures, python_too_old, killed_context_leaves_no_worker,
        churn_keeps_the_worker_flat]},
      %% restarts the application with an isolated pool: last
-     {pool, [], [pool_of_isolated_contexts_restarts]}].
+     {pool, [], [pool_of_isolated_contexts_restarts, ml_predictor_with_scikit_learn_on_debian_python]}].
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),
@@ -407,12 +408,26 @@ churn_keeps_the_worker_flat(Config) ->
     true = Growth < 20000,
     ok = py_context:stop(Ctx).
 
-pool_of_isolated_contexts_restarts(_Config) ->
+%% Runs Fun on the application restarted with a pool of N isolated
+%% contexts with Options, and restores the default pool after.
+with_isolated_pool(N, Options, Fun) ->
     ok = application:stop(erlang_python),
     application:set_env(erlang_python, context_mode, isolated),
-    application:set_env(erlang_python, num_contexts, 2),
+    application:set_env(erlang_python, num_contexts, N),
+    application:set_env(erlang_python, isolated_options, Options),
     try
         ok = py_test_util:start(),
+        Fun()
+    after
+        ok = application:stop(erlang_python),
+        application:set_env(erlang_python, context_mode, worker),
+        application:unset_env(erlang_python, num_contexts),
+        application:unset_env(erlang_python, isolated_options),
+        ok = py_test_util:start()
+    end.
+
+pool_of_isolated_contexts_restarts(_Config) ->
+    with_isolated_pool(2, #{}, fun() ->
         Ctx = py:context(1),
         {ok, #{mode := isolated}} = py_context:info(Ctx),
         {error, {context_crashed, {exit_status, 5}}} = py:exec(Ctx, <<"import os\nos._exit(5)">>),
@@ -426,9 +441,27 @@ pool_of_isolated_contexts_restarts(_Config) ->
                                        end),
         {ok, 4.0} = py:call(py:context(1), math, sqrt, [16]),
         {ok, 3} = py:eval(<<"1 + 2">>)
-    after
-        ok = application:stop(erlang_python),
-        application:set_env(erlang_python, context_mode, worker),
-        application:unset_env(erlang_python, num_contexts),
-        ok = py_test_util:start()
-    end.
+    end).
+
+%% The seed's ml_predictor, unchanged, on an isolated pool running Debian's
+%% Python with its scikit-learn, whatever Python the NIF runs.
+ml_predictor_with_scikit_learn_on_debian_python(Config) ->
+    ModelPath = list_to_binary(filename:join(?config(priv_dir, Config), "model.pkl")),
+    with_isolated_pool(1, #{python => "/usr/bin/python3"}, fun() ->
+        {ok, {3, 11, _}} = py:eval(<<"tuple(__import__('sys').version_info[:3])">>),
+        ok = py:exec(<<"
+import pickle
+from sklearn.linear_model import LinearRegression
+X = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 3.0]]
+y = [1.0 + 2.0 * a + 3.0 * b for a, b in X]
+model = LinearRegression().fit(X, y)
+">>),
+        {ok, none} = py:eval(<<"pickle.dump(model, open(p, 'wb'))">>, #{p => ModelPath}),
+        {ok, Pid} = ml_predictor:start_link(ModelPath),
+        {ok, P} = ml_predictor:predict(Pid, [1.0, 2.0]),
+        true = abs(P - 9.0) < 1.0e-6,
+        {ok, Q} = ml_predictor:predict(Pid, [0, 0]),
+        true = abs(Q - 1.0) < 1.0e-6,
+        unlink(Pid),
+        gen_server:stop(Pid)
+    end).

@@ -7,6 +7,14 @@
 -compile([export_all, nowarn_export_all]).
 
 all() ->
+    [{group, in_process}, {group, isolated_pool}].
+
+groups() ->
+    [{in_process, [], cases()},
+     %% the same cases on an application whose pool is isolated
+     {isolated_pool, [], cases() -- in_process_only()}].
+
+cases() ->
     [timeout_interrupts_busy_loop, timeout_not_swallowed_by_except_exception,
      timeout_interrupts_sleep_loop, timeout_in_blocking_call, timeout_of_queued_request_never_runs,
      timeout_default_for_contextless_calls_is_finite, late_interrupt_never_hits_next_request,
@@ -15,6 +23,20 @@ all() ->
      context_process_killed, pool_context_restart_under_callers, envs_of_dead_contexts_dropped,
      env_used_by_another_worker_while_its_context_stops, start_context_errors,
      churn_10000_processes_memory_flat].
+
+in_process_only() ->
+    [].
+
+init_per_group(isolated_pool, Config) ->
+    ok = py_test_util:start_isolated_pool(),
+    Config;
+init_per_group(_, Config) ->
+    Config.
+
+end_per_group(isolated_pool, _Config) ->
+    py_test_util:stop_isolated_pool();
+end_per_group(_, _Config) ->
+    ok.
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),

@@ -3,7 +3,8 @@
 -include("py_test.hrl").
 
 -export([start/0, stop/0, restart_application/0, with_group_leader/1, collecting_leader/0, collected/1, collecting_leader_loop/1, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
-         python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1]).
+         python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1,
+         start_isolated_pool/0, stop_isolated_pool/0]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -154,6 +155,22 @@ start_group_context(Id, Mode, Config) ->
         {error, {_, Why}} ->
             {skip, Why}
     end.
+
+%% Restarts the application with a pool of 2 isolated contexts (spec §11),
+%% so a suite's cases run unchanged against Python in OS processes.
+start_isolated_pool() ->
+    ok = application:stop(erlang_python),
+    ok = application:set_env(erlang_python, context_mode, isolated),
+    ok = application:set_env(erlang_python, num_contexts, 2),
+    ok = start(),
+    {ok, #{mode := isolated}} = py_context:info(py:context(1)),
+    ok.
+
+stop_isolated_pool() ->
+    ok = application:stop(erlang_python),
+    ok = application:set_env(erlang_python, context_mode, worker),
+    ok = application:unset_env(erlang_python, num_contexts),
+    start().
 
 stop_group_context(Config) ->
     case proplists:get_value(ctx, Config) of

@@ -438,11 +438,11 @@ class Encoder:
             self._grow(len(raw))
             return b"m" + _pack_I(len(raw)) + raw
         if isinstance(obj, tuple):
-            return self._container(tuple.__iter__(obj), tuple, depth, len(obj))
+            return self._container(tuple.__iter__(obj), tuple, depth, tuple.__len__(obj))
         if isinstance(obj, list):
-            return self._container(list.__iter__(obj), list, depth, len(obj))
+            return self._container(list.__iter__(obj), list, depth, list.__len__(obj))
         if isinstance(obj, dict):
-            return self._container(dict.items(obj), dict, depth, len(obj))
+            return self._container(dict.items(obj), dict, depth, dict.__len__(obj))
         self.handles_made = True
         return self.handle(obj)
 

@@ -20,17 +20,27 @@ Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
   1 result    Payload = the answer term
   2 failure   Payload = {{error, {Type, Message}}, Traceback}
   3 output    Payload = {Stream, Text}, printed while serving request Id
-  4 send      Payload = {Pid, Term}, from erlang.send
+  4 send      Payload = {Pid, Term}, from erlang.send (Id: its id, answered
+              by a reply frame: whether the process was there)
   5 call      Payload = {Name, Args, Caller}, from erlang.call (Id: its id)
   6 log       Payload = {Level, Logger, Message, Path, Line, Function}
   7 result    as 1, holding handles: {Marker, HandleId} tuples
   8 info      Payload = #{envs => N, handles => N}, for info request Id
+  9 send      as 4, holding handles
+ 10 call      as 5, holding handles
+ 11 cancel    erlang.call Id: the Python code waiting for it was stopped
 
 Requests run one at a time on the main thread, as on a context thread. A
 reader thread takes frames off the pipe meanwhile, so a cancel reaches the
-running code, and end of file (the VM closed the port, or went) ends the
-process.
+running code, replies reach Python threads that wait in erlang.call, and
+end of file (the VM closed the port, or went) ends the process.
+
+A cancel or interrupt raises Interrupted in the main thread only while it
+runs user code (worker_user_code): never while the worker writes a frame or
+an answer. One that comes while the worker's own code runs waits for the
+user code to resume.
 """
+import itertools
 import logging
 import os
 import queue
@@ -49,6 +59,8 @@ _len = struct.Struct(">I")
 
 REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND, INFO = 1, 2, 3, 4, 5, 6, 7, 8
 HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES, INFO_REPLY = 0, 1, 2, 3, 4, 5, 6, 7, 8
+SEND_WITH_HANDLES, CALL_WITH_HANDLES, CALL_CANCEL = 9, 10, 11
+_WAKE = -1  # in the inbox only: a reply came for the main thread
 
 
 _GONE = object()
@@ -76,15 +88,20 @@ class Worker:
         self.handles = {}  # handle id -> object
         self.bound = {}  # the VM's reference for a handle -> object
         self.refs = {}  # handle id -> the VM's reference
-        self.next_handle = 1
+        self.handle_ids = itertools.count(1)
         self.marker = b""
-        self.cancelled = set()
-        self.running = None  # the request id the main thread runs
+        # What the reader thread and the main thread share, under one lock:
+        self.lock = threading.Lock()
+        self.replied = threading.Condition(self.lock)
+        self.queued = set()  # request ids in the inbox, not yet started
+        self.active = []  # request ids running, innermost (the running one) last
+        self.cancelled = set()  # queued or outer active requests to stop
+        self.replies = {}  # call id -> reply payload
+        self.abandoned = set()  # call ids whose waiting request was stopped
         self.interrupt_target = None
         self.in_user_code = False
         self.callers = []  # (request id, caller pid), innermost last
-        self.next_call = 1
-        self.replies = {}
+        self.call_ids = itertools.count(1)
         self.main_ident = threading.get_ident()
 
     # -- the pipe -----------------------------------------------------------
@@ -92,11 +109,18 @@ class Worker:
     def write(self, kind, ident, payload):
         frame = _header.pack(kind, ident) + payload
         data = _len.pack(len(frame)) + frame
-        with self.write_lock:
-            view = memoryview(data)
-            while view:
-                written = os.write(self.fd_out, view)
-                view = view[written:]
+        # a frame is written whole: an interrupt waits until it is out
+        user_code = threading.get_ident() == self.main_ident and self.in_user_code
+        self.in_user_code = False if user_code else self.in_user_code
+        try:
+            with self.write_lock:
+                view = memoryview(data)
+                while view:
+                    written = os.write(self.fd_out, view)
+                    view = view[written:]
+        finally:
+            if user_code:
+                self.enter_user_code()
 
     def reader(self):
         buf = bytearray()
@@ -121,16 +145,33 @@ class Worker:
             os._exit(0)
 
     def take(self, frame):
+        """A frame from the VM, on the reader thread."""
         kind, ident = _header.unpack_from(frame)
-        if kind == CANCEL:
-            if self.running == ident:
-                self.interrupt(ident)
-            else:
-                self.cancelled.add(ident)
+        if kind == REQUEST:
+            with self.lock:
+                self.queued.add(ident)
+            self.inbox.put((kind, ident, frame))
+        elif kind == CANCEL:
+            with self.lock:
+                if self.active and self.active[-1] == ident:
+                    self.interrupt(ident)
+                elif ident in self.queued or ident in self.active:
+                    # queued: dropped when its turn comes; an outer request
+                    # waiting in erlang.call: stopped when it resumes
+                    self.cancelled.add(ident)
+                # else it has answered already: nothing to stop
         elif kind == INTERRUPT:
-            running = self.running
-            if running is not None:
-                self.interrupt(running)
+            with self.lock:
+                if self.active:
+                    self.interrupt(self.active[-1])
+        elif kind == REPLY:
+            with self.replied:
+                if ident in self.abandoned:
+                    self.abandoned.discard(ident)
+                    return
+                self.replies[ident] = frame[_header.size:]
+                self.replied.notify_all()
+            self.inbox.put((_WAKE, ident, None))
         elif kind == INFO:
             # the counts include what waits in the inbox to be dropped
             counts = {Atom("envs"): len(self.envs), Atom("handles"): len(self.handles)}
@@ -141,9 +182,21 @@ class Worker:
     def interrupt(self, ident):
         self.interrupt_target = ident
         signal.pthread_kill(self.main_ident, signal.SIGUSR1)
+        # a main thread waiting for an erlang.call reply looks at the target
+        self.inbox.put((_WAKE, ident, None))
 
     def on_signal(self, signum, frame):
-        if self.in_user_code and self.interrupt_target is not None and self.interrupt_target == self.running:
+        if self.in_user_code:
+            self.raise_if_interrupted()
+        # else the worker's own code runs: enter_user_code() raises it
+
+    def enter_user_code(self):
+        self.in_user_code = True
+        self.raise_if_interrupted()
+
+    def raise_if_interrupted(self):
+        target = self.interrupt_target
+        if target is not None and self.active and target == self.active[-1]:
             self.interrupt_target = None
             raise Interrupted("interrupted")
 
@@ -152,60 +205,103 @@ class Worker:
     def serve(self, until=None):
         """Runs what comes, on the main thread; with `until`, returns that
         erlang.call's reply once it comes (what comes meanwhile is served:
-        a nested call from Erlang runs at once)."""
-        while True:
-            if until is not None and until in self.replies:
-                return self.replies.pop(until)
-            kind, ident, frame = self.inbox.get()
-            if kind == REQUEST:
-                if ident in self.cancelled:
-                    self.cancelled.discard(ident)
-                    continue
-                self.request(ident, frame)
-            elif kind == REPLY:
-                self.replies[ident] = frame[_header.size:]
-            elif kind == DROP_ENV:
-                self.envs.pop(ident, None)
-            elif kind == DROP:
-                self.handles.pop(ident, None)
-                self.bound.pop(self.refs.pop(ident, None), None)
-            elif kind == BIND:
-                obj = self.handles.get(ident, _GONE)
-                if obj is not _GONE:
-                    ref = frame[_header.size + 1:]
-                    self.refs[ident] = ref
-                    self.bound[ref] = obj
+        a nested call from Erlang runs at once). Not user code: a frame
+        taken off the inbox is always served; a cancel of the request that
+        waits here is looked for between frames (it wakes the inbox)."""
+        user_code, self.in_user_code = self.in_user_code, False
+        try:
+            while True:
+                if until is not None and self.waiting_one_stopped(until):
+                    raise Interrupted("interrupted")
+                if until is not None:
+                    with self.lock:
+                        if until in self.replies:
+                            return self.replies.pop(until)
+                self.serve_one(*self.inbox.get())
+        finally:
+            self.in_user_code = user_code
+
+    def waiting_one_stopped(self, call):
+        """Whether the request waiting for `call` was cancelled or
+        interrupted; its reply, if one comes, is then dropped."""
+        with self.lock:
+            if not self.active:
+                return False
+            waiting = self.active[-1]
+            stop = waiting in self.cancelled or self.interrupt_target == waiting
+            if stop:
+                self.cancelled.discard(waiting)
+                self.interrupt_target = None
+                if self.replies.pop(call, None) is None:
+                    self.abandoned.add(call)
+        if stop:  # its Erlang runner stops too
+            self.write(CALL_CANCEL, call, b"")
+        return stop
+
+    def serve_one(self, kind, ident, frame):
+        if kind == REQUEST:
+            self.request(ident, frame)
+        elif kind == _WAKE:
+            pass
+        elif kind == DROP_ENV:
+            ns = self.envs.pop(ident, None)
+            if ns is not None:
+                _empty_namespace(ns)
+        elif kind == DROP:
+            self.handles.pop(ident, None)
+            self.bound.pop(self.refs.pop(ident, None), None)
+        elif kind == BIND:
+            obj = self.handles.get(ident, _GONE)
+            if obj is not _GONE:
+                ref = frame[_header.size + 1:]
+                self.refs[ident] = ref
+                self.bound[ref] = obj
 
     def request(self, ident, frame):
-        outer, outer_user_code = self.running, self.in_user_code
+        with self.lock:
+            self.queued.discard(ident)
+            if ident in self.cancelled:  # its caller gave up while it queued
+                self.cancelled.discard(ident)
+                return
+            self.active.append(ident)
+        outer_user_code = self.in_user_code
         self.in_user_code = False
-        self.running = ident
+        try:
+            self.answer(ident, self.outcome(ident, frame))
+        finally:
+            with self.lock:
+                self.active.pop()
+                self.cancelled.discard(ident)
+                if self.interrupt_target == ident:
+                    self.interrupt_target = None
+            self.in_user_code = outer_user_code
+
+    def outcome(self, ident, frame):
+        """The answer to a request: a term, or the exception it raised."""
+        try:
+            env_id, caller, op = etf.decode(frame[_header.size:], self.bound, -2)
+        except ConversionError as e:
+            return (Atom("error"), e.reason)
+        except BaseException as e:  # noqa: B902 - every exception is an answer
+            return e
+        self.callers.append((ident, caller))
         try:
             try:
-                env_id, caller, op = etf.decode(frame[_header.size:], self.bound, -2)
-            except ConversionError as e:
-                self.answer(ident, (Atom("error"), e.reason))
-                return
-            self.callers.append((ident, caller))
-            try:
-                result = self.run(env_id, op)
-            except Interrupted:
-                result = (Atom("error"), Atom("interrupted"))
-            except ConversionError as e:
-                result = (Atom("error"), e.reason)
-            except BaseException as e:  # noqa: B902 - every exception is an answer
-                self.fail(ident, e)
-                return
+                return self.run(env_id, op)
             finally:
                 self.in_user_code = False
                 self.callers.pop()
-            self.answer(ident, result)
-        finally:
-            self.cancelled.discard(ident)
-            self.running, self.in_user_code = outer, outer_user_code
-            self.interrupt_target = None
+        except Interrupted:
+            return (Atom("error"), Atom("interrupted"))
+        except ConversionError as e:
+            return (Atom("error"), e.reason)
+        except BaseException as e:  # noqa: B902 - every exception is an answer
+            return e
 
     def answer(self, ident, result):
+        if isinstance(result, BaseException):
+            self.fail(ident, result)
+            return
         encoder = etf.Encoder(self.handle)
         try:
             payload = encoder.encode(result, -1)
@@ -213,6 +309,9 @@ class Worker:
             payload = etf.Encoder(self.handle).encode((Atom("error"), e.reason))
         except RecursionError:
             payload = etf.Encoder(self.handle).encode((Atom("error"), Atom("nesting_too_deep")))
+        except BaseException as e:  # noqa: B902 - a __len__ or __hash__ of the result raised
+            self.fail(ident, e)
+            return
         self.write(RESULT_WITH_HANDLES if encoder.handles_made else RESULT, ident, payload)
 
     def fail(self, ident, exc):
@@ -228,8 +327,7 @@ class Worker:
         self.write(FAILURE, ident, payload)
 
     def handle(self, obj):
-        ident = self.next_handle
-        self.next_handle += 1
+        ident = next(self.handle_ids)
         self.handles[ident] = obj
         return b"h\x02" + self.marker + etf._int(ident)
 
@@ -243,10 +341,12 @@ class Worker:
         return ns
 
     def run(self, env_id, op):
+        """Runs op: all of it is user code (imports and properties run
+        module code), so an interrupt stops it wherever it is."""
+        self.enter_user_code()
         name = op[0]
         if name == "exec":
             code = compile(_text(op[1]), "<string>", "exec")
-            self.in_user_code = True
             exec(code, self.env(env_id))
             return Atom("ok")
         if name == "eval":
@@ -259,8 +359,7 @@ class Worker:
             saved = [(k, ns.get(k, missing)) for k in bindings]
             ns.update(bindings)
             try:
-                self.in_user_code = True
-                value = eval(code, ns)
+                    value = eval(code, ns)
             finally:
                 self.in_user_code = False
                 for k, old in saved:
@@ -272,13 +371,11 @@ class Worker:
         if name == "call":
             _, module, function, args, kwargs = op
             target = self.find(env_id, _name(module), _name(function))
-            self.in_user_code = True
             return (Atom("ok"), target(*args, **{_name(k): v for k, v in kwargs.items()}))
         if name == "getattr":
             return (Atom("ok"), getattr(op[1], _name(op[2])))
         if name == "call_method":
             _, obj, method, args, kwargs = op
-            self.in_user_code = True
             return (Atom("ok"), getattr(obj, _name(method))(*args, **{_name(k): v for k, v in kwargs.items()}))
         if name == "to_term":
             return (Atom("ok"), _unwrap(op[1]))
@@ -301,15 +398,35 @@ class Worker:
             return None, None
         return self.callers[-1]
 
+    def wait_reply(self, call):
+        """The reply to erlang.call or erlang.send `call`. The main thread
+        serves what comes meanwhile (a nested call from Erlang runs at
+        once); another thread just waits."""
+        if threading.get_ident() == self.main_ident:
+            return self.serve(until=call)
+        with self.replied:
+            while call not in self.replies:
+                self.replied.wait()
+            return self.replies.pop(call)
+
+    def message(self, what, term):
+        """(payload, whether it holds handles) of a term Python sends to
+        Erlang; the errors are the NIF's."""
+        encoder = etf.Encoder(self.handle)
+        try:
+            return encoder.encode(term, -1), encoder.handles_made
+        except ConversionError as e:
+            reason = e.reason
+            if isinstance(reason, tuple) and reason[0] == "duplicate_key":
+                raise ValueError("%s: two keys of one dict become the same Erlang term" % what) from None
+            raise TypeError("%s: cannot be sent to Erlang: %r" % (what, reason)) from None
+
     def erlang_call(self, name, *args):
-        ident, caller = self.caller()
-        if ident is None:
-            raise RuntimeError("erlang.call: only code serving an Erlang call can call Erlang")
-        call = self.next_call
-        self.next_call += 1
-        payload = etf.Encoder(self.handle).encode((_name(name), list(args), caller), -1)
-        self.write(CALL, call, payload)
-        reply = etf.decode(self.serve(until=call), self.bound, -1)
+        _, caller = self.caller()
+        call = next(self.call_ids)
+        payload, handles = self.message("erlang.call", (_name(name), list(args), caller))
+        self.write(CALL_WITH_HANDLES if handles else CALL, call, payload)
+        reply = etf.decode(self.wait_reply(call), self.bound, -1)
         if reply[0] == "ok":
             return reply[1]
         _, kind, reason, text = reply
@@ -319,24 +436,32 @@ class Worker:
         raise err
 
     def erlang_send(self, pid, term):
-        if not isinstance(pid, Pid):
-            raise TypeError("erlang.send: the destination must be an erlang.Pid")
-        encoder = etf.Encoder(self.handle)
-        try:
-            payload = encoder.encode((pid, term), -1)
-        except ConversionError as e:
-            reason = e.reason
-            if isinstance(reason, tuple) and reason[0] == "duplicate_key":
-                raise ValueError("erlang.send: two keys of one dict become the same Erlang term")
-            raise TypeError("erlang.send: cannot be sent to Erlang: %r" % (reason,))
-        # Id 1: the message holds handles, which the VM makes tokens of
-        self.write(SEND, 1 if encoder.handles_made else 0, payload)
+        if not isinstance(pid, (Pid, Atom)):
+            raise TypeError("erlang.send: the destination must be an erlang.Pid or an erlang.Atom")
+        payload, handles = self.message("erlang.send", (pid, term))
+        call = next(self.call_ids)
+        self.write(SEND_WITH_HANDLES if handles else SEND, call, payload)
+        if etf.decode(self.wait_reply(call)) is not True:
+            raise ProcessLookupError("erlang.send: no process %r" % (pid,))
 
     def erlang_self(self):
         _, caller = self.caller()
         if caller is None:
             raise RuntimeError("erlang.self: no Erlang process is being served")
         return caller
+
+
+def _empty_namespace(ns):
+    """Empties a dropped env, as the NIF does: functions defined there hold
+    it through __globals__, so its objects go now, not at the next cycle
+    collection; newest names first, like a stack unwinding, so a __del__
+    still finds the imports and classes defined before it."""
+    for name in reversed(list(ns)):
+        try:
+            del ns[name]
+        except BaseException:  # noqa: B902 - a __del__ that raises, or an interrupt
+            pass
+    ns.clear()
 
 
 def _text(code):
@@ -425,8 +550,9 @@ def _erlang_module(worker):
     module.whereis = whereis
 
     def attr(name):
-        if name.startswith("__"):
-            raise AttributeError(name)
+        # registered Erlang functions, as the VM knows them now
+        if name.startswith("__") or not worker.erlang_call("_py_registered", name):
+            raise AttributeError("module 'erlang' has no attribute %r" % (name,))
         return lambda *args: worker.erlang_call(name, *args)
 
     module.__getattr__ = attr
