@@ -246,8 +246,8 @@ import_all([Module | Rest], Deadline, #state{port = Port} = State) ->
         {Port, {data, <<?K_RESULT, 0:64, _/binary>>}} -> import_all(Rest, Deadline, State);
         {Port, {data, <<?K_RESULT_WITH_HANDLES, 0:64, _/binary>>}} -> import_all(Rest, Deadline, State);
         {Port, {data, <<?K_FAILURE, 0:64, Failure/binary>>}} ->
-            {Error, _Traceback} = binary_to_term(Failure),
-            {error, {import_failed, Module, Error}};
+            {ok, {{error, {Type, Message}}, _Traceback}} = py_isolated_call:decode(Failure),
+            {error, {import_failed, Module, {error, {py_isolated_call:exception_name(Type), Message}}}};
         {Port, {exit_status, Status}} ->
             {error, {context_crashed, {exit_status, Status}}}
     after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
@@ -326,18 +326,24 @@ handle_info({Port, {data, <<?K_OUTPUT, Id:64, Payload/binary>>}}, #state{port = 
     {noreply, State};
 handle_info({Port, {data, <<Kind, CallId:64, Payload/binary>>}}, #state{port = Port} = State)
   when Kind =:= ?K_SEND; Kind =:= ?K_SEND_WITH_HANDLES ->
-    {To, Msg} = from_worker(Kind =:= ?K_SEND_WITH_HANDLES, Port, Payload),
     %% erlang.send raises ProcessLookupError for a process that is not
     %% there, as in-process: the worker waits for this answer
-    port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary(deliver(To, Msg))]),
+    Delivered = case from_worker(Kind =:= ?K_SEND_WITH_HANDLES, Port, Payload) of
+                    {ok, {To, Msg}} -> deliver(To, Msg);
+                    {error, Reason} -> {error, format_reason(Reason)}
+                end,
+    port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary(Delivered)]),
     {noreply, State};
 handle_info({Port, {data, <<Kind, CallId:64, Payload/binary>>}}, #state{port = Port} = State)
   when Kind =:= ?K_CALL; Kind =:= ?K_CALL_WITH_HANDLES ->
-    {Name, Args, Caller} = from_worker(Kind =:= ?K_CALL_WITH_HANDLES, Port, Payload),
-    Ctx = self(),
-    {Pid, MRef} = spawn_monitor(fun() -> callback(Ctx, CallId, Name, Args, Caller) end),
-    {noreply, State#state{callbacks = (State#state.callbacks)#{MRef => CallId},
-                          runners = (State#state.runners)#{CallId => {Pid, MRef}}}};
+    case from_worker(Kind =:= ?K_CALL_WITH_HANDLES, Port, Payload) of
+        {ok, {Name, Args, Caller}} ->
+            {noreply, run_callback(CallId, Name, Args, Caller, State)};
+        {error, Reason} ->
+            port_command(Port, [<<?TO_REPLY, CallId:64>>,
+                                term_to_binary({error, error, none, format_reason(Reason)})]),
+            {noreply, State}
+    end;
 handle_info({py_isolated_reply, CallId, Reply}, #state{port = Port, runners = Runners} = State) ->
     case maps:take(CallId, Runners) of
         {{_, MRef}, Rest} ->
@@ -416,12 +422,23 @@ stop_worker(#state{port = Port, os_pid = OsPid}) ->
     ok.
 
 %% ---------------------------------------------------------------------------
-%% erlang.call from the worker: run in a process of its own (it may call
-%% this context again, which the worker serves while it waits), with the
-%% group leader of the process whose call it is.
+%% Terms from the worker: erlang.send and erlang.call.
 
-from_worker(false, _Port, Payload) -> binary_to_term(Payload);
-from_worker(true, Port, Payload) -> py_isolated_call:with_handles(self(), Port, binary_to_term(Payload)).
+%% A message or call from the worker, its handles made tokens.
+from_worker(Handles, Port, Payload) ->
+    case py_isolated_call:decode(Payload) of
+        {ok, Term} when Handles -> {ok, py_isolated_call:with_handles(self(), Port, Term)};
+        Decoded -> Decoded
+    end.
+
+%% erlang.call from the worker: run in a process of its own (it may call
+%% this context again, which the worker serves while it waits), watched so
+%% that the worker gets exactly one reply; with the group leader of the
+%% process whose call it is.
+run_callback(CallId, Name, Args, Caller, #state{callbacks = Callbacks, runners = Runners} = State) ->
+    Ctx = self(),
+    {Pid, MRef} = spawn_monitor(fun() -> callback(Ctx, CallId, Name, Args, Caller) end),
+    State#state{callbacks = Callbacks#{MRef => CallId}, runners = Runners#{CallId => {Pid, MRef}}}.
 
 deliver(To, Msg) when is_pid(To) ->
     case node(To) =:= node() andalso not is_process_alive(To) of

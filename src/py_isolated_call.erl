@@ -15,7 +15,7 @@
 %% every copy of the token, as it does an in-process env or handle.
 -module(py_isolated_call).
 
--export([env_new/1, is_env/1, request/3, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
+-export([env_new/1, is_env/1, decode/1, exception_name/1, request/3, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
          with_handles/3]).
 
 -export([keep/1]).
@@ -137,17 +137,9 @@ submit(Ctx, Port, EnvId, Timeout, Op) ->
 
 wait(Ctx, Port, Alias, Id, Deadline) ->
     receive
-        {Alias, result, Bin} ->
+        {Alias, Kind, Bin} when Kind =:= result; Kind =:= result_with_handles; Kind =:= failure ->
             demonitor(Alias, [flush]),
-            binary_to_term(Bin);
-        {Alias, result_with_handles, Bin} ->
-            demonitor(Alias, [flush]),
-            with_handles(Ctx, Port, binary_to_term(Bin));
-        {Alias, failure, Bin} ->
-            demonitor(Alias, [flush]),
-            {Error, Traceback} = binary_to_term(Bin),
-            put(py_last_traceback, Traceback),
-            Error;
+            answer(Ctx, Port, Kind, Bin);
         {Alias, py_output, _Stream, Text} ->
             output(Text),
             wait(Ctx, Port, Alias, Id, Deadline);
@@ -158,16 +150,62 @@ wait(Ctx, Port, Alias, Id, Deadline) ->
         demonitor(Alias, [flush]),
         %% an answer that came before the alias went is still the answer
         receive
-            {Alias, result, Bin} -> binary_to_term(Bin);
-            {Alias, result_with_handles, Bin} -> with_handles(Ctx, Port, binary_to_term(Bin));
-            {Alias, failure, Bin} ->
-                {Error, Traceback} = binary_to_term(Bin),
-                put(py_last_traceback, Traceback),
-                Error
+            {Alias, Kind, Bin} when Kind =:= result; Kind =:= result_with_handles; Kind =:= failure ->
+                answer(Ctx, Port, Kind, Bin)
         after 0 ->
             flush_output(Alias),
             {error, timeout}
         end
+    end.
+
+answer(Ctx, Port, Kind, Bin) ->
+    case {Kind, decode(Bin)} of
+        {_, {error, _} = Error} ->
+            Error;
+        {result, {ok, Term}} ->
+            Term;
+        {result_with_handles, {ok, Term}} ->
+            with_handles(Ctx, Port, Term);
+        {failure, {ok, {{error, {Type, Message}}, Traceback}}} ->
+            put(py_last_traceback, Traceback),
+            {error, {exception_name(Type), Message}}
+    end.
+
+%% @doc A Python exception's class name: an atom if it exists or the
+%% budget of new atoms made for Python allows, else the name as a binary.
+-spec exception_name(binary()) -> atom() | binary().
+exception_name(Name) ->
+    case py_nif:atoms_from_python([Name]) of
+        ok -> binary_to_existing_atom(Name, utf8);
+        {error, _} -> Name
+    end.
+
+%% @doc A term from the worker. The atoms it names that the worker has not
+%% seen the VM use come in front of it, and are made within the budget of
+%% new atoms made for Python that every interpreter shares: Python code in
+%% a worker cannot fill the atom table any more than in-process.
+-spec decode(binary()) -> {ok, term()} | {error, term()}.
+decode(<<131, _/binary>> = Bin) ->
+    safe_decode(Bin);
+decode(<<0, Wrapped/binary>>) ->
+    case safe_decode(Wrapped) of
+        {ok, {Names, Inner}} when is_list(Names), is_binary(Inner) ->
+            case py_nif:atoms_from_python(Names) of
+                ok -> safe_decode(Inner);
+                {error, _} = Error -> Error
+            end;
+        _ ->
+            {error, {badarg, <<"an isolated worker's answer is not a term">>}}
+    end;
+decode(_) ->
+    {error, {badarg, <<"an isolated worker's answer is not a term">>}}.
+
+safe_decode(Bin) ->
+    try
+        {ok, binary_to_term(Bin, [safe])}
+    catch
+        error:badarg ->
+            {error, {badarg, <<"an isolated worker's answer is not a term, or names an atom not made">>}}
     end.
 
 down_reason({context_crashed, _} = Crash) -> Crash;

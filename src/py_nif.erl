@@ -12,7 +12,7 @@
          event_loop_submit/8, event_loop_code/6,
          context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
          async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2,
-         release_token/2, release_token_info/1, encode_request/1]).
+         release_token/2, release_token_info/1, encode_request/1, atoms_from_python/1]).
 
 %% The event loop's per-process namespace (spec §6): these wait for the reply.
 -export([event_loop_exec/2, event_loop_eval/2]).
@@ -31,7 +31,7 @@
        event_loop_submit/8, event_loop_code/6,
        context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
        async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2,
-       release_token/2, release_token_info/1, encode_request/1]).
+       release_token/2, release_token_info/1, encode_request/1, atoms_from_python/1]).
 
 -on_load(load/0).
 
@@ -351,3 +351,10 @@ release_token_info(_Term) -> ?NOT_LOADED.
 %% for a term that would expand past 1 GiB.
 -spec encode_request(term()) -> binary() | {error, {argument_too_large, pos_integer()}}.
 encode_request(_Term) -> ?NOT_LOADED.
+
+%% @private
+%% Makes the atoms named by the binaries `Names' within the budget of new
+%% atoms made for Python, which an isolated worker's answers share with
+%% every in-process interpreter.
+-spec atoms_from_python([binary()]) -> ok | {error, term()}.
+atoms_from_python(_Names) -> ?NOT_LOADED.

@@ -8,7 +8,7 @@
 
 all() ->
     [configured_pool_and_paths, imports_at_start, packages_from_app_env, application_restart,
-     python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget, pool_in_each_mode,
+     python_that_cannot_start, stopping_the_app_stops_contexts, atom_budget, atom_budget_isolated, pool_in_each_mode,
      callback_registry_restart].
 
 init_per_suite(Config) ->
@@ -138,6 +138,38 @@ atom_budget(_Config) ->
     {error, {<<"BrandNewError">>, <<"x">>}} =
         pcall(Peer, py, exec, [<<"class BrandNewError(Exception):\n    pass\nraise BrandNewError('x')">>]),
     {error, {'ValueError', _}} = pcall(Peer, py, exec, [<<"raise ValueError('y')">>]),
+    peer:stop(Peer).
+
+%% The same budget holds for an isolated context's Python, and is shared:
+%% a worker in another OS process cannot fill the VM's atom table either.
+atom_budget_isolated(_Config) ->
+    {Peer, _} = start_peer(["-erlang_python", "context_mode", "isolated", "-erlang_python", "num_contexts", "1"]),
+    {ok, _} = pcall(Peer, application, ensure_all_started, [erlang_python]),
+    {ok, Atoms} = pcall(Peer, py, eval, [<<"[__import__('erlang').Atom('ep_iso_%d' % i) for i in range(99990)]">>]),
+    99990 = length(Atoms),
+    {error, {badarg, _}} = pcall(Peer, py, eval, [<<"[__import__('erlang').Atom('ep_more_%d' % i) for i in range(20)]">>]),
+    %% in-process interpreters draw on the same budget
+    Beside = fun() ->
+                     {ok, Ctx} = py_context:start_link(beside, worker),
+                     try py:eval(Ctx, <<"__import__('erlang').Atom('ep_beside_new')">>)
+                     after py_context:stop(Ctx)
+                     end
+             end,
+    {error, {badarg, _}} = pcall(Peer, erlang, apply, [Beside, []]),
+    {ok, ok} = pcall(Peer, py, eval, [<<"__import__('erlang').Atom('ok')">>]),
+    {ok, ep_iso_7} = pcall(Peer, py, eval, [<<"__import__('erlang').Atom('ep_iso_7')">>]),
+    %% an exception class with a new name comes back as a binary
+    {error, {<<"BrandNewError">>, <<"x">>}} =
+        pcall(Peer, py, exec, [<<"class BrandNewError(Exception):\n    pass\nraise BrandNewError('x')">>]),
+    {error, {'ValueError', _}} = pcall(Peer, py, exec, [<<"raise ValueError('y')">>]),
+    %% erlang.send raises in Python rather than send what the VM cannot read
+    Send = <<"import erlang\n"
+             "try:\n"
+             "    erlang.send(erlang.self(), erlang.Atom('ep_send_new'))\n"
+             "    r = 'sent'\n"
+             "except Exception as e:\n"
+             "    r = type(e).__name__\n">>,
+    {ok, <<"TypeError">>} = pcall(Peer, py, eval, [<<"(exec(code, g), g['r'])[1]">>, #{code => Send, g => #{}}]),
     peer:stop(Peer).
 
 %% context_mode selects the pool's mode; a mode this Python lacks makes the

@@ -1,7 +1,9 @@
 #include "nif/isolated_nifs.h"
 
 #include <new>
+#include <string_view>
 
+#include "convert/atom_budget.h"
 #include "erl/erl_terms.h"
 #include "erl/msg_env.h"
 #include "erl/resource_type.h"
@@ -64,6 +66,21 @@ ERL_NIF_TERM nif_encode_request(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) 
     ErlNifBinary bin;
     if (!enif_term_to_binary(env, argv[0], &bin)) throw std::bad_alloc();
     return enif_make_binary(env, &bin);
+}
+
+ERL_NIF_TERM nif_atoms_from_python(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    ERL_NIF_TERM list = argv[0];
+    ERL_NIF_TERM head;
+    while (enif_get_list_cell(env, list, &head, &list)) {
+        ErlNifBinary name;
+        ERL_NIF_TERM atom;
+        if (!enif_inspect_binary(env, head, &name)) return make_error(env, atoms::badarg);
+        std::string_view utf8(reinterpret_cast<const char*>(name.data), name.size);
+        if (!make_atom_from_python(env, utf8, &atom))
+            return make_error(env, atoms::badarg,
+                              "erlang.Atom: name over 255 characters, or too many new atoms made from Python");
+    }
+    return enif_make_atom(env, "ok");
 }
 
 }  // namespace ep

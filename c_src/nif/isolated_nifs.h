@@ -26,4 +26,10 @@ ERL_NIF_TERM nif_release_token_info(ErlNifEnv* env, int argc, const ERL_NIF_TERM
 // 1 GiB), so a shared term that expands to gigabytes is refused, not built.
 ERL_NIF_TERM nif_encode_request(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 
+// atoms_from_python(Names): makes the atoms named by the UTF-8 binaries
+// Names (an isolated worker's answer uses them) within the one budget of
+// new atoms made for Python (convert/atom_budget.h): ok, or
+// {error, {badarg, Text}} once it is spent (the atoms made so far stay).
+ERL_NIF_TERM nif_atoms_from_python(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+
 }  // namespace ep

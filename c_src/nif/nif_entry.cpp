@@ -259,6 +259,7 @@ ErlNifFunc functions[] = {
     {"release_token", 2, guarded<nif_release_token>, 0},
     {"release_token_info", 1, guarded<nif_release_token_info>, 0},
     {"encode_request", 1, sized_request<nif_encode_request>, 0},
+    {"atoms_from_python", 1, guarded<nif_atoms_from_python>, 0},
     {"event_loop_new", 1, guarded<nif_event_loop_new>, 0},
     {"event_loop_stop", 1, guarded<nif_event_loop_stop>, 0},
     {"event_loop_info", 1, guarded<nif_event_loop_info>, 0},

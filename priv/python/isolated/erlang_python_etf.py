@@ -126,6 +126,15 @@ def _describe_ref(etf):
 
 _ATOMS = {b"true": True, b"false": False, b"none": None, b"nil": None, b"undefined": None}
 
+# Atoms the VM is known to have: the codec's own, and every one a term from
+# the VM named. An answer naming others lists them in front (Encoder.
+# new_atoms), so the VM makes them within its budget, or refuses.
+KNOWN_ATOMS = {"ok", "error", "true", "false", "none", "nil", "undefined", "nan", "infinity",
+               "neg_infinity", "hello", "interrupted", "nesting_too_deep", "badarg", "duplicate_key",
+               "unsupported_term", "result_too_large", "improper_list", "envs", "handles", "version",
+               "executable", "version_info", "pid", "prefix", "stdout", "stderr", "atom",
+               "atom_too_long", "operation", "bad_external_term", "exit", "throw"}
+
 
 def _check_contents(n, depth):
     """A container at the bound may only be empty: its contents would sit
@@ -176,7 +185,9 @@ class Decoder:
             name, end = self._atom_bytes(pos)
             if name in _ATOMS:
                 return _ATOMS[name], end
-            return name.decode("utf-8" if tag in (119, 118) else "latin-1"), end
+            text = name.decode("utf-8" if tag in (119, 118) else "latin-1")
+            KNOWN_ATOMS.add(text)
+            return text, end
         if tag == 70:
             return _unpack_d(data, pos + 1)[0], pos + 9
         # depth counts the containers around this term, as the NIF's
@@ -384,6 +395,7 @@ class Encoder:
         self.handles_made = False
         self.size = 0
         self.memo = {}
+        self.new_atoms = []
 
     def encode(self, obj, depth=0):
         """The external term of obj, which sits inside `depth` containers
@@ -451,7 +463,19 @@ class Encoder:
             str.encode(obj, "utf-8")
         except UnicodeEncodeError:
             raise ConversionError((Atom("badarg"), Atom("atom")))
-        return _atom(str(obj))
+        name = str.__str__(obj)
+        if name not in KNOWN_ATOMS:
+            self.new_atoms.append(name)
+        return _atom(name)
+
+    def framed(self, payload):
+        """payload (an encode() result) as the VM reads it: behind the
+        names of the atoms it may not have, if there are any."""
+        if not self.new_atoms:
+            return payload
+        names = list(dict.fromkeys(self.new_atoms))
+        KNOWN_ATOMS.update(names)  # made now, or past the budget for good
+        return b"\x00" + Encoder(None).encode((names, payload))
 
     @staticmethod
     def _float(value):

@@ -304,7 +304,7 @@ class Worker:
             return
         encoder = etf.Encoder(self.handle)
         try:
-            payload = encoder.encode(result, -1)
+            payload = encoder.framed(encoder.encode(result, -1))
         except ConversionError as e:
             payload = etf.Encoder(self.handle).encode((Atom("error"), e.reason))
         except RecursionError:
@@ -318,12 +318,17 @@ class Worker:
         name = type(exc).__name__
         if isinstance(exc, Interrupted):
             name = "Interrupted"
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        except BaseException:  # noqa: B902 - a broken __str__ still answers
+            text = name + "\n"
         try:
             message = str(exc)
         except BaseException:  # noqa: B902 - a broken __str__ still answers
             message = "<exception str() failed>"
-        payload = etf.Encoder(self.handle).encode(((Atom("error"), (Atom(name), message)), text))
+        # the class name as text: the VM makes it an atom if it may (the
+        # budget of new atoms), as in-process
+        payload = etf.Encoder(self.handle).encode(((Atom("error"), (name, message)), text))
         self.write(FAILURE, ident, payload)
 
     def handle(self, obj):
@@ -414,7 +419,7 @@ class Worker:
         Erlang; the errors are the NIF's."""
         encoder = etf.Encoder(self.handle)
         try:
-            return encoder.encode(term, -1), encoder.handles_made
+            return encoder.framed(encoder.encode(term, -1)), encoder.handles_made
         except ConversionError as e:
             reason = e.reason
             if isinstance(reason, tuple) and reason[0] == "duplicate_key":
@@ -441,8 +446,11 @@ class Worker:
         payload, handles = self.message("erlang.send", (pid, term))
         call = next(self.call_ids)
         self.write(SEND_WITH_HANDLES if handles else SEND, call, payload)
-        if etf.decode(self.wait_reply(call)) is not True:
+        delivered = etf.decode(self.wait_reply(call))
+        if delivered is False:
             raise ProcessLookupError("erlang.send: no process %r" % (pid,))
+        if delivered is not True:  # the VM could not read it: {error, Text}
+            raise TypeError("erlang.send: %s" % (delivered[1],))
 
     def erlang_self(self):
         _, caller = self.caller()
