@@ -183,7 +183,7 @@ spawn_call(Module, Function, Args) ->
                 (pid(), module_name(), function_name(), list()) -> call_ref().
 spawn_call(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
     spawned(on_default_context(
-              fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end) end));
+              fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> spawn_in(Env, Module, Function, Args, Kwargs) end) end));
 spawn_call(Ctx, Module, Function, Args) ->
     spawn_call(Ctx, Module, Function, Args, #{}).
 
@@ -193,10 +193,18 @@ spawn_call(Ctx, Module, Function, Args) ->
 spawn_call(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:spawn_call(Ctx, [Ctx, Module, Function, Args, Kwargs]);
 spawn_call(Ctx, Module, Function, Args, Kwargs) ->
-    spawned(py_local_env:with(Ctx, fun(Env) -> py_nif:spawn_call(Env, Module, Function, Args, Kwargs) end)).
+    spawned(py_local_env:with(Ctx, fun(Env) -> spawn_in(Env, Module, Function, Args, Kwargs) end)).
 
 spawned({error, Reason}) -> py_nif:async_failed(Reason);
 spawned(Ref) -> Ref.
+
+%% An in-process env queues on its context itself; an isolated one's call
+%% is made by a process of its own (spec §11).
+spawn_in(Env, M, F, A, K) when is_reference(Env) -> py_nif:spawn_call(Env, M, F, A, K);
+spawn_in(Env, M, F, A, K) -> py_isolated_call:spawn_call(Env, {call, M, F, A, K}).
+
+cast_in(Env, M, F, A, K) when is_reference(Env) -> py_nif:cast(Env, M, F, A, K);
+cast_in(Env, M, F, A, K) -> py_isolated_call:cast(Env, {call, M, F, A, K}).
 
 %% @doc The answer of {@link spawn_call/5}, waiting up to 30 s.
 -spec await(call_ref()) -> result().
@@ -255,7 +263,7 @@ cast(Module, Function, Args) ->
           (pid(), module_name(), function_name(), list()) -> ok | error().
 cast(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
     on_default_context(
-      fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end) end);
+      fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> cast_in(Env, Module, Function, Args, Kwargs) end) end);
 cast(Ctx, Module, Function, Args) ->
     cast(Ctx, Module, Function, Args, #{}).
 
@@ -263,7 +271,7 @@ cast(Ctx, Module, Function, Args) ->
 cast(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:call(Ctx, {cast, [Ctx, Module, Function, Args, Kwargs]});
 cast(Ctx, Module, Function, Args, Kwargs) ->
-    py_local_env:with(Ctx, fun(Env) -> py_nif:cast(Env, Module, Function, Args, Kwargs) end).
+    py_local_env:with(Ctx, fun(Env) -> cast_in(Env, Module, Function, Args, Kwargs) end).
 
 %% @doc Runs the calls `[{Module, Function, Args}]' (or `{M, F, A, Kwargs}')
 %% spread over the pool's contexts, at the same time where the mode allows

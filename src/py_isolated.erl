@@ -24,6 +24,7 @@
                 info = #{} :: map(),
                 inflight = #{} :: #{pos_integer() => reference()},
                 served = 0 :: non_neg_integer(),
+                %% info and interrupt calls the worker's reader thread answers
                 infos = #{} :: #{pos_integer() => gen_server:from()},
                 %% erlang.call runners, by monitor and by call id
                 callbacks = #{} :: #{reference() => non_neg_integer()},
@@ -43,6 +44,7 @@
 -define(K_SEND_WITH_HANDLES, 9).
 -define(K_CALL_WITH_HANDLES, 10).
 -define(K_CALL_CANCEL, 11).
+-define(K_INTERRUPTED, 12).
 -define(TO_CANCEL, 2).
 -define(TO_DROP_ENV, 3).
 -define(TO_DROP, 4).
@@ -266,11 +268,12 @@ init(_) ->
 
 %% @private
 -spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}} | {noreply, #state{}}.
-handle_call(interrupt, _From, #state{inflight = Inflight, port = Port} = State) ->
-    case map_size(Inflight) of
-        0 -> {reply, not_running, State};
-        _ -> port_command(Port, <<?TO_INTERRUPT, 0:64>>), {reply, ok, State}
-    end;
+handle_call(interrupt, From, #state{port = Port, infos = Infos} = State) ->
+    %% the worker says whether something ran (a request still in the pipe
+    %% does not: it is not interrupted)
+    Id = erlang:unique_integer([positive]),
+    port_command(Port, <<?TO_INTERRUPT, Id:64>>),
+    {noreply, State#state{infos = Infos#{Id => From}}};
 handle_call(info, From, #state{port = Port, infos = Infos} = State) ->
     %% the worker's reader thread counts its envs and handles, whatever the
     %% main thread runs; the answer comes as a frame (handle_info)
@@ -304,12 +307,24 @@ handle_info({Port, {data, <<?K_INFO, Id:64, Payload/binary>>}}, #state{port = Po
     case maps:take(Id, Infos) of
         {From, Rest} ->
             Counts = binary_to_term(Payload),
-            %% busy and queue_length count requests sent and not yet
-            %% answered: the worker runs one of them at a time
+            %% queue_length: requests sent and not yet answered, less the
+            %% one the worker runs
+            #{busy := Busy} = Counts,
+            Queued = max(0, map_size(Inflight) - case Busy of true -> 1; false -> 0 end),
             gen_server:reply(From, {ok, Counts#{mode => isolated, running => true,
-                                                busy => map_size(Inflight) > 0,
-                                                queue_length => map_size(Inflight), requests => Served,
+                                                queue_length => Queued, requests => Served,
                                                 python => Python, launcher_os_pid => OsPid}}),
+            {noreply, State#state{infos = Rest}};
+        error ->
+            {noreply, State}
+    end;
+handle_info({Port, {data, <<?K_INTERRUPTED, Id:64, Payload/binary>>}}, #state{port = Port, infos = Infos} = State) ->
+    case maps:take(Id, Infos) of
+        {From, Rest} ->
+            gen_server:reply(From, case binary_to_term(Payload, [safe]) of
+                                       true -> ok;
+                                       false -> not_running
+                                   end),
             {noreply, State#state{infos = Rest}};
         error ->
             {noreply, State}
@@ -368,8 +383,10 @@ handle_info({Port, {data, <<?K_CALL_CANCEL, CallId:64>>}}, #state{port = Port, r
     end,
     {noreply, State};
 handle_info({Port, {data, <<?K_LOG, _:64, Payload/binary>>}}, #state{port = Port} = State) ->
-    {Level, Name, Message, File, Line, Function} = binary_to_term(Payload),
-    py_logger ! {py_log, Level, Name, Message, #{file => File, line => Line, function => Function}},
+    %% (only binaries, integers and a pid: safe)
+    {Level, Name, Message, File, Line, Function, Caller} = binary_to_term(Payload, [safe]),
+    py_logger ! {py_log, Level, Name, Message, #{file => File, line => Line, function => Function,
+                                                 caller => case is_pid(Caller) of true -> Caller; false -> undefined end}},
     {noreply, State};
 handle_info({Port, {data, <<131, _/binary>> = Raw}}, #state{port = Port} = State) ->
     %% the launcher's last word: how the worker ended
@@ -445,10 +462,15 @@ deliver(To, Msg) when is_pid(To) ->
         true -> false;
         false -> To ! Msg, true
     end;
-deliver(Name, Msg) when is_atom(Name) ->
-    case whereis(Name) of
-        undefined -> false;
-        Pid -> Pid ! Msg, true
+deliver({Name}, Msg) when is_binary(Name) ->
+    try binary_to_existing_atom(Name, utf8) of
+        Atom ->
+            case whereis(Atom) of
+                undefined -> false;
+                Pid -> Pid ! Msg, true
+            end
+    catch
+        error:badarg -> false
     end;
 deliver(_, _) ->
     false.

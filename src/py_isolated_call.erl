@@ -15,7 +15,7 @@
 %% every copy of the token, as it does an in-process env or handle.
 -module(py_isolated_call).
 
--export([env_new/1, is_env/1, decode/1, exception_name/1, request/3, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
+-export([env_new/1, is_env/1, decode/1, exception_name/1, request/3, spawn_call/2, cast/2, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
          with_handles/3]).
 
 -export([keep/1]).
@@ -26,7 +26,7 @@
 
 -opaque env() :: #py_isolated_env{}.
 -type ctx_ref() :: {py_isolated, pid(), port(), reference()}.
--type op() :: {exec, term()} | {eval, term(), term()} | {call, term(), term(), term(), term()}
+-type op() :: {exec, term()} | {eval, term(), term()} | {call | call_main, term(), term(), term(), term()}
             | {getattr, reference(), term()} | {call_method, reference(), term(), term(), term()}
             | {to_term, reference()}.
 
@@ -52,20 +52,83 @@ is_env(Term) ->
 
 %% @doc Runs `Op' in `Env' and waits up to `Timeout' for the answer.
 -spec request(env(), timeout(), op()) -> term().
-request(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, token = Token}, Timeout, Op) ->
-    Result = submit(Ctx, Port, EnvId, Timeout, Op),
+request(Env, Timeout, Op) ->
+    request(Env, Timeout, Op, self()).
+
+request(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, token = Token}, Timeout, Op, Caller) ->
+    Result = submit(Ctx, Port, EnvId, Timeout, Op, Caller),
     %% the env must outlive its request: the worker would otherwise be told
     %% to drop it while the request is still to run
     _ = erlang:phash2(Token),
     Result;
-request(_Env, _Timeout, _Op) ->
+request(_Env, _Timeout, _Op, _Caller) ->
     {error, {badarg, env}}.
+
+%% @doc py:spawn_call on an isolated context: a process of its own makes
+%% the call for the caller (erlang.self() is the caller, output goes to its
+%% group leader) and sends `{py_response, Ref, Result}', as the NIF does.
+-spec spawn_call(env(), op()) -> py_nif:call_ref() | {error, term()}.
+spawn_call(Env, Op0) ->
+    case checked(Op0) of
+        {ok, Op} -> spawn_checked(Env, Op);
+        {error, _} = Error -> Error
+    end.
+
+spawn_checked(Env, Op) ->
+    Ref = py_nif:async_new(),
+    on_behalf(fun(Caller) ->
+                      Result = request(Env, infinity, Op, Caller),
+                      case {Result, get(py_last_traceback)} of
+                          {{error, {_, _}}, Traceback} when is_binary(Traceback) ->
+                              ok = py_nif:async_set_traceback(Ref, Traceback);
+                          _ ->
+                              ok
+                      end,
+                      Caller ! {py_response, Ref, Result}
+              end),
+    Ref.
+
+%% @doc py:cast on an isolated context: made by a process of its own; a
+%% failure is logged as the NIF logs it (logger, `erlang_python.cast').
+-spec cast(env(), op()) -> ok | {error, term()}.
+cast(Env, Op0) ->
+    case checked(Op0) of
+        {ok, Op} -> cast_checked(Env, Op);
+        {error, _} = Error -> Error
+    end.
+
+cast_checked(Env, {_, Module, Function, _, _} = Op) ->
+    on_behalf(fun(Caller) ->
+                      case request(Env, infinity, Op, Caller) of
+                          {error, Reason} ->
+                              Head = io_lib:format("py:cast of ~0p:~0p failed: ~0p", [Module, Function, Reason]),
+                              Text = case {Reason, get(py_last_traceback)} of
+                                         {{_, _}, Traceback} when is_binary(Traceback) -> [Head, "\n", Traceback];
+                                         _ -> Head
+                                     end,
+                              py_logger ! {py_log, 40, <<"erlang_python.cast">>, iolist_to_binary(Text),
+                                           #{file => undefined, line => 0, function => undefined, caller => Caller}},
+                              ok;
+                          _ ->
+                              ok
+                      end
+              end),
+    ok.
+
+on_behalf(Fun) ->
+    Caller = self(),
+    Leader = group_leader(),
+    _ = spawn(fun() ->
+                      group_leader(Leader, self()),
+                      Fun(Caller)
+              end),
+    ok.
 
 %% @doc `Op' on the context `CtxRef' in `Env', or in the context's shared
 %% namespace for `undefined' (py_nif:context_exec/eval).
 -spec context_request(ctx_ref(), env() | undefined | term(), timeout(), op()) -> term().
 context_request({py_isolated, Ctx, Port, _}, undefined, Timeout, Op) ->
-    submit(Ctx, Port, 0, Timeout, Op);
+    submit(Ctx, Port, 0, Timeout, Op, self());
 context_request({py_isolated, Ctx, _, _}, #py_isolated_env{ctx = Ctx} = Env, Timeout, Op) ->
     request(Env, Timeout, Op);
 context_request({py_isolated, _, _, _}, _Env, _Timeout, _Op) ->
@@ -78,7 +141,7 @@ handle_request(Handle, Timeout, Op) ->
     case py_nif:release_token_info(Handle) of
         {Ctx, {py_isolated_drop, _}} ->
             case py_context_registry:lookup(Ctx) of
-                {ok, {py_isolated, Ctx, Port, _}} -> submit(Ctx, Port, 0, Timeout, Op);
+                {ok, {py_isolated, Ctx, Port, _}} -> submit(Ctx, Port, 0, Timeout, Op, self());
                 _ -> {error, context_not_running}
             end;
         _ ->
@@ -117,8 +180,52 @@ keep(_) ->
 
 %% ---------------------------------------------------------------------------
 
-submit(Ctx, Port, EnvId, Timeout, Op) ->
-    case py_nif:encode_request({EnvId, self(), Op}) of
+submit(Ctx, Port, EnvId, Timeout, Op0, Caller) ->
+    case checked(Op0) of
+        {ok, Op} -> submit_checked(Ctx, Port, EnvId, Timeout, Op, Caller);
+        {error, _} = Error -> Error
+    end.
+
+%% The arguments the NIF checks before it queues a request, checked the
+%% same way, with the same errors; the atom '__main__' (the caller's env,
+%% not the module of that name) becomes an op of its own.
+checked({exec, Code} = Op) when is_binary(Code) -> {ok, Op};
+checked({exec, _}) -> {error, {badarg, code}};
+checked({eval, Expr, Locals} = Op) when is_binary(Expr), is_map(Locals) -> {ok, Op};
+checked({eval, Expr, _}) when is_binary(Expr) -> {error, {badarg, locals}};
+checked({eval, _, _}) -> {error, {badarg, expr}};
+checked({call, M, F, A, K}) ->
+    case {is_name(M), is_name(F), is_proper_list(A), is_map(K)} of
+        {false, _, _, _} -> {error, {badarg, module}};
+        {_, false, _, _} -> {error, {badarg, function}};
+        {_, _, false, _} -> {error, {badarg, args}};
+        {_, _, _, false} -> {error, {badarg, kwargs}};
+        _ when M =:= '__main__' -> {ok, {call_main, M, F, A, K}};
+        _ -> {ok, {call, M, F, A, K}}
+    end;
+checked({call_method, H, Name, A, K} = Op) ->
+    case {is_name(Name), is_proper_list(A), is_map(K)} of
+        {false, _, _} -> {error, {badarg, name}};
+        {_, false, _} -> {error, {badarg, args}};
+        {_, _, false} -> {error, {badarg, kwargs}};
+        _ when is_reference(H) -> {ok, Op}
+    end;
+checked({getattr, _, Name} = Op) ->
+    case is_name(Name) of
+        true -> {ok, Op};
+        false -> {error, {badarg, name}}
+    end;
+checked(Op) ->
+    {ok, Op}.
+
+is_name(N) -> is_atom(N) orelse is_binary(N).
+
+is_proper_list([]) -> true;
+is_proper_list([_ | T]) -> is_proper_list(T);
+is_proper_list(_) -> false.
+
+submit_checked(Ctx, Port, EnvId, Timeout, Op, Caller) ->
+    case py_nif:encode_request({EnvId, Caller, Op}) of
         Frame when is_binary(Frame) ->
             Alias = monitor(process, Ctx, [{alias, demonitor}]),
             Id = erlang:unique_integer([positive]),

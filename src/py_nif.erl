@@ -10,7 +10,7 @@
          callback_begin/1, callback_names_reset/0, output_written/1, output_reset/0,
          event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
          event_loop_submit/8, event_loop_code/6,
-         context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
+         context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_new/0, async_set_traceback/2, async_owner/1, async_traceback/1,
          async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2,
          release_token/2, release_token_info/1, encode_request/1, atoms_from_python/1]).
 
@@ -29,7 +29,7 @@
        callback_begin/1, callback_names_reset/0, output_written/1, output_reset/0,
        event_loop_new/1, event_loop_stop/1, event_loop_info/1, event_loop_env_new/0,
        event_loop_submit/8, event_loop_code/6,
-       context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_owner/1, async_traceback/1,
+       context_interrupt/1, spawn_call/5, cast/5, async_failed/1, async_new/0, async_set_traceback/2, async_owner/1, async_traceback/1,
        async_cancel/1, stream_start/7, stream_ack/2, stream_cancel/1, stream_forward/2, stream_fail/2,
        release_token/2, release_token_info/1, encode_request/1, atoms_from_python/1]).
 
@@ -299,6 +299,17 @@ cast(_Env, _Module, _Function, _Args, _Kwargs) -> ?NOT_LOADED.
 %% spawn_call refused before it was queued.
 -spec async_failed(term()) -> call_ref().
 async_failed(_Reason) -> ?NOT_LOADED.
+
+%% @private
+%% A call ref of the calling process, answered by an Erlang process (an
+%% isolated context's spawn_call): `{py_response, Ref, Result}'.
+-spec async_new() -> call_ref().
+async_new() -> ?NOT_LOADED.
+
+%% @private
+%% The traceback py:await/2 keeps for py:last_traceback/0.
+-spec async_set_traceback(call_ref(), binary()) -> ok | {error, term()}.
+async_set_traceback(_Ref, _Traceback) -> ?NOT_LOADED.
 
 %% @doc The process a spawn_call's answer goes to.
 -spec async_owner(call_ref()) -> {ok, pid()} | {error, term()}.

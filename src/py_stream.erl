@@ -26,7 +26,12 @@ start(_Module, _Function, _Args, _Opts, _OnDefault) ->
     {error, {badarg, options}}.
 
 start_here(Ctx, Owner, Window, Module, Function, Args, Kwargs) ->
-    py_local_env:with(Ctx, fun(Env) -> py_nif:stream_start(Env, Owner, Window, Module, Function, Args, Kwargs) end).
+    py_local_env:with(Ctx, fun(Env) when is_reference(Env) ->
+                                   py_nif:stream_start(Env, Owner, Window, Module, Function, Args, Kwargs);
+                              (_IsolatedEnv) ->
+                                   %% not built yet for Python in OS processes (issue 13)
+                                   {error, {not_supported, <<"streams on isolated contexts">>}}
+                           end).
 
 %% @doc The options of {@link py:stream_start/4}, checked: `{Ctx or
 %% undefined, Owner, Window (0: none), Kwargs}'.

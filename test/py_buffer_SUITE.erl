@@ -13,7 +13,7 @@
 -define(MiB, 1048576).
 
 all() ->
-    [{group, worker}, {group, subinterp}, {group, owngil}, {group, once}].
+    [{group, worker}, {group, subinterp}, {group, owngil}, {group, isolated}, {group, once}].
 
 groups() ->
     Cases = [buffer_reads_like_bytes, buffer_is_read_only, buffer_slices_share, buffer_index_errors,
@@ -22,6 +22,9 @@ groups() ->
              small_bytes_out_are_copies, shared_binary_outlives_python_refs, shared_bytes_in_send_and_callbacks,
              round_trips_10_mib_rss_flat, held_buffers_do_not_copy, py_buffer_kinds, py_buffer_errors],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
+     %% Python in another OS process: bytes cross a pipe, so the zero-copy
+     %% cases have no meaning there; py:buffer and {buffer, B} do
+     {isolated, [], [buffer_reads_like_bytes, buffer_outlives_its_sender, py_buffer_kinds, py_buffer_errors]},
      {once, [], [buffer_from_worker_to_subinterpreter, shared_binary_outlives_its_context,
                  numpy_frombuffer_zero_copy, numpy_py_buffer, numpy_py_buffer_errors]}].
 

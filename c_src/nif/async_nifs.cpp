@@ -75,6 +75,20 @@ ERL_NIF_TERM nif_async_failed(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     return ref;
 }
 
+ERL_NIF_TERM nif_async_new(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
+    ErlNifPid self;
+    enif_self(env, &self);
+    return make_async_call_term(env, std::make_shared<AsyncCall>(self, std::weak_ptr<Context>()));
+}
+
+ERL_NIF_TERM nif_async_set_traceback(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+    auto call = get_async_call(env, argv[0]);
+    if (!call) return badarg(env, enif_make_atom(env, "ref"));
+    if (!enif_is_binary(env, argv[1])) return badarg(env, enif_make_atom(env, "traceback"));
+    call->set_traceback(argv[1]);
+    return atoms::ok;
+}
+
 // async_owner(Ref) -> {ok, Pid} | {error, {badarg, ref}}
 ERL_NIF_TERM nif_async_owner(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     auto call = get_async_call(env, argv[0]);

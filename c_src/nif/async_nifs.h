@@ -10,6 +10,11 @@ namespace ep {
 ERL_NIF_TERM nif_spawn_call(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_cast(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_async_failed(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+// async_new() -> Ref: a call ref of the calling process whose answer an
+// Erlang process sends (an isolated context's spawn_call).
+ERL_NIF_TERM nif_async_new(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
+// async_set_traceback(Ref, Traceback) -> ok: kept for py:last_traceback/0.
+ERL_NIF_TERM nif_async_set_traceback(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_async_owner(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_async_traceback(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_async_cancel(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]);

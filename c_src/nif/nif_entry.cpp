@@ -247,6 +247,8 @@ ErlNifFunc functions[] = {
     {"spawn_call", 5, sized_request<nif_spawn_call>, 0},
     {"cast", 5, sized_request<nif_cast>, 0},
     {"async_failed", 1, guarded<nif_async_failed>, 0},
+    {"async_new", 0, guarded<nif_async_new>, 0},
+    {"async_set_traceback", 2, guarded<nif_async_set_traceback>, 0},
     {"async_owner", 1, guarded<nif_async_owner>, 0},
     {"async_traceback", 1, guarded<nif_async_traceback>, 0},
     {"async_cancel", 1, guarded<nif_async_cancel>, 0},

@@ -6,7 +6,9 @@ sends the external term format instead. The rules are the same, and
 test/py_convert_SUITE.erl (the rule book) runs unchanged against both.
 
 Decoding: integer -> int, float -> float, binary -> str (not valid UTF-8:
-bytes), {bytes, B} -> bytes, {buffer, B} -> a read-only memoryview,
+bytes), {bytes, B} -> bytes, {buffer, B} -> erlang.Buffer (read-only
+bytes, with the buffer protocol; they came over a pipe, so zero-copy has no
+meaning here),
 true/false -> bool, none/nil/undefined -> None, other atoms -> str, list ->
 list, tuple -> tuple, map -> dict, pid -> Pid, reference -> Ref, a handle of
 this worker (the VM's reference for it) -> the object.
@@ -133,7 +135,8 @@ KNOWN_ATOMS = {"ok", "error", "true", "false", "none", "nil", "undefined", "nan"
                "neg_infinity", "hello", "interrupted", "nesting_too_deep", "badarg", "duplicate_key",
                "unsupported_term", "result_too_large", "improper_list", "envs", "handles", "version",
                "executable", "version_info", "pid", "prefix", "stdout", "stderr", "atom",
-               "atom_too_long", "operation", "bad_external_term", "exit", "throw"}
+               "atom_too_long", "operation", "bad_external_term", "exit", "throw", "busy", "data",
+               "format", "itemsize", "shape", "not_a_buffer", "not_contiguous"}
 
 
 def _check_contents(n, depth):
@@ -141,6 +144,15 @@ def _check_contents(n, depth):
     past it."""
     if n and depth >= MAX_NESTING:
         raise ConversionError(Atom("nesting_too_deep"))
+
+
+class Buffer(bytes):
+    """erlang.Buffer: what {buffer, Bin} becomes; back in Erlang, a binary."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<erlang.Buffer of %d bytes>" % len(self)
 
 
 class Decoder:
@@ -272,7 +284,7 @@ class Decoder:
             if name in (b"bytes", b"buffer") and data[after] == 109:
                 n = _unpack_I(data, after + 1)[0]
                 raw = bytes(data[after + 5:after + 5 + n])
-                return (raw if name == b"bytes" else memoryview(raw)), after + 5 + n
+                return (raw if name == b"bytes" else Buffer(raw)), after + 5 + n
         return None
 
     def _skip(self, pos):

@@ -8,7 +8,8 @@ It talks to its context process (src/py_isolated.erl) over the port's pipe,
   2 cancel    the request Id: dropped if queued, interrupted if running
   3 drop_env  EnvId = Id: the env's namespace is released
   4 drop      the handle Id is released
-  5 interrupt whatever runs now (py:interrupt/1)
+  5 interrupt whatever runs now (py:interrupt/1), answered by an interrupted
+              frame Id: whether something ran
   6 reply     to erlang.call Id: Payload = term_to_binary(Result)
   7 bind      handle Id is the VM's reference Payload = term_to_binary(Ref)
   8 info      answered with an info frame Id, by the reader thread: a busy
@@ -23,12 +24,14 @@ Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
   4 send      Payload = {Pid, Term}, from erlang.send (Id: its id, answered
               by a reply frame: whether the process was there)
   5 call      Payload = {Name, Args, Caller}, from erlang.call (Id: its id)
-  6 log       Payload = {Level, Logger, Message, Path, Line, Function}
+  6 log       Payload = {Level, Logger, Message, Path, Line, Function, Caller}
   7 result    as 1, holding handles: {Marker, HandleId} tuples
-  8 info      Payload = #{envs => N, handles => N}, for info request Id
+  8 info      Payload = #{envs => N, handles => N, busy => Bool}, for info
+              request Id
   9 send      as 4, holding handles
  10 call      as 5, holding handles
  11 cancel    erlang.call Id: the Python code waiting for it was stopped
+ 12 interrupted  Payload = true | false, for interrupt request Id
 
 Requests run one at a time on the main thread, as on a context thread. A
 reader thread takes frames off the pipe meanwhile, so a cancel reaches the
@@ -59,7 +62,7 @@ _len = struct.Struct(">I")
 
 REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND, INFO = 1, 2, 3, 4, 5, 6, 7, 8
 HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES, INFO_REPLY = 0, 1, 2, 3, 4, 5, 6, 7, 8
-SEND_WITH_HANDLES, CALL_WITH_HANDLES, CALL_CANCEL = 9, 10, 11
+SEND_WITH_HANDLES, CALL_WITH_HANDLES, CALL_CANCEL, INTERRUPTED = 9, 10, 11, 12
 _WAKE = -1  # in the inbox only: a reply came for the main thread
 
 
@@ -162,8 +165,10 @@ class Worker:
                 # else it has answered already: nothing to stop
         elif kind == INTERRUPT:
             with self.lock:
-                if self.active:
+                running = bool(self.active)
+                if running:
                     self.interrupt(self.active[-1])
+            self.write(INTERRUPTED, ident, etf.Encoder(None).encode(running))
         elif kind == REPLY:
             with self.replied:
                 if ident in self.abandoned:
@@ -174,7 +179,8 @@ class Worker:
             self.inbox.put((_WAKE, ident, None))
         elif kind == INFO:
             # the counts include what waits in the inbox to be dropped
-            counts = {Atom("envs"): len(self.envs), Atom("handles"): len(self.handles)}
+            counts = {Atom("envs"): len(self.envs), Atom("handles"): len(self.handles),
+                      Atom("busy"): bool(self.active)}
             self.write(INFO_REPLY, ident, etf.Encoder(self.handle).encode(counts))
         else:
             self.inbox.put((kind, ident, frame))
@@ -373,9 +379,9 @@ class Worker:
                     else:
                         ns[k] = old
             return (Atom("ok"), value)
-        if name == "call":
+        if name == "call" or name == "call_main":
             _, module, function, args, kwargs = op
-            target = self.find(env_id, _name(module), _name(function))
+            target = self.find(env_id, None if name == "call_main" else _name(module), _name(function))
             return (Atom("ok"), target(*args, **{_name(k): v for k, v in kwargs.items()}))
         if name == "getattr":
             return (Atom("ok"), getattr(op[1], _name(op[2])))
@@ -384,17 +390,33 @@ class Worker:
             return (Atom("ok"), getattr(obj, _name(method))(*args, **{_name(k): v for k, v in kwargs.items()}))
         if name == "to_term":
             return (Atom("ok"), _unwrap(op[1]))
+        if name == "buffer":
+            return _buffer(op[1])
         raise ConversionError((Atom("badarg"), Atom("operation")))
 
     def find(self, env_id, module, function):
-        if module == "__main__":
+        """module.function, as the NIF finds it: "path.join" walks
+        attributes; no module (the atom '__main__') is the caller's env,
+        then the real __main__, then builtins."""
+        first, *rest = function.split(".")
+        if module is None:
             ns = self.env(env_id)
-            if function in ns:
-                return ns[function]
-            import __main__
-            return getattr(__main__, function)
-        import importlib
-        return getattr(importlib.import_module(module), function)
+            if first in ns:
+                target = ns[first]
+            else:
+                import __main__
+                import builtins
+                target = getattr(__main__, first, _GONE)
+                if target is _GONE:
+                    target = getattr(builtins, first, _GONE)
+                if target is _GONE:
+                    raise NameError("name %r is not defined" % (first,))
+        else:
+            import importlib
+            target = getattr(sys.modules.get(module) or importlib.import_module(module), first)
+        for part in rest:
+            target = getattr(target, part)
+        return target
 
     # -- erlang.* -----------------------------------------------------------
 
@@ -443,7 +465,9 @@ class Worker:
     def erlang_send(self, pid, term):
         if not isinstance(pid, (Pid, Atom)):
             raise TypeError("erlang.send: the destination must be an erlang.Pid or an erlang.Atom")
-        payload, handles = self.message("erlang.send", (pid, term))
+        # a name goes as text, {Name}: no atom is made for one nobody has
+        to = (str.__str__(pid),) if isinstance(pid, Atom) else pid
+        payload, handles = self.message("erlang.send", (to, term))
         call = next(self.call_ids)
         self.write(SEND_WITH_HANDLES if handles else SEND, call, payload)
         delivered = etf.decode(self.wait_reply(call))
@@ -457,6 +481,22 @@ class Worker:
         if caller is None:
             raise RuntimeError("erlang.self: no Erlang process is being served")
         return caller
+
+
+def _buffer(obj):
+    """py:buffer/1: the bytes and layout of an object with a buffer, copied
+    once, with the NIF's errors."""
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        return (Atom("error"), Atom("not_a_buffer"))
+    with view:
+        if not view.c_contiguous:
+            return (Atom("error"), Atom("not_contiguous"))
+        if view.nbytes > etf.MAX_RESULT_BYTES:
+            return (Atom("error"), (Atom("result_too_large"), etf.MAX_RESULT_BYTES))
+        return (Atom("ok"), {Atom("data"): view.tobytes(), Atom("format"): view.format,
+                             Atom("itemsize"): view.itemsize, Atom("shape"): list(view.shape)})
 
 
 def _empty_namespace(ns):
@@ -538,7 +578,7 @@ class _ToLogger(logging.Handler):
         try:
             payload = etf.Encoder(self.worker.handle).encode(
                 (record.levelno, record.name, self.format(record), record.pathname,
-                 record.lineno, record.funcName or ""))
+                 record.lineno, record.funcName or "", self.worker.caller()[1]))
             self.worker.write(LOG, 0, payload)
         except Exception:  # noqa: B902 - logging must never raise
             self.handleError(record)
@@ -547,13 +587,16 @@ class _ToLogger(logging.Handler):
 def _erlang_module(worker):
     module = types.ModuleType("erlang", "Erlang from an isolated context's Python.")
     module.Pid, module.Ref, module.Atom = Pid, Ref, Atom
-    module.Error, module.Interrupted = Error, Interrupted
+    module.Error, module.Interrupted, module.Buffer = Error, Interrupted, etf.Buffer
     module.call = worker.erlang_call
     module.send = worker.erlang_send
     module.self = worker.erlang_self
 
     def whereis(name):
-        return worker.erlang_call("_py_whereis", name)
+        if not isinstance(name, str):
+            raise TypeError("erlang.whereis: a name is an erlang.Atom or a str")
+        # as text: no atom is made for a name no process has
+        return worker.erlang_call("_py_whereis", str.__str__(name))
 
     module.whereis = whereis
 
