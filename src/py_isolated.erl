@@ -19,6 +19,7 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -record(state, {id :: term(),
+                marker :: reference() | undefined,  % of handles in answers
                 port :: port() | undefined,  % undefined once the worker is gone
                 os_pid :: non_neg_integer() | undefined,
                 info = #{} :: map(),
@@ -69,7 +70,7 @@ init_it(Parent, Id, Opts) ->
                    end,
             case py_context_registry:register({py_isolated, self(), Port, Marker}, isolated, Slot) of
                 ok ->
-                    State = #state{id = Id, port = Port, os_pid = OsPid, info = Info},
+                    State = #state{id = Id, port = Port, os_pid = OsPid, info = Info, marker = Marker},
                     Deadline = erlang:monotonic_time(millisecond) + maps:get(start_timeout, Opts, 60000),
                     case import_all(maps:get(imports, Opts, []), Deadline, State) of
                         ok ->
@@ -299,7 +300,12 @@ handle_info({Port, {data, <<Kind, Id:64, Payload/binary>>}}, #state{port = Port}
             Alias ! {Alias, kind(Kind), Payload},
             {noreply, State#state{inflight = Inflight, served = State#state.served + 1}};
         error ->
-            %% its caller gave up (a timeout)
+            %% its caller gave up (a timeout): no one will hold the handles
+            %% in the answer, so the worker drops them now
+            ok = case Kind of
+                     ?K_RESULT_WITH_HANDLES -> drop_handles(Port, Payload, State#state.marker);
+                     _ -> ok
+                 end,
             {noreply, State#state{served = State#state.served + 1}}
     end;
 handle_info({Port, {data, <<?K_INFO, Id:64, Payload/binary>>}}, #state{port = Port} = State) ->
@@ -418,6 +424,19 @@ handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
     {stop, {context_crashed, {port_closed, Reason}}, State#state{port = undefined}};
 handle_info(_Msg, State) ->
     {noreply, State}.
+
+drop_handles(Port, Payload, Marker) ->
+    case py_isolated_call:decode(Payload) of
+        {ok, Term} -> lists:foreach(fun(Id) -> port_command(Port, <<?TO_DROP, Id:64>>) end,
+                                    handle_ids(Term, Marker, []));
+        {error, _} -> ok
+    end.
+
+handle_ids({Marker, Id}, Marker, Acc) when is_integer(Id) -> [Id | Acc];
+handle_ids(List, Marker, Acc) when is_list(List) -> lists:foldl(fun(X, A) -> handle_ids(X, Marker, A) end, Acc, List);
+handle_ids(Tuple, Marker, Acc) when is_tuple(Tuple) -> handle_ids(tuple_to_list(Tuple), Marker, Acc);
+handle_ids(Map, Marker, Acc) when is_map(Map) -> handle_ids(maps:to_list(Map), Marker, Acc);
+handle_ids(_, _, Acc) -> Acc.
 
 kind(?K_RESULT) -> result;
 kind(?K_RESULT_WITH_HANDLES) -> result_with_handles;

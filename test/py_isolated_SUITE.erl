@@ -207,6 +207,11 @@ handles_live_while_held(Config) ->
     [spawn(fun() -> Self ! {made, py:eval(Ctx, <<"[object() for _ in range(10)]">>)} end) || _ <- lists:seq(1, 20)],
     [receive {made, {ok, L}} -> 10 = length(L) after ?PATIENCE -> ct:fail(no_handles) end || _ <- lists:seq(1, 20)],
     true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), {_, N} = counts(Ctx), N =< Held end),
+    %% an answer of many handles that its caller may give up on while the
+    %% worker writes it: whichever comes first, none of them is kept
+    spawn(fun() -> Self ! {gave_up, py:eval(Ctx, <<"[object() for _ in range(200000)]">>, #{}, #{timeout => 50})} end),
+    receive {gave_up, _} -> ok after ?PATIENCE -> ct:fail(no_answer) end,
+    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), {_, N} = counts(Ctx), N =< Held end),
     {ok, 2} = py:call_method(H, '__len__', []),
     ok = py_context:stop(Ctx),
     {error, context_not_running} = py:call_method(H, '__len__', []).

@@ -308,15 +308,22 @@ class Worker:
         if isinstance(result, BaseException):
             self.fail(ident, result)
             return
-        encoder = etf.Encoder(self.handle)
+        made = []
+        encoder = etf.Encoder(lambda obj: self.handle(obj, made))
         try:
             payload = encoder.framed(encoder.encode(result, -1))
-        except ConversionError as e:
-            payload = etf.Encoder(self.handle).encode((Atom("error"), e.reason))
-        except RecursionError:
-            payload = etf.Encoder(self.handle).encode((Atom("error"), Atom("nesting_too_deep")))
         except BaseException as e:  # noqa: B902 - a __len__ or __hash__ of the result raised
-            self.fail(ident, e)
+            # the handles made for an answer that is not sent are dropped
+            for handle_id in made:
+                self.handles.pop(handle_id, None)
+            if isinstance(e, ConversionError):
+                payload = etf.Encoder(None).encode((Atom("error"), e.reason))
+            elif isinstance(e, RecursionError):
+                payload = etf.Encoder(None).encode((Atom("error"), Atom("nesting_too_deep")))
+            else:
+                self.fail(ident, e)
+                return
+            self.write(RESULT, ident, payload)
             return
         self.write(RESULT_WITH_HANDLES if encoder.handles_made else RESULT, ident, payload)
 
@@ -337,9 +344,11 @@ class Worker:
         payload = etf.Encoder(self.handle).encode(((Atom("error"), (name, message)), text))
         self.write(FAILURE, ident, payload)
 
-    def handle(self, obj):
+    def handle(self, obj, made=None):
         ident = next(self.handle_ids)
         self.handles[ident] = obj
+        if made is not None:
+            made.append(ident)
         return b"h\x02" + self.marker + etf._int(ident)
 
     # -- the operations -----------------------------------------------------
