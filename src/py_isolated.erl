@@ -244,7 +244,7 @@ import_all([], _Deadline, _State) ->
     ok;
 import_all([Module | Rest], Deadline, #state{port = Port} = State) ->
     Frame = term_to_binary({0, self(), {call, importlib, import_module, [Module], #{}}}),
-    port_command(Port, [<<1, 0:64>>, Frame]),
+    port_command(Port, [<<1, 0:64, 0:64>>, Frame]),
     receive
         {Port, {data, <<?K_RESULT, 0:64, _/binary>>}} -> import_all(Rest, Deadline, State);
         {Port, {data, <<?K_RESULT_WITH_HANDLES, 0:64, _/binary>>}} -> import_all(Rest, Deadline, State);
@@ -495,6 +495,8 @@ deliver(_, _) ->
     false.
 
 callback(Ctx, CallId, Name, Args, Caller) ->
+    %% a request this function makes to the context runs nested in the call
+    put(py_isolated_parent, {Ctx, CallId}),
     %% Python threads call with no caller: the context's group leader stays
     py_callbacks:take_group_leader(case is_pid(Caller) of true -> Caller; false -> undefined end),
     %% the worker waits for exactly one reply, whatever happens here

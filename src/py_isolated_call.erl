@@ -230,7 +230,13 @@ submit_checked(Ctx, Port, EnvId, Timeout, Op, Caller) ->
             Alias = monitor(process, Ctx, [{alias, demonitor}]),
             Id = erlang:unique_integer([positive]),
             Ctx ! {py_isolated_request, Id, Alias},
-            _ = (catch port_command(Port, [<<?TO_REQUEST, Id:64>>, Frame])),
+            %% made by an Erlang function Python called here: it runs now,
+            %% nested in that call; other requests wait their turn
+            Parent = case get(py_isolated_parent) of
+                         {Ctx, CallId} -> CallId;
+                         _ -> 0
+                     end,
+            _ = (catch port_command(Port, [<<?TO_REQUEST, Id:64, Parent:64>>, Frame])),
             %% (a port that has closed: the context is going, and its
             %% monitor says why)
             Result = wait(Ctx, Port, Alias, Id, deadline(Timeout)),

@@ -61,22 +61,6 @@ counts(Ctx) ->
     {ok, #{envs := Envs, handles := Handles}} = py_context:info(Ctx),
     {Envs, Handles}.
 
-%% A process that has exited (a zombie no longer counts: it runs nothing).
-alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            [_, AfterName] = binary:split(Stat, <<") ">>),
-            binary:first(AfterName) =/= $Z;
-        {error, _} ->
-            false
-    end.
-
-rss_kb(OsPid) ->
-    {ok, Status} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status"),
-    [Line] = [L || L <- binary:split(Status, <<"\n">>, [global]), binary:match(L, <<"VmRSS:">>) =:= {0, 6}],
-    [_, Kb | _] = binary:split(Line, [<<" ">>, <<"\t">>], [global, trim_all]),
-    binary_to_integer(Kb).
-
 %% A process that runs Body on Ctx, which tells the test it started; its
 %% answer comes as {answer, Pid, Result}.
 started_call(Ctx, Body) ->
@@ -396,9 +380,9 @@ killed_context_leaves_no_worker(Config) ->
     Ctx = start(?config(case_name, Config)),
     OsPid = worker_pid(Ctx),
     {ok, #{launcher_os_pid := Launcher}} = py_context:info(Ctx),
-    true = alive(OsPid),
+    true = py_test_util:os_process_alive(OsPid),
     exit(Ctx, kill),
-    true = py_test_util:wait_until(fun() -> not alive(OsPid) andalso not alive(Launcher) end).
+    true = py_test_util:wait_until(fun() -> not py_test_util:os_process_alive(OsPid) andalso not py_test_util:os_process_alive(Launcher) end).
 
 churn_keeps_the_worker_flat(Config) ->
     Ctx = start(?config(case_name, Config)),
@@ -406,10 +390,10 @@ churn_keeps_the_worker_flat(Config) ->
     {Envs0, _} = counts(Ctx),
     py_test_util:churn(Ctx, 1000),
     true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), {E, _} = counts(Ctx), E =< Envs0 + 1 end),
-    Rss0 = rss_kb(OsPid),
+    Rss0 = py_test_util:rss_kb(OsPid),
     py_test_util:churn(Ctx, 10000),
     true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), {E, _} = counts(Ctx), E =< Envs0 + 1 end),
-    Growth = rss_kb(OsPid) - Rss0,
+    Growth = py_test_util:rss_kb(OsPid) - Rss0,
     ct:log("worker RSS after 10,000 processes: ~b KB more", [Growth]),
     true = Growth < 20000,
     ok = py_context:stop(Ctx).

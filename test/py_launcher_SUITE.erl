@@ -103,7 +103,7 @@ no_orphan_when_stopped(Config) ->
     Child = child_of(Launcher),
     _ = os:cmd("kill -TERM " ++ integer_to_list(Launcher)),
     {[{py_worker_exit, {signal, 9}}], 137} = finish(Port),
-    true = py_test_util:wait_until(fun() -> not alive(Child) end),
+    true = py_test_util:wait_until(fun() -> not py_test_util:os_process_alive(Child) end),
     ok.
 
 %% The VM closing the port is end-of-file for a child that reads: it ends,
@@ -113,7 +113,7 @@ no_orphan_when_the_port_closes(Config) ->
     {os_pid, Launcher} = erlang:port_info(Port, os_pid),
     Child = child_of(Launcher),
     true = port_close(Port),
-    true = py_test_util:wait_until(fun() -> not alive(Child) andalso not alive(Launcher) end),
+    true = py_test_util:wait_until(fun() -> not py_test_util:os_process_alive(Child) andalso not py_test_util:os_process_alive(Launcher) end),
     ok.
 
 %% A VM killed with SIGKILL runs no cleanup of its own: its erl_child_setup
@@ -127,7 +127,7 @@ no_orphan_when_the_vm_is_killed(Config) ->
     Child = child_of(Launcher),
     VmPid = peer:call(Peer, os, getpid, []),
     _ = os:cmd("kill -KILL " ++ VmPid),
-    true = py_test_util:wait_until(fun() -> not alive(Child) andalso not alive(Launcher) end),
+    true = py_test_util:wait_until(fun() -> not py_test_util:os_process_alive(Child) andalso not py_test_util:os_process_alive(Launcher) end),
     catch peer:stop(Peer),
     ok.
 
@@ -155,12 +155,3 @@ children(File) ->
         {error, _} -> []
     end.
 
-%% A process that has exited (a zombie no longer counts: it runs nothing).
-alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            [_, AfterName] = binary:split(Stat, <<") ">>),
-            binary:first(AfterName) =/= $Z;
-        {error, _} ->
-            false
-    end.

@@ -27,16 +27,11 @@ cases() ->
 in_process_only() ->
     [].
 
-init_per_group(isolated_pool, Config) ->
-    ok = py_test_util:start_isolated_pool(),
-    Config;
-init_per_group(_, Config) ->
-    Config.
+init_per_group(Group, Config) ->
+    py_test_util:init_pool_group(Group, Config).
 
-end_per_group(isolated_pool, _Config) ->
-    py_test_util:stop_isolated_pool();
-end_per_group(_, _Config) ->
-    ok.
+end_per_group(Group, _Config) ->
+    py_test_util:end_pool_group(Group).
 
 init_per_suite(Config) ->
     ok = py_test_util:start(),

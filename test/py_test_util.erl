@@ -2,9 +2,10 @@
 -module(py_test_util).
 -include("py_test.hrl").
 
--export([start/0, stop/0, restart_application/0, with_group_leader/1, collecting_leader/0, collected/1, collecting_leader_loop/1, churn/2, rss_kb/0, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
+-export([start/0, stop/0, restart_application/0, with_group_leader/1, collecting_leader/0, collected/1, collecting_leader_loop/1, churn/2, rss_kb/0, rss_kb/1, os_process_alive/1, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
          python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1,
-         start_isolated_pool/0, stop_isolated_pool/0]).
+         start_isolated_pool/0, stop_isolated_pool/0,
+         init_pool_group/2, end_pool_group/1]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -72,10 +73,41 @@ gl_leader(Acc) ->
 
 %% Resident set size of this OS process, in KiB.
 rss_kb() ->
-    {ok, Status} = file:read_file("/proc/self/status"),
+    rss_kb("self").
+
+%% The resident size of OS process OsPid (an integer, or "self"), in KB.
+rss_kb(OsPid) ->
+    {ok, Status} = file:read_file("/proc/" ++ pid_text(OsPid) ++ "/status"),
     [Line] = [L || L <- binary:split(Status, <<"\n">>, [global]), binary:match(L, <<"VmRSS:">>) =:= {0, 6}],
     [_, Kb | _] = binary:split(Line, [<<" ">>, <<"\t">>], [global, trim_all]),
     binary_to_integer(Kb).
+
+pid_text(OsPid) when is_integer(OsPid) -> integer_to_list(OsPid);
+pid_text(Text) -> Text.
+
+%% Whether OS process OsPid runs (a zombie no longer counts: it runs nothing).
+os_process_alive(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, Stat} ->
+            [_, AfterName] = binary:split(Stat, <<") ">>),
+            binary:first(AfterName) =/= $Z;
+        {error, _} ->
+            false
+    end.
+
+%% Restarts the application with a pool of 2 isolated contexts for group
+%% isolated_pool (spec §11), so a suite's cases run unchanged against
+%% Python in OS processes; other groups run as they are.
+init_pool_group(isolated_pool, Config) ->
+    ok = start_isolated_pool(),
+    Config;
+init_pool_group(_, Config) ->
+    Config.
+
+end_pool_group(isolated_pool) ->
+    stop_isolated_pool();
+end_pool_group(_) ->
+    ok.
 
 %% RSS grew by less than LimitKb. Not measurable in a sanitizer build (ASan
 %% holds freed memory in quarantine): there only the object counts speak.

@@ -4,7 +4,9 @@ It talks to its context process (src/py_isolated.erl) over the port's pipe,
 {packet, 4} frames on the fds it was started with. Frames from the VM are
 <<Kind:8, Id:64, Payload/binary>>:
 
-  1 request   Payload = term_to_binary({EnvId, Caller, Op})
+  1 request   Payload = <<Parent:64, term_to_binary({EnvId, Caller, Op})>>;
+              Parent: the erlang.call whose Erlang function makes this
+              request (0: none)
   2 cancel    the request Id: dropped if queued, interrupted if running
   3 drop_env  EnvId = Id: the env's namespace is released
   4 drop      the handle Id is released
@@ -59,11 +61,13 @@ from erlang_python_etf import Atom, ConversionError, Pid, Ref
 
 _header = struct.Struct(">BQ")
 _len = struct.Struct(">I")
+_parent = struct.Struct(">Q")
 
 REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND, INFO = 1, 2, 3, 4, 5, 6, 7, 8
 HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES, INFO_REPLY = 0, 1, 2, 3, 4, 5, 6, 7, 8
 SEND_WITH_HANDLES, CALL_WITH_HANDLES, CALL_CANCEL, INTERRUPTED = 9, 10, 11, 12
 _WAKE = -1  # in the inbox only: a reply came for the main thread
+MAX_CALL_NESTING = 100  # erlang.call inside erlang.call inside ...
 
 
 _GONE = object()
@@ -104,6 +108,8 @@ class Worker:
         self.interrupt_target = None
         self.in_user_code = False
         self.callers = []  # (request id, caller pid), innermost last
+        self.waiting = []  # erlang.call ids the main thread waits for, innermost last
+        self.deferred = []  # requests that wait for the main thread to be free
         self.call_ids = itertools.count(1)
         self.main_ident = threading.get_ident()
 
@@ -211,12 +217,19 @@ class Worker:
     def serve(self, until=None):
         """Runs what comes, on the main thread; with `until`, returns that
         erlang.call's reply once it comes (what comes meanwhile is served:
-        a nested call from Erlang runs at once). Not user code: a frame
-        taken off the inbox is always served; a cancel of the request that
-        waits here is looked for between frames (it wakes the inbox)."""
+        a request the Erlang function makes runs at once, nested; others
+        wait, as on a context thread, so nesting is only as deep as the
+        calls are). Not user code: a frame taken off the inbox is always
+        served; a cancel of the request that waits here is looked for
+        between frames (it wakes the inbox)."""
         user_code, self.in_user_code = self.in_user_code, False
+        if until is not None:
+            self.waiting.append(until)
         try:
             while True:
+                if until is None and self.deferred:
+                    self.request(*self.deferred.pop(0))
+                    continue
                 if until is not None and self.waiting_one_stopped(until):
                     raise Interrupted("interrupted")
                 if until is not None:
@@ -225,6 +238,8 @@ class Worker:
                             return self.replies.pop(until)
                 self.serve_one(*self.inbox.get())
         finally:
+            if until is not None:
+                self.waiting.pop()
             self.in_user_code = user_code
 
     def waiting_one_stopped(self, call):
@@ -246,7 +261,11 @@ class Worker:
 
     def serve_one(self, kind, ident, frame):
         if kind == REQUEST:
-            self.request(ident, frame)
+            parent = _parent.unpack_from(frame, _header.size)[0]
+            if not self.waiting or (parent and parent in self.waiting):
+                self.request(ident, frame)
+            else:
+                self.deferred.append((ident, frame))
         elif kind == _WAKE:
             pass
         elif kind == DROP_ENV:
@@ -285,7 +304,7 @@ class Worker:
     def outcome(self, ident, frame):
         """The answer to a request: a term, or the exception it raised."""
         try:
-            env_id, caller, op = etf.decode(frame[_header.size:], self.bound, -2)
+            env_id, caller, op = etf.decode(frame[_header.size + _parent.size:], self.bound, -2)
         except ConversionError as e:
             return (Atom("error"), e.reason)
         except BaseException as e:  # noqa: B902 - every exception is an answer
@@ -458,6 +477,10 @@ class Worker:
             raise TypeError("%s: cannot be sent to Erlang: %r" % (what, reason)) from None
 
     def erlang_call(self, name, *args):
+        if threading.get_ident() == self.main_ident and len(self.waiting) >= MAX_CALL_NESTING:
+            # raised here, in user code: deeper, Python's C stack limit could
+            # strike in the worker's own code, between a frame and its answer
+            raise RecursionError("erlang.call: nested more than %d deep" % MAX_CALL_NESTING)
         _, caller = self.caller()
         call = next(self.call_ids)
         payload, handles = self.message("erlang.call", (_name(name), list(args), caller))
