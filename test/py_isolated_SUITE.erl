@@ -11,6 +11,7 @@
          crash_segfault/1, crash_abort/1, crash_exit_status/1, crash_killed_from_outside/1,
          crash_mid_callback/1, crash_while_100_processes_hold_envs/1, memory_limit_enforced/1,
          start_failures/1, python_too_old/1, killed_context_leaves_no_worker/1,
+         killed_context_leaves_no_worker_holding_the_gil/1,
          churn_keeps_the_worker_flat/1, pool_of_isolated_contexts_restarts/1,
          ml_predictor_with_scikit_learn_on_debian_python/1]).
 
@@ -24,6 +25,7 @@ groups() ->
        timeout_stops_the_code, interrupt_running_call, crash_segfault, crash_abort, crash_exit_status,
        crash_killed_from_outside, crash_mid_callback, crash_while_100_processes_hold_envs,
        memory_limit_enforced, start_failures, python_too_old, killed_context_leaves_no_worker,
+       killed_context_leaves_no_worker_holding_the_gil,
        churn_keeps_the_worker_flat]},
      %% restarts the application with an isolated pool: last
      {pool, [], [pool_of_isolated_contexts_restarts, ml_predictor_with_scikit_learn_on_debian_python]}].
@@ -383,6 +385,21 @@ killed_context_leaves_no_worker(Config) ->
     true = py_test_util:os_process_alive(OsPid),
     exit(Ctx, kill),
     true = py_test_util:wait_until(fun() -> not py_test_util:os_process_alive(OsPid) andalso not py_test_util:os_process_alive(Launcher) end).
+
+%% Python stuck in C code that holds the GIL cannot read the end of its
+%% pipe: the launcher, watching for the hang-up, kills it.
+killed_context_leaves_no_worker_holding_the_gil(Config) ->
+    Ctx = start(?config(case_name, Config)),
+    OsPid = worker_pid(Ctx),
+    {ok, #{launcher_os_pid := Launcher}} = py_context:info(Ctx),
+    %% ctypes.PyDLL calls keep the GIL: the reader thread cannot run
+    _ = started_call(Ctx, <<"import ctypes\nctypes.PyDLL(None).sleep(3600)">>),
+    started(),
+    exit(Ctx, kill),
+    true = py_test_util:wait_until(fun() ->
+                                           not py_test_util:os_process_alive(OsPid) andalso
+                                               not py_test_util:os_process_alive(Launcher)
+                                   end).
 
 churn_keeps_the_worker_flat(Config) ->
     Ctx = start(?config(case_name, Config)),

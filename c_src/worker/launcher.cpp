@@ -15,8 +15,13 @@
 // No orphans: the launcher dies with its parent (the VM's erl_child_setup,
 // which dies with the VM) and the child with the launcher (both through
 // PR_SET_PDEATHSIG); SIGTERM to the launcher kills the child at once; and
-// the child sees end-of-file on fd 0 whenever the VM closes the port.
+// when the VM closes the port (its context was killed), the child sees
+// end-of-file on fd 0 and the launcher, which watches fd 0 for the hang-up
+// without reading it, kills the child: a Python stuck in C code holding the
+// GIL cannot read that end-of-file.
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -35,6 +40,25 @@
 namespace {
 
 volatile sig_atomic_t child_pid = 0;
+
+// Returns once the child has exited, or kills it once the VM has closed the
+// port (fd 0 hangs up; the launcher never reads it). Without pidfds (Linux
+// before 5.3) it returns at once and only the child's end-of-file remains.
+void wait_for_exit_or_hangup(pid_t pid) {
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) return;
+    pollfd fds[2] = {{pidfd, POLLIN, 0}, {0, 0, 0}};
+    for (;;) {
+        int n = poll(fds, 2, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || (fds[0].revents & POLLIN)) break;
+        if (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+            kill(pid, SIGKILL);
+            break;
+        }
+    }
+    close(pidfd);
+}
 
 void on_term(int) {
     if (child_pid > 0) kill(child_pid, SIGKILL);
@@ -184,6 +208,7 @@ int main(int argc, char** argv) {
     } while (got < 0 && errno == EINTR);
     close(err_pipe[0]);
 
+    wait_for_exit_or_hangup(pid);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) {
