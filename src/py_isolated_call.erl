@@ -106,9 +106,13 @@ cast_checked(Env, {_, Module, Function, _, _} = Op) ->
                                          {{_, _}, Traceback} when is_binary(Traceback) -> [Head, "\n", Traceback];
                                          _ -> Head
                                      end,
-                              py_logger ! {py_log, 40, <<"erlang_python.cast">>, iolist_to_binary(Text),
-                                           #{file => undefined, line => 0, function => undefined, caller => Caller}},
-                              ok;
+                              Record = {py_log, 40, <<"erlang_python.cast">>, iolist_to_binary(Text),
+                                        #{file => undefined, line => 0, function => undefined, caller => Caller}},
+                              %% dropped if py_logger is not running, as the NIF drops it
+                              case whereis(py_logger) of
+                                  undefined -> ok;
+                                  Logger -> Logger ! Record, ok
+                              end;
                           _ ->
                               ok
                       end
