@@ -183,7 +183,7 @@ spawn_call(Module, Function, Args) ->
                 (pid(), module_name(), function_name(), list()) -> call_ref().
 spawn_call(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
     spawned(on_default_context(
-              fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> spawn_in(Env, Module, Function, Args, Kwargs) end) end));
+              fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> py_ops:spawn_call(Env, {call, Module, Function, Args, Kwargs}) end) end));
 spawn_call(Ctx, Module, Function, Args) ->
     spawn_call(Ctx, Module, Function, Args, #{}).
 
@@ -193,18 +193,10 @@ spawn_call(Ctx, Module, Function, Args) ->
 spawn_call(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:spawn_call(Ctx, [Ctx, Module, Function, Args, Kwargs]);
 spawn_call(Ctx, Module, Function, Args, Kwargs) ->
-    spawned(py_local_env:with(Ctx, fun(Env) -> spawn_in(Env, Module, Function, Args, Kwargs) end)).
+    spawned(py_local_env:with(Ctx, fun(Env) -> py_ops:spawn_call(Env, {call, Module, Function, Args, Kwargs}) end)).
 
 spawned({error, Reason}) -> py_nif:async_failed(Reason);
 spawned(Ref) -> Ref.
-
-%% An in-process env queues on its context itself; an isolated one's call
-%% is made by a process of its own (spec §11).
-spawn_in(Env, M, F, A, K) when is_reference(Env) -> py_nif:spawn_call(Env, M, F, A, K);
-spawn_in(Env, M, F, A, K) -> py_isolated_call:spawn_call(Env, {call, M, F, A, K}).
-
-cast_in(Env, M, F, A, K) when is_reference(Env) -> py_nif:cast(Env, M, F, A, K);
-cast_in(Env, M, F, A, K) -> py_isolated_call:cast(Env, {call, M, F, A, K}).
 
 %% @doc The answer of {@link spawn_call/5}, waiting up to 30 s.
 -spec await(call_ref()) -> result().
@@ -263,7 +255,7 @@ cast(Module, Function, Args) ->
           (pid(), module_name(), function_name(), list()) -> ok | error().
 cast(Module, Function, Args, Kwargs) when is_map(Kwargs) ->
     on_default_context(
-      fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> cast_in(Env, Module, Function, Args, Kwargs) end) end);
+      fun(Ctx) -> py_local_env:with(Ctx, fun(Env) -> py_ops:cast(Env, {call, Module, Function, Args, Kwargs}) end) end);
 cast(Ctx, Module, Function, Args) ->
     cast(Ctx, Module, Function, Args, #{}).
 
@@ -271,7 +263,7 @@ cast(Ctx, Module, Function, Args) ->
 cast(Ctx, Module, Function, Args, Kwargs) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:call(Ctx, {cast, [Ctx, Module, Function, Args, Kwargs]});
 cast(Ctx, Module, Function, Args, Kwargs) ->
-    py_local_env:with(Ctx, fun(Env) -> cast_in(Env, Module, Function, Args, Kwargs) end).
+    py_local_env:with(Ctx, fun(Env) -> py_ops:cast(Env, {call, Module, Function, Args, Kwargs}) end).
 
 %% @doc Runs the calls `[{Module, Function, Args}]' (or `{M, F, A, Kwargs}')
 %% spread over the pool's contexts, at the same time where the mode allows
@@ -415,8 +407,7 @@ getattr(Handle, Name) ->
 
 -spec getattr(handle(), atom() | binary(), options()) -> result().
 getattr(Handle, Name, Opts) ->
-    run_on_handle(Handle, Opts, {getattr, Handle, Name},
-                  fun(H, Tag) -> py_nif:handle_getattr(H, Tag, Name) end).
+    on_handle(Handle, Opts, {getattr, Handle, Name}).
 
 %% @doc `Handle.Method(*Args)'.
 -spec call_method(handle(), atom() | binary(), list()) -> result().
@@ -429,8 +420,7 @@ call_method(Handle, Method, Args, Kwargs) ->
 
 -spec call_method(handle(), atom() | binary(), list(), map(), options()) -> result().
 call_method(Handle, Method, Args, Kwargs, Opts) ->
-    run_on_handle(Handle, Opts, {call_method, Handle, Method, Args, Kwargs},
-                  fun(H, Tag) -> py_nif:handle_call_method(H, Tag, Method, Args, Kwargs) end).
+    on_handle(Handle, Opts, {call_method, Handle, Method, Args, Kwargs}).
 
 %% @doc Converts the object to a term, turning a set, dict view, range or
 %% other mapping at the top level into a list or map.
@@ -440,7 +430,7 @@ to_term(Handle) ->
 
 -spec to_term(handle(), options()) -> result().
 to_term(Handle, Opts) ->
-    run_on_handle(Handle, Opts, {to_term, Handle}, fun(H, Tag) -> py_nif:handle_to_term(H, Tag) end).
+    on_handle(Handle, Opts, {to_term, Handle}).
 
 %% @doc The bytes and layout of an object that exports a buffer (a numpy
 %% array, `array.array', `memoryview', `bytes'...): one flat copy of its
@@ -459,7 +449,7 @@ buffer(Handle) ->
 
 -spec buffer(handle(), options()) -> {ok, buffer_info()} | error().
 buffer(Handle, Opts) ->
-    run_on_handle(Handle, Opts, {buffer, Handle}, fun(H, Tag) -> py_nif:handle_buffer(H, Tag) end).
+    on_handle(Handle, Opts, {buffer, Handle}).
 
 %% @doc True for an opaque Python object handle.
 -spec is_handle(term()) -> boolean().
@@ -570,7 +560,7 @@ info() ->
                   {ok, R} -> R;
                   {error, Why} -> #{python => {error, Why}}
               end,
-    Contexts = [maps:merge(#{pid => Pid, pool_slot => Slot}, context_info(Ref))
+    Contexts = [maps:merge(#{pid => Pid, pool_slot => Slot}, py_ops:context_info(Ref))
                 || {Pid, Ref, _Mode, Slot} <- py_context_registry:contexts()],
     EventLoop = case py_event_loop:info() of
                     {ok, Loop} -> Loop;
@@ -659,11 +649,11 @@ preload(Code) ->
 %% A request on context Ctx, once its arguments are known to be sane (a
 %% bad timeout must be refused before anything is queued: the reply would
 %% otherwise land in the mailbox later).
-request(Ctx, _Opts, _Submit) when not is_pid(Ctx) ->
+request(Ctx, _Opts, _Op) when not is_pid(Ctx) ->
     {error, {badarg, context}};
-request(Ctx, Opts, Submit) ->
+request(Ctx, Opts, Op) ->
     case py_call:timeout(Opts, infinity) of
-        {ok, Timeout} -> run(Ctx, Timeout, Submit);
+        {ok, Timeout} -> py_ops:run(Ctx, Timeout, Op);
         {error, _} = Error -> Error
     end.
 
@@ -686,32 +676,10 @@ on_default_context(Fun) ->
             Error
     end.
 
-run(Ctx, Timeout, Op) ->
-    py_local_env:with(Ctx, fun(Env) when is_reference(Env) -> py_call:submit_and_wait(Env, Timeout, nif_submit(Op));
-                              (Env) -> py_isolated_call:request(Env, Timeout, Op)
-                           end).
-
-%% A request in an in-process env: the NIF queues it on the env's context.
-nif_submit({exec, Code}) -> fun(Env, Tag) -> py_nif:exec(Env, Tag, Code) end;
-nif_submit({eval, Expr, Locals}) -> fun(Env, Tag) -> py_nif:eval(Env, Tag, Expr, Locals) end;
-nif_submit({call, M, F, A, K}) -> fun(Env, Tag) -> py_nif:call(Env, Tag, M, F, A, K) end.
-
-run_on_handle(Handle, Opts, Op, Submit) ->
+%% An operation on a handle, once its options are known to be sane.
+on_handle(Handle, Opts, Op) ->
     case py_call:timeout(Opts, ?DEFAULT_TIMEOUT) of
-        {ok, Timeout} ->
-            case py_isolated_call:handle_request(Handle, Timeout, Op) of
-                not_isolated -> py_call:submit_and_wait(Handle, Timeout, Submit);
-                Result -> Result
-            end;
-        {error, _} = Error ->
-            Error
+        {ok, Timeout} -> py_ops:on_handle(Handle, Timeout, Op);
+        {error, _} = Error -> Error
     end.
-
-context_info({py_isolated, _, _, _} = Ref) ->
-    case py_isolated_call:info(Ref) of
-        {ok, Info} -> Info;
-        {error, Why} -> #{mode => isolated, running => false, error => Why}
-    end;
-context_info(Ref) ->
-    py_nif:context_info(Ref).
 

@@ -18,7 +18,7 @@
 
 -export([start_link/0, register/2, unregister/1]).
 %% for isolated contexts, whose worker's calls py_isolated runs
--export([run/2, take_group_leader/1, is_registered/1]).
+-export([run/2, take_group_leader/1, is_registered/1, format/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(TABLE, ?MODULE).
@@ -177,8 +177,9 @@ run(Name, Args) ->
 apply_target({Module, Function}, Args) -> Module:Function(Args);
 apply_target(Fun, Args) -> Fun(Args).
 
-%% The reason as Python will read it: bounded, since a reason may carry
-%% whole (or nested) error messages.
+%% @doc The reason as Python will read it: bounded, since a reason may
+%% carry whole (or nested) error messages.
+-spec format(term()) -> binary().
 format(Reason) ->
     Text = iolist_to_binary(io_lib:format("~0P", [Reason, 20])),
     case byte_size(Text) > 2000 of

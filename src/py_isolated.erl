@@ -351,7 +351,7 @@ handle_info({Port, {data, <<Kind, CallId:64, Payload/binary>>}}, #state{port = P
     %% there, as in-process: the worker waits for this answer
     Delivered = case from_worker(Kind =:= ?K_SEND_WITH_HANDLES, Port, Payload) of
                     {ok, {To, Msg}} -> deliver(To, Msg);
-                    {error, Reason} -> {error, format_reason(Reason)}
+                    {error, Reason} -> {error, py_callbacks:format(Reason)}
                 end,
     port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary(Delivered)]),
     {noreply, State};
@@ -362,7 +362,7 @@ handle_info({Port, {data, <<Kind, CallId:64, Payload/binary>>}}, #state{port = P
             {noreply, run_callback(CallId, Name, Args, Caller, State)};
         {error, Reason} ->
             port_command(Port, [<<?TO_REPLY, CallId:64>>,
-                                term_to_binary({error, error, none, format_reason(Reason)})]),
+                                term_to_binary({error, error, none, py_callbacks:format(Reason)})]),
             {noreply, State}
     end;
 handle_info({py_isolated_reply, CallId, Reply}, #state{port = Port, runners = Runners} = State) ->
@@ -379,7 +379,7 @@ handle_info({'DOWN', MRef, process, _, Reason}, #state{callbacks = Callbacks, po
     %% a runner that ended without replying (killed, or exit(self(),
     %% normal)): the worker waits for exactly one reply
     {CallId, Rest} = maps:take(MRef, Callbacks),
-    port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary({error, exit, none, format_reason(Reason)})]),
+    port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary({error, exit, none, py_callbacks:format(Reason)})]),
     {noreply, State#state{callbacks = Rest, runners = maps:remove(CallId, State#state.runners)}};
 handle_info({Port, {data, <<?K_CALL_CANCEL, CallId:64>>}}, #state{port = Port, runners = Runners} = State) ->
     %% the Python code waiting for it was cancelled: its runner stops
@@ -482,14 +482,9 @@ deliver(To, Msg) when is_pid(To) ->
         false -> To ! Msg, true
     end;
 deliver({Name}, Msg) when is_binary(Name) ->
-    try binary_to_existing_atom(Name, utf8) of
-        Atom ->
-            case whereis(Atom) of
-                undefined -> false;
-                Pid -> Pid ! Msg, true
-            end
-    catch
-        error:badarg -> false
+    case registered(Name) of
+        undefined -> false;
+        Pid -> Pid ! Msg, true
     end;
 deliver(_, _) ->
     false.
@@ -507,7 +502,7 @@ callback(Ctx, CallId, Name, Args, Caller) ->
                      _ -> py_callbacks:run(Name, Args)
                  end
              catch
-                 Class:Reason -> {error, Class, Reason, format_reason(Reason)}
+                 Class:Reason -> {error, Class, Reason, py_callbacks:format(Reason)}
              end,
     Reply = case py_nif:encode_request(for_python(Result)) of
                 {error, {argument_too_large, Max}} ->
@@ -520,13 +515,16 @@ callback(Ctx, CallId, Name, Args, Caller) ->
     ok.
 
 whereis_name([Name]) when is_binary(Name) ->
-    try binary_to_existing_atom(Name, utf8) of
-        Atom -> {ok, case whereis(Atom) of undefined -> none; Pid -> Pid end}
-    catch
-        error:badarg -> {ok, none}
-    end;
+    {ok, case registered(Name) of undefined -> none; Pid -> Pid end};
 whereis_name(_) ->
     {error, error, badarg, <<"erlang.whereis takes one name">>}.
+
+%% The process registered under the name `Name' (a binary), making no atom
+%% for a name no process has.
+registered(Name) ->
+    try whereis(binary_to_existing_atom(Name, utf8))
+    catch error:badarg -> undefined
+    end.
 
 %% An Erlang reason may hold terms Python has no form for (funs, ports):
 %% those reach Python as None, with the text beside them.
@@ -541,6 +539,3 @@ convertible(T, D) when is_list(T) -> lists:all(fun(X) -> convertible(X, D + 1) e
 convertible(T, D) when is_tuple(T) -> convertible(tuple_to_list(T), D);
 convertible(T, D) when is_map(T) -> convertible(maps:to_list(T), D);
 convertible(_, _) -> false.
-
-format_reason(Why) ->
-    iolist_to_binary(io_lib:format("~0P", [Why, 20])).

@@ -63,24 +63,22 @@ counts(Ctx) ->
     {ok, #{envs := Envs, handles := Handles}} = py_context:info(Ctx),
     {Envs, Handles}.
 
-%% A process that runs Body on Ctx, which tells the test it started; its
-%% answer comes as {answer, Pid, Result}.
+%% A process that runs Body on Ctx (with Locals bound), which tells the
+%% test it started; its answer comes as {answer, Pid, Result}.
 started_call(Ctx, Body) ->
+    started_call(Ctx, Body, #{}).
+
+started_call(Ctx, Body, Locals) ->
     Self = self(),
     spawn(fun() ->
                   R = py:eval(Ctx, <<"exec('import erlang\\nerlang.send(t, \\'started\\')\\n' + body, globals())">>,
-                              #{t => Self, body => Body}),
+                              Locals#{t => Self, body => Body}),
                   Self ! {answer, self(), R}
           end).
 
 %% A call that waits at a gate after telling the test it started.
 gated(Ctx, Gate) ->
-    Self = self(),
-    spawn(fun() ->
-                  R = py:eval(Ctx, <<"(__import__('erlang').send(t, 'started'), __import__('test_gate').wait(g))[1]">>,
-                              #{g => Gate, t => Self}),
-                  Self ! {answer, self(), R}
-          end).
+    started_call(Ctx, <<"__import__('test_gate').wait(g)">>, #{g => Gate}).
 
 started() ->
     receive <<"started">> -> ok after ?PATIENCE -> ct:fail(not_started) end.

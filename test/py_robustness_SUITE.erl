@@ -10,9 +10,7 @@ all() ->
     [{group, in_process}, {group, isolated_pool}].
 
 groups() ->
-    [{in_process, [], cases()},
-     %% the same cases on an application whose pool is isolated
-     {isolated_pool, [], cases() -- in_process_only()}].
+    py_test_util:pool_groups(cases(), in_process_only()).
 
 cases() ->
     [timeout_interrupts_busy_loop, timeout_not_swallowed_by_except_exception,

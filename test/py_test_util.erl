@@ -5,7 +5,7 @@
 -export([start/0, stop/0, restart_application/0, with_group_leader/1, collecting_leader/0, collected/1, collecting_leader_loop/1, churn/2, rss_kb/0, rss_kb/1, os_process_alive/1, rss_growth_ok/2, wait_until/1, wait_until/2, drain_gc/0,
          python_objects/0, settle/1, gate/2, open_gate/1, capture_logs/2, log/2, flush/0, log_text/1, start_group_context/3, stop_group_context/1,
          start_isolated_pool/0, stop_isolated_pool/0,
-         init_pool_group/2, end_pool_group/1]).
+         pool_groups/2, init_pool_group/2, end_pool_group/1]).
 
 start() ->
     {ok, _} = application:ensure_all_started(erlang_python),
@@ -94,6 +94,11 @@ os_process_alive(OsPid) ->
         {error, _} ->
             false
     end.
+
+%% Groups in_process (Cases) and isolated_pool: the same cases, but for
+%% InProcessOnly, on an application whose pool is isolated.
+pool_groups(Cases, InProcessOnly) ->
+    [{in_process, [], Cases}, {isolated_pool, [], Cases -- InProcessOnly}].
 
 %% Restarts the application with a pool of 2 isolated contexts for group
 %% isolated_pool (spec §11), so a suite's cases run unchanged against
