@@ -23,13 +23,17 @@
                 port :: port() | undefined,  % undefined once the worker is gone
                 os_pid :: non_neg_integer() | undefined,
                 info = #{} :: map(),
-                inflight = #{} :: #{pos_integer() => reference()},
+                %% where each answer goes: an alias, or for a request made on behalf of
+                %% a process that does not wait (spawn_call, cast), the process
+                %% that waits for it, that process, and whether it printed
+                inflight = #{} :: #{pos_integer() => reference() | {pid(), pid(), boolean()}},
                 served = 0 :: non_neg_integer(),
                 %% info and interrupt calls the worker's reader thread answers
                 infos = #{} :: #{pos_integer() => gen_server:from()},
                 %% erlang.call runners, by monitor and by call id
                 callbacks = #{} :: #{reference() => non_neg_integer()},
                 runners = #{} :: #{non_neg_integer() => {pid(), reference()}},
+                streams :: py_isolated_stream:streams() | undefined,
                 exit_why :: term()}).
 
 %% Frame kinds: see priv/python/isolated/erlang_python_isolated.py.
@@ -46,6 +50,8 @@
 -define(K_CALL_WITH_HANDLES, 10).
 -define(K_CALL_CANCEL, 11).
 -define(K_INTERRUPTED, 12).
+-define(K_STREAM_ITEM, 13).
+-define(K_STREAM_FAILED, 16).
 -define(TO_CANCEL, 2).
 -define(TO_DROP_ENV, 3).
 -define(TO_DROP, 4).
@@ -75,7 +81,7 @@ init_it(Parent, Id, Opts) ->
                     case import_all(maps:get(imports, Opts, []), Deadline, State) of
                         ok ->
                             proc_lib:init_ack(Parent, {ok, self()}),
-                            gen_server:enter_loop(?MODULE, [], State);
+                            gen_server:enter_loop(?MODULE, [], State#state{streams = py_isolated_stream:new()});
                         {error, Reason} ->
                             fail(Reason, State)
                     end;
@@ -281,6 +287,11 @@ handle_call(info, From, #state{port = Port, infos = Infos} = State) ->
     Id = erlang:unique_integer([positive]),
     port_command(Port, <<?TO_INFO, Id:64>>),
     {noreply, State#state{infos = Infos#{Id => From}}};
+handle_call({py_isolated_stream_start, Owner, Window, Parent, Frame}, _From, #state{port = Port} = State) ->
+    {Reply, Streams} = py_isolated_stream:started({Owner, Window, Parent, Frame}, Port, self(), State#state.streams),
+    {reply, Reply, State#state{streams = Streams}};
+handle_call({py_isolated_stream_cancel, Id}, _From, #state{port = Port} = State) ->
+    {reply, ok, State#state{streams = py_isolated_stream:cancelled(Id, Port, State#state.streams)}};
 handle_call(_Request, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
@@ -293,9 +304,22 @@ handle_cast(_Msg, State) ->
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({py_isolated_request, Id, Alias}, #state{inflight = Inflight} = State) ->
     {noreply, State#state{inflight = Inflight#{Id => Alias}}};
+handle_info({py_isolated_request, Id, Waiter, For}, #state{inflight = Inflight} = State) ->
+    {noreply, State#state{inflight = Inflight#{Id => {Waiter, For, false}}}};
 handle_info({Port, {data, <<Kind, Id:64, Payload/binary>>}}, #state{port = Port} = State)
   when Kind =:= ?K_RESULT; Kind =:= ?K_FAILURE; Kind =:= ?K_RESULT_WITH_HANDLES ->
     case maps:take(Id, State#state.inflight) of
+        {{Waiter, For, true}, Inflight} ->
+            %% behind the text py_relay has still to write for that process
+            Answer = {Waiter, kind(Kind), Payload},
+            _ = case whereis(py_relay) of
+                    undefined -> Waiter ! Answer;
+                    Relay -> Relay ! {'$py_after_text', For, Waiter, Answer}
+                end,
+            {noreply, State#state{inflight = Inflight, served = State#state.served + 1}};
+        {{Waiter, _, false}, Inflight} ->
+            Waiter ! {Waiter, kind(Kind), Payload},
+            {noreply, State#state{inflight = Inflight, served = State#state.served + 1}};
         {Alias, Inflight} ->
             Alias ! {Alias, kind(Kind), Payload},
             {noreply, State#state{inflight = Inflight, served = State#state.served + 1}};
@@ -303,7 +327,7 @@ handle_info({Port, {data, <<Kind, Id:64, Payload/binary>>}}, #state{port = Port}
             %% its caller gave up (a timeout): no one will hold the handles
             %% in the answer, so the worker drops them now
             ok = case Kind of
-                     ?K_RESULT_WITH_HANDLES -> drop_handles(Port, Payload, State#state.marker);
+                     ?K_RESULT_WITH_HANDLES -> py_isolated_call:drop_handles(Port, Payload, State#state.marker);
                      _ -> ok
                  end,
             {noreply, State#state{served = State#state.served + 1}}
@@ -336,15 +360,36 @@ handle_info({Port, {data, <<?K_INTERRUPTED, Id:64, Payload/binary>>}}, #state{po
             {noreply, State}
     end;
 handle_info({Port, {data, <<?K_OUTPUT, Id:64, Payload/binary>>}}, #state{port = Port} = State) ->
+    {Kind, Text} = binary_to_term(Payload),
     case State#state.inflight of
+        #{Id := {Waiter, For, _}} = Inflight ->
+            %% made for a process that does not wait in receive: py_relay
+            %% writes it at that process's group leader, in the order the
+            %% requests printed, and the answer waits behind it
+            case whereis(py_relay) of
+                undefined ->
+                    Waiter ! {Waiter, py_output, Kind, Text},
+                    {noreply, State};
+                Relay ->
+                    Relay ! {'$py_output', For, Kind, Text, 0},
+                    {noreply, State#state{inflight = Inflight#{Id := {Waiter, For, true}}}}
+            end;
         #{Id := Alias} ->
-            {Stream, Text} = binary_to_term(Payload),
-            Alias ! {Alias, py_output, Stream, Text},
-            ok;
+            Alias ! {Alias, py_output, Kind, Text},
+            {noreply, State};
         _ ->
-            ok
-    end,
-    {noreply, State};
+            %% a stream's step, or a request whose caller has gone
+            case py_isolated_stream:output(Id, Kind, Text, State#state.streams) of
+                not_stream -> {noreply, State};
+                Streams -> {noreply, State#state{streams = Streams}}
+            end
+    end;
+handle_info({Port, {data, <<Kind, Id:64, Payload/binary>>}}, #state{port = Port, marker = Marker} = State)
+  when Kind >= ?K_STREAM_ITEM, Kind =< ?K_STREAM_FAILED ->
+    Streams = py_isolated_stream:from_worker(Kind, Id, Payload, {self(), Port, Marker}, State#state.streams),
+    {noreply, State#state{streams = Streams}};
+handle_info({py_isolated_stream_out, Id, Message}, State) ->
+    {noreply, State#state{streams = py_isolated_stream:relayed(Id, Message, State#state.streams)}};
 handle_info({Port, {data, <<Kind, CallId:64, Payload/binary>>}}, #state{port = Port} = State)
   when Kind =:= ?K_SEND; Kind =:= ?K_SEND_WITH_HANDLES ->
     %% erlang.send raises ProcessLookupError for a process that is not
@@ -381,6 +426,12 @@ handle_info({'DOWN', MRef, process, _, Reason}, #state{callbacks = Callbacks, po
     {CallId, Rest} = maps:take(MRef, Callbacks),
     port_command(Port, [<<?TO_REPLY, CallId:64>>, term_to_binary({error, exit, none, py_callbacks:format(Reason)})]),
     {noreply, State#state{callbacks = Rest, runners = maps:remove(CallId, State#state.runners)}};
+handle_info({'DOWN', MRef, process, _, _}, #state{port = Port, streams = Streams0} = State) ->
+    %% the owner of a stream: the worker closes its generator
+    case py_isolated_stream:owner_down(MRef, Port, Streams0) of
+        not_mine -> {noreply, State};
+        Streams -> {noreply, State#state{streams = Streams}}
+    end;
 handle_info({Port, {data, <<?K_CALL_CANCEL, CallId:64>>}}, #state{port = Port, runners = Runners} = State) ->
     %% the Python code waiting for it was cancelled: its runner stops
     case Runners of
@@ -424,19 +475,6 @@ handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
     {stop, {context_crashed, {port_closed, Reason}}, State#state{port = undefined}};
 handle_info(_Msg, State) ->
     {noreply, State}.
-
-drop_handles(Port, Payload, Marker) ->
-    case py_isolated_call:decode(Payload) of
-        {ok, Term} -> lists:foreach(fun(Id) -> port_command(Port, <<?TO_DROP, Id:64>>) end,
-                                    handle_ids(Term, Marker, []));
-        {error, _} -> ok
-    end.
-
-handle_ids({Marker, Id}, Marker, Acc) when is_integer(Id) -> [Id | Acc];
-handle_ids(List, Marker, Acc) when is_list(List) -> lists:foldl(fun(X, A) -> handle_ids(X, Marker, A) end, Acc, List);
-handle_ids(Tuple, Marker, Acc) when is_tuple(Tuple) -> handle_ids(tuple_to_list(Tuple), Marker, Acc);
-handle_ids(Map, Marker, Acc) when is_map(Map) -> handle_ids(maps:to_list(Map), Marker, Acc);
-handle_ids(_, _, Acc) -> Acc.
 
 kind(?K_RESULT) -> result;
 kind(?K_RESULT_WITH_HANDLES) -> result_with_handles;

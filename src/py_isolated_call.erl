@@ -16,7 +16,7 @@
 -module(py_isolated_call).
 
 -export([env_new/1, is_env/1, decode/1, exception_name/1, request/3, spawn_call/2, cast/2, context_request/4, handle_request/3, is_handle/1, info/1, interrupt/1,
-         with_handles/3]).
+         with_handles/3, drop_handles/3, stream_request/2, down_reason/1]).
 
 -export([keep/1]).
 
@@ -32,6 +32,7 @@
 
 %% Frame kinds: see priv/python/isolated/erlang_python_isolated.py.
 -define(TO_REQUEST, 1).
+-define(TO_DROP, 4).
 -define(TO_BIND, 7).
 
 %% @doc A new env on the isolated context `CtxRef' (its registry row).
@@ -76,8 +77,7 @@ spawn_call(Env, Op0) ->
 
 spawn_checked(Env, Op) ->
     Ref = py_nif:async_new(),
-    on_behalf(fun(Caller) ->
-                      Result = request(Env, infinity, Op, Caller),
+    on_behalf(Env, Op, fun(Caller, Result) ->
                       case {Result, get(py_last_traceback)} of
                           {{error, {_, _}}, Traceback} when is_binary(Traceback) ->
                               ok = py_nif:async_set_traceback(Ref, Traceback);
@@ -98,8 +98,8 @@ cast(Env, Op0) ->
     end.
 
 cast_checked(Env, {_, Module, Function, _, _} = Op) ->
-    on_behalf(fun(Caller) ->
-                      case request(Env, infinity, Op, Caller) of
+    on_behalf(Env, Op, fun(Caller, Result) ->
+                      case Result of
                           {error, Reason} ->
                               Head = io_lib:format("py:cast of ~0p:~0p failed: ~0p", [Module, Function, Reason]),
                               Text = case {Reason, get(py_last_traceback)} of
@@ -119,14 +119,48 @@ cast_checked(Env, {_, Module, Function, _, _} = Op) ->
               end),
     ok.
 
-on_behalf(Fun) ->
+%% The caller writes the request itself, so that its requests run in the
+%% order it made them, as the NIF queues them; a process of its own (with
+%% the caller's group leader, for what the request prints) waits for the
+%% answer and gives it to `Then(Caller, Result)'.
+on_behalf(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId} = Env, Op, Then) ->
     Caller = self(),
     Leader = group_leader(),
-    _ = spawn(fun() ->
-                      group_leader(Leader, self()),
-                      Fun(Caller)
-              end),
+    Waiter = spawn(fun() ->
+                           group_leader(Leader, self()),
+                           Mon = monitor(process, Ctx),
+                           Result = receive
+                                        {Caller, {ok, Id}} -> wait(Ctx, Port, self(), Mon, Id, infinity);
+                                        {Caller, {error, _} = Error} -> Error
+                                    end,
+                           %% the handles in Op outlive the request
+                           ?MODULE:keep(Op),
+                           Then(Caller, Result)
+                   end),
+    Waiter ! {Caller, send_request(Ctx, Port, EnvId, Op, Caller, {Waiter, Caller})},
+    keep(Env),
+    ok;
+on_behalf(_Env, _Op, Then) ->
+    _ = Then(self(), {error, {badarg, env}}),
     ok.
+
+%% @doc A stream's first request (py:stream_start/4 on an isolated context):
+%% `Op', a call, checked and encoded as {@link request/3} would send it, with
+%% the context it goes to and the erlang.call it is made in (0: none).
+-spec stream_request(env(), op()) ->
+          {ok, {pid(), non_neg_integer(), binary()}} | {error, term()}.
+stream_request(#py_isolated_env{ctx = Ctx, id = EnvId}, Op0) ->
+    case checked(Op0) of
+        {ok, Op} ->
+            case py_nif:encode_request({EnvId, self(), Op}) of
+                Frame when is_binary(Frame) -> {ok, {Ctx, parent(Ctx), Frame}};
+                {error, _} = Error -> Error
+            end;
+        {error, _} = Error ->
+            Error
+    end;
+stream_request(_Env, _Op) ->
+    {error, {badarg, env}}.
 
 %% @doc `Op' on the context `CtxRef' in `Env', or in the context's shared
 %% namespace for `undefined' (py_nif:context_exec/eval).
@@ -229,48 +263,67 @@ is_proper_list([_ | T]) -> is_proper_list(T);
 is_proper_list(_) -> false.
 
 submit_checked(Ctx, Port, EnvId, Timeout, Op, Caller) ->
-    case py_nif:encode_request({EnvId, Caller, Op}) of
-        Frame when is_binary(Frame) ->
-            Alias = monitor(process, Ctx, [{alias, demonitor}]),
-            Id = erlang:unique_integer([positive]),
-            Ctx ! {py_isolated_request, Id, Alias},
-            %% made by an Erlang function Python called here: it runs now,
-            %% nested in that call; other requests wait their turn
-            Parent = case get(py_isolated_parent) of
-                         {Ctx, CallId} -> CallId;
-                         _ -> 0
-                     end,
-            _ = (catch port_command(Port, [<<?TO_REQUEST, Id:64, Parent:64>>, Frame])),
-            %% (a port that has closed: the context is going, and its
-            %% monitor says why)
-            Result = wait(Ctx, Port, Alias, Id, deadline(Timeout)),
+    Alias = monitor(process, Ctx, [{alias, demonitor}]),
+    case send_request(Ctx, Port, EnvId, Op, Caller, Alias) of
+        {ok, Id} ->
+            Result = wait(Ctx, Port, Alias, Alias, Id, deadline(Timeout)),
             %% the handles in Op must outlive the request: were they
             %% collected first, the worker would be told to drop them
             ?MODULE:keep(Op),
             Result;
         {error, _} = Error ->
+            demonitor(Alias, [flush]),
             Error
     end.
 
-wait(Ctx, Port, Alias, Id, Deadline) ->
+%% Writes the request to the worker; its answer goes to `To' (an alias),
+%% or `{Waiter, For}': to the process Waiter, which waits for it on behalf
+%% of For, whose group leader py_relay writes its output at. The answer is
+%% `{To or Waiter, Kind, Binary}'.
+send_request(Ctx, Port, EnvId, Op, Caller, To) ->
+    case py_nif:encode_request({EnvId, Caller, Op}) of
+        Frame when is_binary(Frame) ->
+            Id = erlang:unique_integer([positive]),
+            Ctx ! case To of
+                      {Waiter, For} -> {py_isolated_request, Id, Waiter, For};
+                      Alias -> {py_isolated_request, Id, Alias}
+                  end,
+            _ = (catch port_command(Port, [<<?TO_REQUEST, Id:64, (parent(Ctx)):64>>, Frame])),
+            %% (a port that has closed: the context is going, and its
+            %% monitor says why)
+            {ok, Id};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% Made by an Erlang function Python called on Ctx: the erlang.call's id.
+%% The request runs now, nested in that call; other requests wait their turn.
+parent(Ctx) ->
+    case get(py_isolated_parent) of
+        {Ctx, CallId} -> CallId;
+        _ -> 0
+    end.
+
+%% The answer to request Id, tagged `To'; `Mon' watches the context.
+wait(Ctx, Port, To, Mon, Id, Deadline) ->
     receive
-        {Alias, Kind, Bin} when Kind =:= result; Kind =:= result_with_handles; Kind =:= failure ->
-            demonitor(Alias, [flush]),
+        {To, Kind, Bin} when Kind =:= result; Kind =:= result_with_handles; Kind =:= failure ->
+            demonitor(Mon, [flush]),
             answer(Ctx, Port, Kind, Bin);
-        {Alias, py_output, _Stream, Text} ->
+        {To, py_output, _Stream, Text} ->
             output(Text),
-            wait(Ctx, Port, Alias, Id, Deadline);
-        {'DOWN', Alias, process, _, Reason} ->
+            wait(Ctx, Port, To, Mon, Id, Deadline);
+        {'DOWN', Mon, process, _, Reason} ->
             {error, down_reason(Reason)}
     after remaining(Deadline) ->
         Ctx ! {py_isolated_cancel, Id},
-        demonitor(Alias, [flush]),
+        demonitor(Mon, [flush]),
         %% an answer that came before the alias went is still the answer
         receive
-            {Alias, Kind, Bin} when Kind =:= result; Kind =:= result_with_handles; Kind =:= failure ->
+            {To, Kind, Bin} when Kind =:= result; Kind =:= result_with_handles; Kind =:= failure ->
                 answer(Ctx, Port, Kind, Bin)
         after 0 ->
-            flush_output(Alias),
+            flush_output(To),
             {error, timeout}
         end
     end.
@@ -325,6 +378,8 @@ safe_decode(Bin) ->
             {error, {badarg, <<"an isolated worker's answer is not a term, or names an atom not made">>}}
     end.
 
+%% @doc What a caller hears of a context that went down with `Reason'.
+-spec down_reason(term()) -> term().
 down_reason({context_crashed, _} = Crash) -> Crash;
 down_reason(noproc) -> context_not_running;
 down_reason(normal) -> context_stopped;
@@ -384,3 +439,19 @@ replace(Map, Marker, Ctx, Port, Made) when is_map(Map) ->
     {maps:from_list(Pairs), M};
 replace(Other, _Marker, _Ctx, _Port, Made) ->
     {Other, Made}.
+
+%% @doc Tells the worker to drop the handles in an answer nobody takes
+%% (its caller gave up, or its stream was cancelled).
+-spec drop_handles(port(), binary(), reference()) -> ok.
+drop_handles(Port, Payload, Marker) ->
+    case decode(Payload) of
+        {ok, Term} -> lists:foreach(fun(Id) -> port_command(Port, <<?TO_DROP, Id:64>>) end,
+                                    handle_ids(Term, Marker, []));
+        {error, _} -> ok
+    end.
+
+handle_ids({Marker, Id}, Marker, Acc) when is_integer(Id) -> [Id | Acc];
+handle_ids(List, Marker, Acc) when is_list(List) -> lists:foldl(fun(X, A) -> handle_ids(X, Marker, A) end, Acc, List);
+handle_ids(Tuple, Marker, Acc) when is_tuple(Tuple) -> handle_ids(tuple_to_list(Tuple), Marker, Acc);
+handle_ids(Map, Marker, Acc) when is_map(Map) -> handle_ids(maps:to_list(Map), Marker, Acc);
+handle_ids(_, _, Acc) -> Acc.

@@ -5,7 +5,7 @@
 %% handle the operation goes through.
 -module(py_ops).
 
--export([run/3, on_handle/3, spawn_call/2, cast/2, context_info/1]).
+-export([run/3, on_handle/3, spawn_call/2, cast/2, stream_start/4, context_info/1]).
 
 -type op() :: {exec, term()} | {eval, term(), term()} | {call, term(), term(), term(), term()}.
 -type handle_op() :: {getattr, term(), term()} | {call_method, term(), term(), term(), term()}
@@ -37,6 +37,14 @@ spawn_call(Env, Op) -> py_isolated_call:spawn_call(Env, Op).
 -spec cast(term(), op()) -> ok | {error, term()}.
 cast(Env, {call, M, F, A, K}) when is_reference(Env) -> py_nif:cast(Env, M, F, A, K);
 cast(Env, Op) -> py_isolated_call:cast(Env, Op).
+
+%% @doc A stream (py:stream_start/4) of what `{call, M, F, A, K}' returns,
+%% in `Env', to `Owner', with `Window' (0: none).
+-spec stream_start(term(), pid(), non_neg_integer(), op()) -> {ok, reference()} | {error, term()}.
+stream_start(Env, Owner, Window, {call, M, F, A, K}) when is_reference(Env) ->
+    py_nif:stream_start(Env, Owner, Window, M, F, A, K);
+stream_start(Env, Owner, Window, Op) ->
+    py_isolated_stream:start(Env, Owner, Window, Op).
 
 %% @doc What py:info() says of a context, by its registry row.
 -spec context_info(term()) -> map().

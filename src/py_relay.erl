@@ -94,6 +94,10 @@ handle_info({'$py_stream', Ref, Owner, Message}, S) ->
                       end
               end,
     {noreply, after_text(Owner, Forward, S)};
+handle_info({'$py_after_text', Pid, To, Message}, S) ->
+    %% (an isolated context's stream: the context sends it on, unless the
+    %% stream was cancelled meanwhile)
+    {noreply, after_text(Pid, fun() -> To ! Message end, S)};
 handle_info({'$py_send', To, Term}, S) ->
     Send = fun() ->
                    case finish(Term) of

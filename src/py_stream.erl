@@ -26,12 +26,7 @@ start(_Module, _Function, _Args, _Opts, _OnDefault) ->
     {error, {badarg, options}}.
 
 start_here(Ctx, Owner, Window, Module, Function, Args, Kwargs) ->
-    py_local_env:with(Ctx, fun(Env) when is_reference(Env) ->
-                                   py_nif:stream_start(Env, Owner, Window, Module, Function, Args, Kwargs);
-                              (_IsolatedEnv) ->
-                                   %% not built yet for Python in OS processes (issue 13)
-                                   {error, {not_supported, <<"streams on isolated contexts">>}}
-                           end).
+    py_local_env:with(Ctx, fun(Env) -> py_ops:stream_start(Env, Owner, Window, {call, Module, Function, Args, Kwargs}) end).
 
 %% @doc The options of {@link py:stream_start/4}, checked: `{Ctx or
 %% undefined, Owner, Window (0: none), Kwargs}'.
@@ -87,6 +82,12 @@ items(Ref, Deadline, Acc) ->
 ack(Ref, Count) when is_reference(Ref), node(Ref) =/= node() ->
     py_remote:stream_ack(Ref, Count);
 ack(Ref, Count) ->
+    case py_isolated_stream:ack(Ref, Count) of
+        not_isolated -> ack_here(Ref, Count);
+        Result -> Result
+    end.
+
+ack_here(Ref, Count) ->
     case py_nif:stream_ack(Ref, Count) of
         {error, {badarg, ref}} = Error when is_reference(Ref) ->
             %% a stream run here for a caller on another node, owned here
@@ -101,6 +102,12 @@ cancel(Ref) when is_reference(Ref), node(Ref) =/= node() ->
     ok = py_remote:stream_cancel(Ref),
     flush(Ref);
 cancel(Ref) ->
+    case py_isolated_stream:cancel(Ref) of
+        not_isolated -> cancel_here(Ref);
+        ok -> flush(Ref)
+    end.
+
+cancel_here(Ref) ->
     case py_nif:stream_cancel(Ref) of
         ok ->
             flush(Ref);

@@ -13,7 +13,9 @@
          start_failures/1, python_too_old/1, killed_context_leaves_no_worker/1,
          killed_context_leaves_no_worker_holding_the_gil/1,
          churn_keeps_the_worker_flat/1, pool_of_isolated_contexts_restarts/1,
-         ml_predictor_with_scikit_learn_on_debian_python/1]).
+         ml_predictor_with_scikit_learn_on_debian_python/1,
+         crash_mid_stream/1, killed_context_ends_its_streams/1, stream_items_that_are_handles/1,
+         stream_churn_10000_processes/1]).
 
 all() ->
     [{group, contexts}, {group, pool}].
@@ -26,7 +28,8 @@ groups() ->
        crash_killed_from_outside, crash_mid_callback, crash_while_100_processes_hold_envs,
        memory_limit_enforced, start_failures, python_too_old, killed_context_leaves_no_worker,
        killed_context_leaves_no_worker_holding_the_gil,
-       churn_keeps_the_worker_flat]},
+       churn_keeps_the_worker_flat, crash_mid_stream, killed_context_ends_its_streams,
+       stream_items_that_are_handles, stream_churn_10000_processes]},
      %% restarts the application with an isolated pool: last
      {pool, [], [pool_of_isolated_contexts_restarts, ml_predictor_with_scikit_learn_on_debian_python]}].
 
@@ -411,6 +414,109 @@ churn_keeps_the_worker_flat(Config) ->
     Growth = py_test_util:rss_kb(OsPid) - Rss0,
     ct:log("worker RSS after 10,000 processes: ~b KB more", [Growth]),
     true = Growth < 20000,
+    ok = py_context:stop(Ctx).
+
+%% ---------------------------------------------------------------------------
+%% Streams (spec §9) on an isolated context
+
+naturals(Ctx) ->
+    ok = py:exec(Ctx, <<"
+import erlang
+def naturals():
+    i = 0
+    while True:
+        yield i
+        i += 1
+def crashes_midway(t):
+    yield 'one'
+    erlang.send(t, 'started')
+    import ctypes
+    ctypes.string_at(0)
+">>).
+
+stream_end(Ref) ->
+    receive {py_stream, Ref, {data, _}} -> stream_end(Ref);
+            {py_stream, Ref, End} -> End
+    after ?PATIENCE -> ct:fail({stream_stuck, Ref})
+    end.
+
+%% The worker dies in one stream's step while another waits at its window:
+%% both owners hear of the crash, and nothing else of either stream.
+crash_mid_stream(Config) ->
+    Ctx = start(?config(case_name, Config)),
+    naturals(Ctx),
+    {ok, Waiting} = py:stream_start('__main__', naturals, [], #{ctx => Ctx, window => 1}),
+    receive {py_stream, Waiting, {data, 0}} -> ok after ?PATIENCE -> ct:fail(stuck) end,
+    {ok, Crashing} = py:stream_start('__main__', crashes_midway, [self()], #{ctx => Ctx}),
+    Crash = {error, {context_crashed, {signal, 11}}},
+    Crash = stream_end(Crashing),
+    Crash = stream_end(Waiting),
+    ok = py:stream_ack(Waiting),
+    ok = py:stream_cancel(Waiting),
+    {error, context_not_running} = py:stream_start('__main__', naturals, [], #{ctx => Ctx}),
+    {messages, Left} = process_info(self(), messages),
+    [] = [M || {py_stream, _, _} = M <- Left],
+    {ok, 2} = py:eval(<<"1 + 1">>).
+
+%% A context killed (no terminate runs) still tells its streams' owners.
+killed_context_ends_its_streams(Config) ->
+    Ctx = start(?config(case_name, Config)),
+    naturals(Ctx),
+    {ok, Ref} = py:stream_start('__main__', naturals, [], #{ctx => Ctx, window => 2}),
+    exit(Ctx, kill),
+    {error, {context_crashed, killed}} = stream_end(Ref).
+
+%% Items with no Erlang form come as handles; those of a stream cancelled
+%% before its items arrived are dropped by the worker.
+stream_items_that_are_handles(Config) ->
+    Ctx = start(?config(case_name, Config)),
+    ok = py:exec(Ctx, <<"
+class Box:
+    def __init__(self, n):
+        self.n = n
+def boxes(n):
+    for i in range(n):
+        yield Box(i)
+">>),
+    {ok, [B0, B1, B2]} = py:stream(Ctx, '__main__', boxes, [3], #{}),
+    {ok, [0, 1, 2]} = {ok, [element(2, py:getattr(B, n)) || B <- [B0, B1, B2]]},
+    {_, Handles0} = counts(Ctx),
+    [begin
+         {ok, Ref} = py:stream_start('__main__', boxes, [100000], #{ctx => Ctx}),
+         receive {py_stream, Ref, {data, _}} -> ok after ?PATIENCE -> ct:fail(stuck) end,
+         ok = py:stream_cancel(Ref)
+     end || _ <- lists:seq(1, 5)],
+    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), {_, H} = counts(Ctx), H =< Handles0 end),
+    {ok, #{streams := 0}} = py_context:info(Ctx),
+    ok = py_context:stop(Ctx).
+
+%% 10,000 processes each start a stream in their own env and exit half-way:
+%% every generator is closed (its finally ran, its globals still there),
+%% and the worker's streams and envs are back where they were.
+stream_churn_10000_processes(Config) ->
+    Ctx = start(?config(case_name, Config)),
+    ok = py:exec(Ctx, <<"import sys, types\nsys.modules['_ep_closed'] = types.ModuleType('_ep_closed')\n"
+                        "sys.modules['_ep_closed'].log = 0\n">>),
+    {Envs0, _} = counts(Ctx),
+    Self = self(),
+    lists:foreach(
+      fun(_) ->
+              Pids = [spawn(fun() ->
+                                    ok = py:exec(Ctx, <<"import sys\nclosed = sys.modules['_ep_closed']\n"
+                                                        "def tracked(n):\n"
+                                                        "    try:\n"
+                                                        "        yield from range(n)\n"
+                                                        "    finally:\n"
+                                                        "        closed.log += 1\n">>),
+                                    {ok, Ref} = py:stream_start('__main__', tracked, [100], #{ctx => Ctx, window => 2}),
+                                    receive {py_stream, Ref, {data, 0}} -> ok end,
+                                    Self ! {churned, self()}
+                            end) || _ <- lists:seq(1, 100)],
+              [receive {churned, P} -> ok after ?PATIENCE -> ct:fail({stuck, P}) end || P <- Pids]
+      end, lists:seq(1, 100)),
+    true = py_test_util:wait_until(fun() -> {ok, 10000} =:= py:eval(Ctx, <<"__import__('_ep_closed').log">>) end),
+    true = py_test_util:wait_until(fun() -> py_test_util:drain_gc(), {E, _} = counts(Ctx), E =< Envs0 + 1 end),
+    {ok, #{streams := 0}} = py_context:info(Ctx),
     ok = py_context:stop(Ctx).
 
 %% Runs Fun on the application restarted with a pool of N isolated

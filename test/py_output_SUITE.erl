@@ -6,7 +6,7 @@
 -compile([export_all, nowarn_export_all]).
 
 all() ->
-    [{group, worker}, {group, subinterp}, {group, owngil}, {group, once}].
+    [{group, worker}, {group, subinterp}, {group, owngil}, {group, isolated}, {group, once}].
 
 groups() ->
     Cases = [print_reaches_the_group_leader, output_comes_before_the_answer, partial_lines_stderr_flush,
@@ -15,7 +15,7 @@ groups() ->
              async_calls_print_before_their_answer, cast_prints_at_the_group_leader,
              streams_print_before_they_end, callbacks_print_where_their_caller_does,
              caller_gone_before_the_output],
-    [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
+    [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases}, {isolated, [], Cases},
      {once, [], [ct_captures_python_output, event_loop_output_reaches_the_group_leader,
                  relayed_output_is_bounded_at_a_stuck_group_leader, an_answer_waits_for_its_text,
                  relay_survives_a_leader_catching_up]}].

@@ -16,6 +16,11 @@ It talks to its context process (src/py_isolated.erl) over the port's pipe,
   7 bind      handle Id is the VM's reference Payload = term_to_binary(Ref)
   8 info      answered with an info frame Id, by the reader thread: a busy
               main thread does not hold it up
+  9 stream    start stream Id: Payload = <<Parent:64, Window:64,
+              term_to_binary({EnvId, Caller, Op})>>, Op a call; Window 0:
+              none. It starts in its turn, as a request.
+ 10 ack       stream Id: Payload = <<N:64>>, N more items may be sent
+ 11 close     stream Id: its generator is closed, nothing more is sent
 
 Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
 
@@ -34,8 +39,13 @@ Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
  10 call      as 5, holding handles
  11 cancel    erlang.call Id: the Python code waiting for it was stopped
  12 interrupted  Payload = true | false, for interrupt request Id
+ 13 item      of stream Id: Payload = the item
+ 14 item      as 13, holding handles
+ 15 end       of stream Id: Payload = done | {error, Reason}
+ 16 failed    stream Id raised: Payload as in 2
 
-Requests run one at a time on the main thread, as on a context thread. A
+Requests run one at a time on the main thread, as on a context thread, and
+streams are stepped between them (erlang_python_stream.py). A
 reader thread takes frames off the pipe meanwhile, so a cancel reaches the
 running code, replies reach Python threads that wait in erlang.call, and
 end of file (the VM closed the port, or went) ends the process.
@@ -45,6 +55,8 @@ runs user code (worker_user_code): never while the worker writes a frame or
 an answer. One that comes while the worker's own code runs waits for the
 user code to resume.
 """
+import collections
+import io
 import itertools
 import logging
 import os
@@ -58,14 +70,24 @@ import types
 
 import erlang_python_etf as etf
 from erlang_python_etf import Atom, ConversionError, Pid, Ref
+from erlang_python_stream import AsyncSteps, Stream, iterator_of
 
 _header = struct.Struct(">BQ")
 _len = struct.Struct(">I")
 _parent = struct.Struct(">Q")
+_stream_start = struct.Struct(">QQ")
 
 REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND, INFO = 1, 2, 3, 4, 5, 6, 7, 8
 HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES, INFO_REPLY = 0, 1, 2, 3, 4, 5, 6, 7, 8
 SEND_WITH_HANDLES, CALL_WITH_HANDLES, CALL_CANCEL, INTERRUPTED = 9, 10, 11, 12
+STREAM_START, STREAM_ACK, STREAM_CANCEL = 9, 10, 11
+STREAM_ITEM, STREAM_ITEM_WITH_HANDLES, STREAM_END, STREAM_FAILED = 13, 14, 15, 16
+ITEMS_PER_STEP = 64  # when nothing else waits for the main thread
+# What one request may print, as in-process: each write costs its bytes and
+# a message's worth more; past the bound the rest is dropped, with a note.
+OUTPUT_BOUND = 16 << 20
+OUTPUT_MESSAGE_COST = 256
+OUTPUT_CUT_NOTE = "\n[erlang_python: output of this call past 16 MiB dropped]\n"
 _WAKE = -1  # in the inbox only: a reply came for the main thread
 MAX_CALL_NESTING = 100  # erlang.call inside erlang.call inside ...
 
@@ -112,10 +134,21 @@ class Worker:
         self.deferred = []  # requests that wait for the main thread to be free
         self.call_ids = itertools.count(1)
         self.main_ident = threading.get_ident()
+        # Streams: the dict is shared with the reader thread (under the lock);
+        # the rest is the main thread's.
+        self.streams = {}  # stream id -> Stream
+        self.ready = collections.deque()  # streams that may send or must close
+        self.env_streams = {}  # env id -> streams running in it
+        self.dropped_envs = {}  # env id -> namespace dropped while streams use it
+        self.async_steps = None
+        self.outputs = []  # sys.stdout and sys.stderr, once set
+        self.output_spent = {}  # request or stream id -> its output's cost so far
 
     # -- the pipe -----------------------------------------------------------
 
     def write(self, kind, ident, payload):
+        if kind != OUTPUT and threading.get_ident() == self.main_ident:
+            self.flush_output()  # what was printed comes before what follows it
         frame = _header.pack(kind, ident) + payload
         data = _len.pack(len(frame)) + frame
         # a frame is written whole: an interrupt waits until it is out
@@ -130,6 +163,27 @@ class Worker:
         finally:
             if user_code:
                 self.enter_user_code()
+
+    def flush_output(self, but=None):
+        """Main thread: the text sys.stdout and sys.stderr hold, out now."""
+        for out in self.outputs:
+            if out is not but and out.pending:
+                out.flush()
+
+    def output(self, ident, stream, text):
+        """Main thread: text printed while serving `ident`, to its caller,
+        within the request's bound."""
+        data = text.encode("utf-8", "backslashreplace")  # lone surrogates escaped
+        spent = self.output_spent.get(ident, 0)
+        cost = len(data) + OUTPUT_MESSAGE_COST
+        if spent + cost > OUTPUT_BOUND:
+            if spent <= OUTPUT_BOUND:  # the first write past it: the note, once
+                self.output_spent[ident] = OUTPUT_BOUND + 1
+                note = OUTPUT_CUT_NOTE.encode("ascii")
+                self.write(OUTPUT, ident, etf.Encoder(None).encode((Atom("stderr"), note)))
+            return
+        self.output_spent[ident] = spent + cost
+        self.write(OUTPUT, ident, etf.Encoder(None).encode((stream, data)))
 
     def reader(self):
         buf = bytearray()
@@ -156,10 +210,24 @@ class Worker:
     def take(self, frame):
         """A frame from the VM, on the reader thread."""
         kind, ident = _header.unpack_from(frame)
-        if kind == REQUEST:
+        if kind == REQUEST or kind == STREAM_START:
             with self.lock:
                 self.queued.add(ident)
             self.inbox.put((kind, ident, frame))
+        elif kind == STREAM_ACK:
+            with self.lock:
+                stream = self.streams.get(ident)
+                if stream is not None:
+                    stream.acked(_parent.unpack_from(frame, _header.size)[0])
+            self.inbox.put((_WAKE, ident, None))
+        elif kind == STREAM_CANCEL:
+            with self.lock:
+                stream = self.streams.get(ident)
+                if stream is not None:
+                    stream.cancelled = True
+                elif ident in self.queued or ident in self.active:
+                    self.cancelled.add(ident)  # its start has not registered it yet
+            self.inbox.put((_WAKE, ident, None))
         elif kind == CANCEL:
             with self.lock:
                 if self.active and self.active[-1] == ident:
@@ -185,8 +253,10 @@ class Worker:
             self.inbox.put((_WAKE, ident, None))
         elif kind == INFO:
             # the counts include what waits in the inbox to be dropped
-            counts = {Atom("envs"): len(self.envs), Atom("handles"): len(self.handles),
-                      Atom("busy"): bool(self.active)}
+            with self.lock:
+                streams = len(self.streams)
+            counts = {Atom("envs"): len(self.envs) + len(self.dropped_envs), Atom("handles"): len(self.handles),
+                      Atom("busy"): bool(self.active), Atom("streams"): streams}
             self.write(INFO_REPLY, ident, etf.Encoder(self.handle).encode(counts))
         else:
             self.inbox.put((kind, ident, frame))
@@ -228,7 +298,7 @@ class Worker:
         try:
             while True:
                 if until is None and self.deferred:
-                    self.request(*self.deferred.pop(0))
+                    self.start(*self.deferred.pop(0))
                     continue
                 if until is not None and self.waiting_one_stopped(until):
                     raise Interrupted("interrupted")
@@ -236,7 +306,18 @@ class Worker:
                     with self.lock:
                         if until in self.replies:
                             return self.replies.pop(until)
-                self.serve_one(*self.inbox.get())
+                stream = self.next_ready()
+                if stream is None:
+                    self.serve_one(*self.inbox.get())
+                    continue
+                # a step, then one frame if one waits: streams and requests
+                # take turns
+                self.step(stream)
+                try:
+                    frame = self.inbox.get_nowait()
+                except queue.Empty:
+                    continue
+                self.serve_one(*frame)
         finally:
             if until is not None:
                 self.waiting.pop()
@@ -260,18 +341,24 @@ class Worker:
         return stop
 
     def serve_one(self, kind, ident, frame):
-        if kind == REQUEST:
+        if kind == REQUEST or kind == STREAM_START:
             parent = _parent.unpack_from(frame, _header.size)[0]
-            if not self.waiting or (parent and parent in self.waiting):
-                self.request(ident, frame)
+            if self.may_run(parent):
+                self.start(kind, ident, frame)
             else:
-                self.deferred.append((ident, frame))
+                self.deferred.append((kind, ident, frame))
         elif kind == _WAKE:
-            pass
+            stream = self.streams.get(ident)
+            if stream is not None:
+                self.make_ready(stream)
         elif kind == DROP_ENV:
             ns = self.envs.pop(ident, None)
             if ns is not None:
-                _empty_namespace(ns)
+                if self.env_streams.get(ident):
+                    # a generator still runs in it: its globals stay until it closes
+                    self.dropped_envs[ident] = ns
+                else:
+                    _empty_namespace(ns)
         elif kind == DROP:
             self.handles.pop(ident, None)
             self.bound.pop(self.refs.pop(ident, None), None)
@@ -281,6 +368,18 @@ class Worker:
                 ref = frame[_header.size + 1:]
                 self.refs[ident] = ref
                 self.bound[ref] = obj
+
+    def may_run(self, parent):
+        """Whether what was made in erlang.call `parent` (0: none) may run
+        now: always, unless the main thread waits in erlang.call; then only
+        what that call's Erlang function makes."""
+        return not self.waiting or (parent and parent in self.waiting)
+
+    def start(self, kind, ident, frame):
+        if kind == REQUEST:
+            self.request(ident, frame)
+        else:
+            self.stream_start(ident, frame)
 
     def request(self, ident, frame):
         with self.lock:
@@ -294,6 +393,7 @@ class Worker:
         try:
             self.answer(ident, self.outcome(ident, frame))
         finally:
+            self.output_spent.pop(ident, None)
             with self.lock:
                 self.active.pop()
                 self.cancelled.discard(ident)
@@ -346,7 +446,10 @@ class Worker:
             return
         self.write(RESULT_WITH_HANDLES if encoder.handles_made else RESULT, ident, payload)
 
-    def fail(self, ident, exc):
+    def fail(self, ident, exc, kind=FAILURE):
+        self.write(kind, ident, self.failure(exc))
+
+    def failure(self, exc):
         name = type(exc).__name__
         if isinstance(exc, Interrupted):
             name = "Interrupted"
@@ -360,8 +463,7 @@ class Worker:
             message = "<exception str() failed>"
         # the class name as text: the VM makes it an atom if it may (the
         # budget of new atoms), as in-process
-        payload = etf.Encoder(self.handle).encode(((Atom("error"), (name, message)), text))
-        self.write(FAILURE, ident, payload)
+        return etf.Encoder(self.handle).encode(((Atom("error"), (name, message)), text))
 
     def handle(self, obj, made=None):
         ident = next(self.handle_ids)
@@ -369,6 +471,220 @@ class Worker:
         if made is not None:
             made.append(ident)
         return b"h\x02" + self.marker + etf._int(ident)
+
+    # -- streams --------------------------------------------------------------
+
+    def stream_start(self, ident, frame):
+        """Calls the streamed function and takes an iterator of what it
+        returns; its first step comes in its turn. A failure ends the stream
+        at once."""
+        with self.lock:
+            self.queued.discard(ident)
+            if ident in self.cancelled:  # cancelled, or its owner gone, while it queued
+                self.cancelled.discard(ident)
+                return
+            self.active.append(ident)
+        outer_user_code = self.in_user_code
+        self.in_user_code = False
+        stream = None
+        end = None
+        try:
+            parent, window = _stream_start.unpack_from(frame, _header.size)
+            try:
+                env_id, caller, op = etf.decode(frame[_header.size + _stream_start.size:], self.bound, -2)
+                self.callers.append((ident, caller))
+            except ConversionError as e:
+                end = (Atom("error"), e.reason)
+            except BaseException as e:  # noqa: B902 - every exception ends the stream
+                end = e
+            else:
+                try:
+                    try:
+                        _, value = self.run(env_id, op)
+                        iterator, is_async = iterator_of(value)  # __iter__ is user code too
+                    finally:
+                        self.in_user_code = False
+                        self.callers.pop()
+                except Interrupted:
+                    end = (Atom("error"), Atom("interrupted"))
+                except ConversionError as e:
+                    end = (Atom("error"), e.reason)
+                except BaseException as e:  # noqa: B902 - every exception ends the stream
+                    end = e
+                else:
+                    stream = Stream(ident, caller, parent, window, env_id, iterator, is_async)
+                    self.env_streams[env_id] = self.env_streams.get(env_id, 0) + 1
+        finally:
+            with self.lock:
+                self.active.pop()
+                if self.interrupt_target == ident:
+                    self.interrupt_target = None
+                cancelled = ident in self.cancelled
+                self.cancelled.discard(ident)
+                if stream is not None:
+                    stream.cancelled = cancelled
+                    self.streams[ident] = stream
+            self.in_user_code = outer_user_code
+        if stream is None:
+            if not cancelled:
+                self.end_stream(ident, end)
+            return
+        self.make_ready(stream)
+
+    def make_ready(self, stream):
+        """Queues a step of `stream` if it may send, or must close."""
+        if stream.ready or stream.iterator is None:
+            return
+        with self.lock:
+            go = stream.cancelled or stream.may_send()
+        if go:
+            stream.ready = True
+            self.ready.append(stream)
+
+    def next_ready(self):
+        """The next stream to step now, or None. While the main thread
+        waits in erlang.call, only streams started by that call's Erlang
+        function are stepped, as requests are."""
+        for _ in range(len(self.ready)):
+            stream = self.ready.popleft()
+            if stream.running or not self.may_run(stream.parent):
+                self.ready.append(stream)
+                continue
+            stream.ready = False
+            return stream
+        return None
+
+    def step(self, stream):
+        """Sends the stream's next items: up to ITEMS_PER_STEP, one if
+        anything else waits, none past its window."""
+        if stream.cancelled:
+            self.close_stream(stream)
+            return
+        stream.running = True
+        with self.lock:
+            self.active.append(stream.ident)
+        self.callers.append((stream.ident, stream.caller))
+        outer_user_code = self.in_user_code
+        self.in_user_code = False
+        ended = False
+        try:
+            for n in range(ITEMS_PER_STEP):
+                with self.lock:
+                    if stream.cancelled or not stream.may_send():
+                        break
+                if n > 0 and (self.deferred or not self.inbox.empty()):
+                    break
+                end = None
+                try:
+                    try:
+                        self.enter_user_code()
+                        if stream.is_async:
+                            if self.async_steps is None:
+                                self.async_steps = AsyncSteps()
+                            item = self.async_steps.next(stream.iterator)
+                        else:
+                            item = next(stream.iterator)
+                    finally:
+                        self.in_user_code = False
+                except (StopIteration, StopAsyncIteration):
+                    end = Atom("done")
+                except Interrupted:
+                    end = (Atom("error"), Atom("interrupted"))
+                except BaseException as e:  # noqa: B902 - every exception ends the stream
+                    end = e
+                if end is None:
+                    end = self.send_item(stream, item)
+                    del item
+                if end is not None:
+                    self.end_stream(stream.ident, end)
+                    ended = True
+                    break
+                with self.lock:
+                    stream.sent()
+        finally:
+            self.callers.pop()
+            with self.lock:
+                self.active.pop()
+                if self.interrupt_target == stream.ident:
+                    self.interrupt_target = None
+            self.in_user_code = outer_user_code
+            stream.running = False
+        if ended or stream.cancelled:
+            self.close_stream(stream)
+        else:
+            self.make_ready(stream)
+
+    def send_item(self, stream, item):
+        """Writes one item; None, or how the stream ends when the item has
+        no Erlang form."""
+        made = []
+        encoder = etf.Encoder(lambda obj: self.handle(obj, made))
+        try:
+            payload = encoder.framed(encoder.encode(item, -1))
+        except BaseException as e:  # noqa: B902 - a __len__ or __hash__ of the item raised
+            for handle_id in made:
+                self.handles.pop(handle_id, None)
+            if isinstance(e, ConversionError):
+                return (Atom("error"), e.reason)
+            if isinstance(e, RecursionError):
+                return (Atom("error"), Atom("nesting_too_deep"))
+            return e
+        self.write(STREAM_ITEM_WITH_HANDLES if encoder.handles_made else STREAM_ITEM, stream.ident, payload)
+        return None
+
+    def end_stream(self, ident, end):
+        """done, (error, Reason), or the exception the stream raised."""
+        if isinstance(end, BaseException):
+            self.fail(ident, end, STREAM_FAILED)
+        else:
+            self.write(STREAM_END, ident, etf.Encoder(None).encode(end))
+
+    def close_stream(self, stream):
+        """Closes the generator here, on the main thread (its finally runs),
+        and lets go of its env."""
+        with self.lock:
+            self.streams.pop(stream.ident, None)
+        iterator, stream.iterator = stream.iterator, None
+        if iterator is None:
+            return
+        with self.lock:
+            self.active.append(stream.ident)
+        self.callers.append((stream.ident, stream.caller))
+        outer_user_code = self.in_user_code
+        self.in_user_code = False
+        try:
+            try:
+                self.enter_user_code()
+                if stream.is_async:
+                    if self.async_steps is None:
+                        self.async_steps = AsyncSteps()
+                    self.async_steps.close(iterator)
+                else:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+            finally:
+                self.in_user_code = False
+        except BaseException:  # noqa: B902 - the stream has ended: its clean-up's errors stay here
+            pass
+        finally:
+            self.callers.pop()
+            with self.lock:
+                self.active.pop()
+                if self.interrupt_target == stream.ident:
+                    self.interrupt_target = None
+            self.in_user_code = outer_user_code
+        del iterator
+        self.flush_output()
+        self.output_spent.pop(stream.ident, None)
+        left = self.env_streams.get(stream.env_id, 1) - 1
+        if left:
+            self.env_streams[stream.env_id] = left
+        else:
+            self.env_streams.pop(stream.env_id, None)
+            ns = self.dropped_envs.pop(stream.env_id, None)
+            if ns is not None:
+                _empty_namespace(ns)
 
     # -- the operations -----------------------------------------------------
 
@@ -567,30 +883,51 @@ def _unwrap(obj):
     return obj
 
 
-class _Output:
+class _Output(io.TextIOBase):
     """sys.stdout / sys.stderr: text printed while serving a request goes to
-    that request's caller; text from elsewhere to the VM's standard error."""
+    that request's caller; text from elsewhere to the VM's standard error.
+    Line-buffered, as a terminal's stdout is: a line goes out whole, and
+    whatever is pending goes out before any other frame the worker writes
+    (an answer, an erlang.call), so it stays ahead of them."""
 
     def __init__(self, worker, stream, fallback):
+        io.TextIOBase.__init__(self)
         self.worker = worker
         self.stream = Atom(stream)
         self.fallback = fallback
-        self.encoding = "utf-8"
-        self.errors = "surrogateescape"
+        self.pending = []
+        self.pending_ident = None
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "backslashreplace"
 
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError("write() argument must be str, not %s" % type(text).__name__)
         ident, _ = self.worker.caller()
         if ident is None:
-            os.write(self.fallback, text.encode("utf-8", "surrogateescape"))
-        elif text:
-            payload = etf.Encoder(self.worker.handle).encode((self.stream, text))
-            self.worker.write(OUTPUT, ident, payload)
+            os.write(self.fallback, text.encode("utf-8", "backslashreplace"))
+            return len(text)
+        if text:
+            if self.pending_ident != ident:
+                self.flush()
+            self.worker.flush_output(self)  # the other stream's text first
+            self.pending_ident = ident
+            self.pending.append(text)
+            if "\n" in text:
+                self.flush()
         return len(text)
 
     def flush(self):
-        pass
+        if self.pending:
+            text, ident = "".join(self.pending), self.pending_ident
+            self.pending, self.pending_ident = [], None
+            self.worker.output(ident, self.stream, text)
 
     def isatty(self):
         return False
@@ -653,6 +990,7 @@ def main():
     worker = Worker(fd_in, fd_out)
     sys.stdout = _Output(worker, "stdout", 2)
     sys.stderr = _Output(worker, "stderr", 2)
+    worker.outputs = [sys.stdout, sys.stderr]
     sys.modules["erlang"] = _erlang_module(worker)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     signal.signal(signal.SIGUSR1, worker.on_signal)
