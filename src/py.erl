@@ -336,7 +336,7 @@ interrupt(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:on_node(node(Ctx), py, {interrupt, [Ctx]});
 interrupt(Ctx) ->
     case py_context_registry:lookup(Ctx) of
-        {ok, {py_isolated, _, _, _} = CtxRef} -> py_isolated_call:interrupt(CtxRef);
+        {ok, {py_isolated, _, _, _, _} = CtxRef} -> py_isolated_call:interrupt(CtxRef);
         {ok, CtxRef} -> py_nif:context_interrupt(CtxRef);
         error -> {error, context_not_running}
     end.

@@ -102,7 +102,7 @@ create_local_env(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:call(Ctx, {create_local_env, [Ctx]});
 create_local_env(Ctx) ->
     case py_context_registry:lookup(Ctx) of
-        {ok, {py_isolated, _, _, _} = Ref} -> py_isolated_call:env_new(Ref);
+        {ok, {py_isolated, _, _, _, _} = Ref} -> py_isolated_call:env_new(Ref);
         {ok, Ref} -> py_nif:env_new(Ref);
         error -> {error, context_not_running}
     end.
@@ -116,7 +116,7 @@ info(Ctx) when is_pid(Ctx), node(Ctx) =/= node() ->
     py_remote:on_node(node(Ctx), ?MODULE, {info, [Ctx]});
 info(Ctx) ->
     case py_context_registry:lookup(Ctx) of
-        {ok, {py_isolated, _, _, _} = Ref} -> py_isolated_call:info(Ref);
+        {ok, {py_isolated, _, _, _, _} = Ref} -> py_isolated_call:info(Ref);
         {ok, Ref} -> {ok, py_nif:context_info(Ref)};
         error -> {error, context_not_running}
     end.

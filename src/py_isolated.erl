@@ -19,6 +19,12 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -record(state, {id :: term(),
+                pool = false :: boolean(),  % a slot of the application's pool
+                %% requests sent and not answered (1), calls refused (2): see
+                %% py_isolated_call:admitted/3
+                load :: atomics:atomics_ref() | undefined,
+                max_queue = 1 :: pos_integer(),
+                queue_peak = 0 :: non_neg_integer(),
                 marker :: reference() | undefined,  % of handles in answers
                 port :: port() | undefined,  % undefined once the worker is gone
                 os_pid :: non_neg_integer() | undefined,
@@ -67,6 +73,20 @@ init_it(Parent, Id, Opts) ->
     process_flag(trap_exit, true),
     %% Handles in answers are {Marker, Id}: a ref no one else has.
     Marker = make_ref(),
+    case max_queue(Opts) of
+        {ok, MaxQueue} -> start(Parent, Id, Opts, Marker, MaxQueue);
+        {error, Reason} -> proc_lib:init_ack(Parent, {error, Reason}), exit(normal)
+    end.
+
+%% As in-process: the option, else the app env, else 100000.
+max_queue(Opts) ->
+    case maps:get(max_queue, Opts, application:get_env(erlang_python, max_queue, 100000)) of
+        N when is_integer(N), N > 0 -> {ok, N};
+        _ -> {error, {badarg, options}}
+    end.
+
+start(Parent, Id, Opts, Marker, MaxQueue) ->
+    Load = atomics:new(2, [{signed, true}]),
     case start_worker(Opts, Marker) of
         {ok, Port, Info} ->
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
@@ -74,9 +94,10 @@ init_it(Parent, Id, Opts) ->
                        true -> Id;
                        false -> undefined
                    end,
-            case py_context_registry:register({py_isolated, self(), Port, Marker}, isolated, Slot) of
+            case py_context_registry:register({py_isolated, self(), Port, Marker, {Load, MaxQueue}}, isolated, Slot) of
                 ok ->
-                    State = #state{id = Id, port = Port, os_pid = OsPid, info = Info, marker = Marker},
+                    State = #state{id = Id, port = Port, os_pid = OsPid, info = Info, marker = Marker,
+                                   pool = Slot =/= undefined, load = Load, max_queue = MaxQueue},
                     Deadline = erlang:monotonic_time(millisecond) + maps:get(start_timeout, Opts, 60000),
                     case import_all(maps:get(imports, Opts, []), Deadline, State) of
                         ok ->
@@ -287,9 +308,16 @@ handle_call(info, From, #state{port = Port, infos = Infos} = State) ->
     Id = erlang:unique_integer([positive]),
     port_command(Port, <<?TO_INFO, Id:64>>),
     {noreply, State#state{infos = Infos#{Id => From}}};
-handle_call({py_isolated_stream_start, Owner, Window, Parent, Frame}, _From, #state{port = Port} = State) ->
-    {Reply, Streams} = py_isolated_stream:started({Owner, Window, Parent, Frame}, Port, self(), State#state.streams),
-    {reply, Reply, State#state{streams = Streams}};
+handle_call({py_isolated_stream_start, Owner, Window, Parent, Frame}, _From, #state{port = Port, load = Load} = State) ->
+    %% a stream is refused as a call is (see py_isolated_call:admitted/3)
+    case Parent =:= 0 andalso atomics:get(Load, 1) > State#state.max_queue of
+        true ->
+            atomics:add(Load, 2, 1),
+            {reply, {error, overloaded}, State};
+        false ->
+            {Reply, Streams} = py_isolated_stream:started({Owner, Window, Parent, Frame}, Port, self(), State#state.streams),
+            {reply, Reply, State#state{streams = Streams}}
+    end;
 handle_call({py_isolated_stream_cancel, Id}, _From, #state{port = Port} = State) ->
     {reply, ok, State#state{streams = py_isolated_stream:cancelled(Id, Port, State#state.streams)}};
 handle_call(_Request, _From, State) ->
@@ -303,12 +331,12 @@ handle_cast(_Msg, State) ->
 %% @private
 -spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_info({py_isolated_request, Id, Alias}, #state{inflight = Inflight} = State) ->
-    {noreply, State#state{inflight = Inflight#{Id => Alias}}};
+    {noreply, peak(State#state{inflight = Inflight#{Id => Alias}})};
 handle_info({py_isolated_request, Id, Waiter, For}, #state{inflight = Inflight} = State) ->
-    {noreply, State#state{inflight = Inflight#{Id => {Waiter, For, false}}}};
+    {noreply, peak(State#state{inflight = Inflight#{Id => {Waiter, For, false}}})};
 handle_info({Port, {data, <<Kind, Id:64, Payload/binary>>}}, #state{port = Port} = State)
   when Kind =:= ?K_RESULT; Kind =:= ?K_FAILURE; Kind =:= ?K_RESULT_WITH_HANDLES ->
-    case maps:take(Id, State#state.inflight) of
+    case taken(Id, State) of
         {{Waiter, For, true}, Inflight} ->
             %% behind the text py_relay has still to write for that process
             Answer = {Waiter, kind(Kind), Payload},
@@ -343,6 +371,9 @@ handle_info({Port, {data, <<?K_INFO, Id:64, Payload/binary>>}}, #state{port = Po
             Queued = max(0, map_size(Inflight) - case Busy of true -> 1; false -> 0 end),
             gen_server:reply(From, {ok, Counts#{mode => isolated, running => true,
                                                 queue_length => Queued, requests => Served,
+                                                queue_peak => State#state.queue_peak,
+                                                max_queue => State#state.max_queue,
+                                                refused => atomics:get(State#state.load, 2),
                                                 python => Python, launcher_os_pid => OsPid}}),
             {noreply, State#state{infos = Rest}};
         error ->
@@ -451,8 +482,8 @@ handle_info({Port, {data, <<131, _/binary>> = Raw}}, #state{port = Port} = State
         {py_worker_exit, Why} -> {noreply, State#state{exit_why = Why}};
         _ -> {noreply, State}
     end;
-handle_info({py_isolated_cancel, Id}, #state{port = Port, inflight = Inflight} = State) ->
-    case maps:take(Id, Inflight) of
+handle_info({py_isolated_cancel, Id}, #state{port = Port} = State) ->
+    case taken(Id, State) of
         {_Alias, Rest} ->
             port_command(Port, <<?TO_CANCEL, Id:64>>),
             {noreply, State#state{inflight = Rest}};
@@ -470,11 +501,40 @@ handle_info({Port, {exit_status, Status}}, #state{port = Port, exit_why = Why} =
                  undefined -> {exit_status, Status};
                  _ -> Why
              end,
-    {stop, {context_crashed, Reason}, State#state{port = undefined}};
+    crashed({context_crashed, Reason}, State#state{port = undefined});
 handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
-    {stop, {context_crashed, {port_closed, Reason}}, State#state{port = undefined}};
+    crashed({context_crashed, {port_closed, Reason}}, State#state{port = undefined});
 handle_info(_Msg, State) ->
     {noreply, State}.
+
+%% The worker died: the context exits with `Reason', and the crash is
+%% reported once. A pool's supervisor reports it (and restarts the
+%% context); a context started by anyone else reports it here. gen_server's
+%% own report would be a second one, so the process does terminate's work
+%% and then ends by an exit signal to itself, which gen_server never sees.
+-spec crashed(term(), #state{}) -> no_return().
+crashed(Reason, #state{id = Id, pool = Pool} = State) ->
+    _ = case Pool of
+            true -> ok;
+            false -> logger:error("erlang_python: isolated context ~0p crashed: ~0p", [Id, Reason],
+                                  #{domain => [erlang_python]})
+        end,
+    ok = terminate(Reason, State),
+    process_flag(trap_exit, false),
+    exit(self(), Reason),
+    receive after infinity -> ok end.
+
+%% Request Id's entry, taken out of those not yet answered.
+taken(Id, #state{inflight = Inflight, load = Load}) ->
+    case maps:take(Id, Inflight) of
+        {_, _} = Taken -> atomics:sub(Load, 1, 1), Taken;
+        error -> error
+    end.
+
+%% The longest the queue has been: those not yet answered, less the one the
+%% worker runs.
+peak(#state{inflight = Inflight, queue_peak = Peak} = State) ->
+    State#state{queue_peak = max(Peak, map_size(Inflight) - 1)}.
 
 kind(?K_RESULT) -> result;
 kind(?K_RESULT_WITH_HANDLES) -> result_with_handles;

@@ -22,10 +22,13 @@
 
 -export_type([env/0, ctx_ref/0]).
 
--record(py_isolated_env, {ctx :: pid(), port :: port(), id :: pos_integer(), token :: reference()}).
+-record(py_isolated_env, {ctx :: pid(), port :: port(), id :: pos_integer(), token :: reference(), load :: load()}).
 
 -opaque env() :: #py_isolated_env{}.
--type ctx_ref() :: {py_isolated, pid(), port(), reference()}.
+-type ctx_ref() :: {py_isolated, pid(), port(), reference(), load()}.
+%% Requests sent and not answered, and calls refused, counted by callers
+%% and the context (py_isolated) alike; with the context's max_queue.
+-type load() :: {atomics:atomics_ref(), pos_integer()}.
 -type op() :: {exec, term()} | {eval, term(), term()} | {call | call_main, term(), term(), term(), term()}
             | {getattr, reference(), term()} | {call_method, reference(), term(), term(), term()}
             | {to_term, reference()}.
@@ -37,11 +40,11 @@
 
 %% @doc A new env on the isolated context `CtxRef' (its registry row).
 -spec env_new(ctx_ref()) -> {ok, env()} | {error, term()}.
-env_new({py_isolated, Ctx, Port, _Marker}) ->
+env_new({py_isolated, Ctx, Port, _Marker, Load}) ->
     Id = erlang:unique_integer([positive]),
     case py_nif:release_token(Ctx, {py_isolated_drop_env, Id}) of
         Token when is_reference(Token) ->
-            {ok, #py_isolated_env{ctx = Ctx, port = Port, id = Id, token = Token}};
+            {ok, #py_isolated_env{ctx = Ctx, port = Port, id = Id, token = Token, load = Load}};
         {error, _} = Error ->
             Error
     end.
@@ -56,8 +59,8 @@ is_env(Term) ->
 request(Env, Timeout, Op) ->
     request(Env, Timeout, Op, self()).
 
-request(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, token = Token}, Timeout, Op, Caller) ->
-    Result = submit(Ctx, Port, EnvId, Timeout, Op, Caller),
+request(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, token = Token, load = Load}, Timeout, Op, Caller) ->
+    Result = submit({Ctx, Port, Load}, EnvId, Timeout, Op, Caller),
     %% the env must outlive its request: the worker would otherwise be told
     %% to drop it while the request is still to run
     _ = erlang:phash2(Token),
@@ -77,7 +80,7 @@ spawn_call(Env, Op0) ->
 
 spawn_checked(Env, Op) ->
     Ref = py_nif:async_new(),
-    on_behalf(Env, Op, fun(Caller, Result) ->
+    Sent = on_behalf(Env, Op, fun(Caller, Result) ->
                       case {Result, get(py_last_traceback)} of
                           {{error, {_, _}}, Traceback} when is_binary(Traceback) ->
                               ok = py_nif:async_set_traceback(Ref, Traceback);
@@ -86,6 +89,10 @@ spawn_checked(Env, Op) ->
                       end,
                       Caller ! {py_response, Ref, Result}
               end),
+    _ = case Sent of
+            ok -> ok;
+            {error, _} = Refused -> self() ! {py_response, Ref, Refused}  % as the NIF: through await
+        end,
     Ref.
 
 %% @doc py:cast on an isolated context: made by a process of its own; a
@@ -116,33 +123,35 @@ cast_checked(Env, {_, Module, Function, _, _} = Op) ->
                           _ ->
                               ok
                       end
-              end),
-    ok.
+              end).
 
 %% The caller writes the request itself, so that its requests run in the
 %% order it made them, as the NIF queues them; a process of its own (with
 %% the caller's group leader, for what the request prints) waits for the
-%% answer and gives it to `Then(Caller, Result)'.
-on_behalf(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId} = Env, Op, Then) ->
+%% answer and gives it to `Then(Caller, Result)'. A request refused before
+%% it was sent (overloaded) is the caller's to answer.
+on_behalf(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, load = Load} = Env, Op, Then) ->
     Caller = self(),
     Leader = group_leader(),
     Waiter = spawn(fun() ->
                            group_leader(Leader, self()),
                            Mon = monitor(process, Ctx),
-                           Result = receive
-                                        {Caller, {ok, Id}} -> wait(Ctx, Port, self(), Mon, Id, infinity);
-                                        {Caller, {error, _} = Error} -> Error
-                                    end,
-                           %% the handles in Op outlive the request
-                           ?MODULE:keep(Op),
-                           Then(Caller, Result)
+                           receive
+                               {Caller, Id} ->
+                                   Result = wait(Ctx, Port, self(), Mon, Id, infinity),
+                                   %% the handles in Op outlive the request
+                                   ?MODULE:keep(Op),
+                                   Then(Caller, Result)
+                           end
                    end),
-    Waiter ! {Caller, send_request(Ctx, Port, EnvId, Op, Caller, {Waiter, Caller})},
+    Sent = send_request({Ctx, Port, Load}, EnvId, Op, Caller, {Waiter, Caller}),
     keep(Env),
-    ok;
-on_behalf(_Env, _Op, Then) ->
-    _ = Then(self(), {error, {badarg, env}}),
-    ok.
+    case Sent of
+        {ok, Id} -> Waiter ! {Caller, Id}, ok;
+        {error, _} = Error -> exit(Waiter, kill), Error
+    end;
+on_behalf(_Env, _Op, _Then) ->
+    {error, {badarg, env}}.
 
 %% @doc A stream's first request (py:stream_start/4 on an isolated context):
 %% `Op', a call, checked and encoded as {@link request/3} would send it, with
@@ -165,11 +174,11 @@ stream_request(_Env, _Op) ->
 %% @doc `Op' on the context `CtxRef' in `Env', or in the context's shared
 %% namespace for `undefined' (py_nif:context_exec/eval).
 -spec context_request(ctx_ref(), env() | undefined | term(), timeout(), op()) -> term().
-context_request({py_isolated, Ctx, Port, _}, undefined, Timeout, Op) ->
-    submit(Ctx, Port, 0, Timeout, Op, self());
-context_request({py_isolated, Ctx, _, _}, #py_isolated_env{ctx = Ctx} = Env, Timeout, Op) ->
+context_request({py_isolated, Ctx, Port, _, Load}, undefined, Timeout, Op) ->
+    submit({Ctx, Port, Load}, 0, Timeout, Op, self());
+context_request({py_isolated, Ctx, _, _, _}, #py_isolated_env{ctx = Ctx} = Env, Timeout, Op) ->
     request(Env, Timeout, Op);
-context_request({py_isolated, _, _, _}, _Env, _Timeout, _Op) ->
+context_request({py_isolated, _, _, _, _}, _Env, _Timeout, _Op) ->
     {error, env_wrong_interpreter}.
 
 %% @doc `Op' on the object behind an isolated context's handle, or
@@ -179,7 +188,7 @@ handle_request(Handle, Timeout, Op) ->
     case py_nif:release_token_info(Handle) of
         {Ctx, {py_isolated_drop, _}} ->
             case py_context_registry:lookup(Ctx) of
-                {ok, {py_isolated, Ctx, Port, _}} -> submit(Ctx, Port, 0, Timeout, Op, self());
+                {ok, {py_isolated, Ctx, Port, _, Load}} -> submit({Ctx, Port, Load}, 0, Timeout, Op, self());
                 _ -> {error, context_not_running}
             end;
         _ ->
@@ -197,14 +206,14 @@ is_handle(Term) ->
 
 %% @doc What the context is doing, as {@link py_context:info/1} says.
 -spec info(ctx_ref()) -> {ok, map()} | {error, term()}.
-info({py_isolated, Ctx, _, _}) ->
+info({py_isolated, Ctx, _, _, _}) ->
     try gen_server:call(Ctx, info, infinity)
     catch exit:_ -> {error, context_not_running}
     end.
 
 %% @doc Interrupts what the context runs (py:interrupt/1).
 -spec interrupt(ctx_ref()) -> ok | not_running | {error, context_not_running}.
-interrupt({py_isolated, Ctx, _, _}) ->
+interrupt({py_isolated, Ctx, _, _, _}) ->
     try gen_server:call(Ctx, interrupt, infinity)
     catch exit:_ -> {error, context_not_running}
     end.
@@ -218,9 +227,9 @@ keep(_) ->
 
 %% ---------------------------------------------------------------------------
 
-submit(Ctx, Port, EnvId, Timeout, Op0, Caller) ->
+submit(Target, EnvId, Timeout, Op0, Caller) ->
     case checked(Op0) of
-        {ok, Op} -> submit_checked(Ctx, Port, EnvId, Timeout, Op, Caller);
+        {ok, Op} -> submit_checked(Target, EnvId, Timeout, Op, Caller);
         {error, _} = Error -> Error
     end.
 
@@ -262,9 +271,9 @@ is_proper_list([]) -> true;
 is_proper_list([_ | T]) -> is_proper_list(T);
 is_proper_list(_) -> false.
 
-submit_checked(Ctx, Port, EnvId, Timeout, Op, Caller) ->
+submit_checked({Ctx, Port, _} = Target, EnvId, Timeout, Op, Caller) ->
     Alias = monitor(process, Ctx, [{alias, demonitor}]),
-    case send_request(Ctx, Port, EnvId, Op, Caller, Alias) of
+    case send_request(Target, EnvId, Op, Caller, Alias) of
         {ok, Id} ->
             Result = wait(Ctx, Port, Alias, Alias, Id, deadline(Timeout)),
             %% the handles in Op must outlive the request: were they
@@ -280,21 +289,38 @@ submit_checked(Ctx, Port, EnvId, Timeout, Op, Caller) ->
 %% or `{Waiter, For}': to the process Waiter, which waits for it on behalf
 %% of For, whose group leader py_relay writes its output at. The answer is
 %% `{To or Waiter, Kind, Binary}'.
-send_request(Ctx, Port, EnvId, Op, Caller, To) ->
+send_request({Ctx, Port, Load}, EnvId, Op, Caller, To) ->
     case py_nif:encode_request({EnvId, Caller, Op}) of
         Frame when is_binary(Frame) ->
-            Id = erlang:unique_integer([positive]),
-            Ctx ! case To of
-                      {Waiter, For} -> {py_isolated_request, Id, Waiter, For};
-                      Alias -> {py_isolated_request, Id, Alias}
-                  end,
-            _ = (catch port_command(Port, [<<?TO_REQUEST, Id:64, (parent(Ctx)):64>>, Frame])),
-            %% (a port that has closed: the context is going, and its
-            %% monitor says why)
-            {ok, Id};
+            admitted(Load, parent(Ctx), fun() -> send_frame(Ctx, Port, Frame, To) end);
         {error, _} = Error ->
             Error
     end.
+
+%% Past the context's max_queue, a request is refused at once
+%% (`overloaded'), unless an Erlang function Python waits for makes it:
+%% refused, that call could never finish. One request may be running, so
+%% the bound is on requests sent and not answered, less one.
+admitted({Load, Max}, Parent, Send) ->
+    case atomics:add_get(Load, 1, 1) > Max + 1 andalso Parent =:= 0 of
+        true ->
+            atomics:sub(Load, 1, 1),
+            atomics:add(Load, 2, 1),
+            {error, overloaded};
+        false ->
+            Send()
+    end.
+
+send_frame(Ctx, Port, Frame, To) ->
+    Id = erlang:unique_integer([positive]),
+    Ctx ! case To of
+              {Waiter, For} -> {py_isolated_request, Id, Waiter, For};
+              Alias -> {py_isolated_request, Id, Alias}
+          end,
+    _ = (catch port_command(Port, [<<?TO_REQUEST, Id:64, (parent(Ctx)):64>>, Frame])),
+    %% (a port that has closed: the context is going, and its monitor says
+    %% why)
+    {ok, Id}.
 
 %% Made by an Erlang function Python called on Ctx: the erlang.call's id.
 %% The request runs now, nested in that call; other requests wait their turn.
@@ -413,7 +439,7 @@ flush_output(Alias) ->
 -spec with_handles(pid(), port(), term()) -> term().
 with_handles(Ctx, Port, Result) ->
     case py_context_registry:lookup(Ctx) of
-        {ok, {py_isolated, Ctx, Port, Marker}} ->
+        {ok, {py_isolated, Ctx, Port, Marker, _}} ->
             {Out, _} = replace(Result, Marker, Ctx, Port, #{}),
             Out;
         _ ->

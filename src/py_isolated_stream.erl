@@ -72,7 +72,7 @@ ack(Ref, Count) ->
     case stream_of(Ref) of
         {Ctx, Id} when is_integer(Count), Count >= 1 ->
             case py_context_registry:lookup(Ctx) of
-                {ok, {py_isolated, Ctx, Port, _}} ->
+                {ok, {py_isolated, Ctx, Port, _, _}} ->
                     _ = (catch port_command(Port, <<?TO_STREAM_ACK, Id:64, (min(Count, ?MAX_COUNT)):64>>)),
                     ok;
                 _ ->

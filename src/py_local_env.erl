@@ -50,7 +50,7 @@ new(Ctx, Envs0) ->
             {error, context_not_running}
     end.
 
-env_new({py_isolated, _, _, _} = CtxRef) -> py_isolated_call:env_new(CtxRef);
+env_new({py_isolated, _, _, _, _} = CtxRef) -> py_isolated_call:env_new(CtxRef);
 env_new(CtxRef) -> py_nif:env_new(CtxRef).
 
 forget(Ctx) ->

@@ -84,7 +84,7 @@ context_exec(CtxRef, Code, Env) ->
 context_exec(CtxRef, Code, Env, Opts) when is_reference(CtxRef), node(CtxRef) =/= node() ->
     %% a context on another node (spec §13): run there by this process's proxy
     py_remote:call_on(node(CtxRef), {context_exec, [CtxRef, Code, Env, Opts]});
-context_exec({py_isolated, _, _, _} = CtxRef, Code, Env, Opts) ->
+context_exec({py_isolated, _, _, _, _} = CtxRef, Code, Env, Opts) ->
     %% an isolated context (spec §11)
     on_isolated(CtxRef, Env, Opts, {exec, Code});
 context_exec(CtxRef, Code, Env, Opts) ->
@@ -105,7 +105,7 @@ context_eval(CtxRef, Expr, Locals, Env) ->
 -spec context_eval(ctx_ref(), binary(), map(), env_ref() | undefined, map()) -> {ok, term()} | {error, term()}.
 context_eval(CtxRef, Expr, Locals, Env, Opts) when is_reference(CtxRef), node(CtxRef) =/= node() ->
     py_remote:call_on(node(CtxRef), {context_eval, [CtxRef, Expr, Locals, Env, Opts]});
-context_eval({py_isolated, _, _, _} = CtxRef, Expr, Locals, Env, Opts) ->
+context_eval({py_isolated, _, _, _, _} = CtxRef, Expr, Locals, Env, Opts) ->
     on_isolated(CtxRef, Env, Opts, {eval, Expr, Locals});
 context_eval(CtxRef, Expr, Locals, Env, Opts) ->
     on_context(CtxRef, Env, Opts, fun(Ref, Tag) -> ctx_eval(Ref, Tag, Expr, Locals, Env) end).

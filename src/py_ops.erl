@@ -48,7 +48,7 @@ stream_start(Env, Owner, Window, Op) ->
 
 %% @doc What py:info() says of a context, by its registry row.
 -spec context_info(term()) -> map().
-context_info({py_isolated, _, _, _} = Ref) ->
+context_info({py_isolated, _, _, _, _} = Ref) ->
     case py_isolated_call:info(Ref) of
         {ok, Info} -> Info;
         {error, Why} -> #{mode => isolated, running => false, error => Why}

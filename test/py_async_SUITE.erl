@@ -24,9 +24,8 @@ groups() ->
              interrupt_caught_then_calls_work, async_generator_interrupted_while_awaiting,
              owner_exit_keeps_the_generators_globals],
     [{worker, [], Cases}, {subinterp, [], Cases}, {owngil, [], Cases},
-     %% isolated contexts have no queue limit yet; stream_failed_from_outside
-     %% drives the NIF's relay of in-process streams
-     {isolated, [], Cases -- [overload_refuses_at_once, stream_failed_from_outside]},
+     %% stream_failed_from_outside drives the NIF's relay of in-process streams
+     {isolated, [], Cases -- [stream_failed_from_outside]},
      {once, [], [parallel_in_order, parallel_first_error_cancels_rest, parallel_bad_input,
                  max_queue_option_and_app_env, stream_churn_10000_processes]}].
 

@@ -15,7 +15,7 @@
          churn_keeps_the_worker_flat/1, pool_of_isolated_contexts_restarts/1,
          ml_predictor_with_scikit_learn_on_debian_python/1,
          crash_mid_stream/1, killed_context_ends_its_streams/1, stream_items_that_are_handles/1,
-         stream_churn_10000_processes/1]).
+         stream_churn_10000_processes/1, crash_logged_once/1]).
 
 all() ->
     [{group, contexts}, {group, pool}].
@@ -29,7 +29,7 @@ groups() ->
        memory_limit_enforced, start_failures, python_too_old, killed_context_leaves_no_worker,
        killed_context_leaves_no_worker_holding_the_gil,
        churn_keeps_the_worker_flat, crash_mid_stream, killed_context_ends_its_streams,
-       stream_items_that_are_handles, stream_churn_10000_processes]},
+       stream_items_that_are_handles, stream_churn_10000_processes, crash_logged_once]},
      %% restarts the application with an isolated pool: last
      {pool, [], [pool_of_isolated_contexts_restarts, ml_predictor_with_scikit_learn_on_debian_python]}].
 
@@ -362,6 +362,8 @@ start_failures(_Config) ->
     {error, {venv_not_found, _}} = py_context:start_link(bad, isolated, #{venv => "/no/such/venv"}),
     {error, {badarg, memory_limit}} = py_context:start_link(bad, isolated, #{memory_limit => -1}),
     {error, {badarg, env}} = py_context:start_link(bad, isolated, #{env => [{<<"A=B">>, <<"c">>}]}),
+    {error, {badarg, options}} = py_context:start_link(bad, isolated, #{max_queue => 0}),
+    {error, {badarg, options}} = py_context:start_link(bad, isolated, #{max_queue => lots}),
     %% not a Python at all
     {error, {worker_start_failed, _}} = py_context:start_link(bad, isolated, #{python => "/bin/false"}),
     ok.
@@ -541,6 +543,7 @@ pool_of_isolated_contexts_restarts(_Config) ->
     with_isolated_pool(2, #{}, fun() ->
         Ctx = py:context(1),
         {ok, #{mode := isolated}} = py_context:info(Ctx),
+        ok = py_test_util:capture_logs(iso_pool_crash, fun(_) -> true end),
         {error, {context_crashed, {exit_status, 5}}} = py:exec(Ctx, <<"import os\nos._exit(5)">>),
         %% the supervisor starts it again, and the other carries on
         {ok, 2} = py:eval(py:context(2), <<"1 + 1">>),
@@ -551,8 +554,41 @@ pool_of_isolated_contexts_restarts(_Config) ->
                                                end
                                        end),
         {ok, 4.0} = py:call(py:context(1), math, sqrt, [16]),
-        {ok, 3} = py:eval(<<"1 + 2">>)
+        {ok, 3} = py:eval(<<"1 + 2">>),
+        %% reported once, by the supervisor that restarted it
+        ok = logger:remove_handler(iso_pool_crash),
+        [_] = crash_reports({exit_status, 5})
     end).
+
+%% The log events captured that report a crash of reason Why.
+crash_reports(Why) ->
+    receive
+        {logged, _Level, Text, _Meta} ->
+            Mentions = binary:match(Text, <<"context_crashed">>) =/= nomatch andalso
+                binary:match(Text, iolist_to_binary(io_lib:format("~0p", [Why]))) =/= nomatch,
+            case Mentions of
+                true -> [Text | crash_reports(Why)];
+                false -> crash_reports(Why)
+            end
+    after 0 ->
+        []
+    end.
+
+%% A context no supervisor watches reports its own crash, once.
+crash_logged_once(Config) ->
+    ok = py_test_util:capture_logs(iso_crash, fun(_) -> true end),
+    try
+        Ctx = start(?config(case_name, Config)),
+        MRef = monitor(process, Ctx),
+        {error, {context_crashed, {exit_status, 9}}} = py:exec(Ctx, <<"import os\nos._exit(9)">>),
+        receive {'DOWN', MRef, process, Ctx, {context_crashed, {exit_status, 9}}} -> ok
+        after ?PATIENCE -> ct:fail(context_still_up)
+        end,
+        [Text] = crash_reports({exit_status, 9}),
+        ct:log("~ts", [Text])
+    after
+        logger:remove_handler(iso_crash)
+    end.
 
 %% The seed's ml_predictor, unchanged, on an isolated pool running Debian's
 %% Python with its scikit-learn, whatever Python the NIF runs.
