@@ -56,16 +56,13 @@ is_env(Term) ->
 
 %% @doc Runs `Op' in `Env' and waits up to `Timeout' for the answer.
 -spec request(env(), timeout(), op()) -> term().
-request(Env, Timeout, Op) ->
-    request(Env, Timeout, Op, self()).
-
-request(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, token = Token, load = Load}, Timeout, Op, Caller) ->
-    Result = submit({Ctx, Port, Load}, EnvId, Timeout, Op, Caller),
+request(#py_isolated_env{ctx = Ctx, port = Port, id = EnvId, token = Token, load = Load}, Timeout, Op) ->
+    Result = submit({Ctx, Port, Load}, EnvId, Timeout, Op),
     %% the env must outlive its request: the worker would otherwise be told
     %% to drop it while the request is still to run
     _ = erlang:phash2(Token),
     Result;
-request(_Env, _Timeout, _Op, _Caller) ->
+request(_Env, _Timeout, _Op) ->
     {error, {badarg, env}}.
 
 %% @doc py:spawn_call on an isolated context: a process of its own makes
@@ -175,7 +172,7 @@ stream_request(_Env, _Op) ->
 %% namespace for `undefined' (py_nif:context_exec/eval).
 -spec context_request(ctx_ref(), env() | undefined | term(), timeout(), op()) -> term().
 context_request({py_isolated, Ctx, Port, _, Load}, undefined, Timeout, Op) ->
-    submit({Ctx, Port, Load}, 0, Timeout, Op, self());
+    submit({Ctx, Port, Load}, 0, Timeout, Op);
 context_request({py_isolated, Ctx, _, _, _}, #py_isolated_env{ctx = Ctx} = Env, Timeout, Op) ->
     request(Env, Timeout, Op);
 context_request({py_isolated, _, _, _, _}, _Env, _Timeout, _Op) ->
@@ -188,7 +185,7 @@ handle_request(Handle, Timeout, Op) ->
     case py_nif:release_token_info(Handle) of
         {Ctx, {py_isolated_drop, _}} ->
             case py_context_registry:lookup(Ctx) of
-                {ok, {py_isolated, Ctx, Port, _, Load}} -> submit({Ctx, Port, Load}, 0, Timeout, Op, self());
+                {ok, {py_isolated, Ctx, Port, _, Load}} -> submit({Ctx, Port, Load}, 0, Timeout, Op);
                 _ -> {error, context_not_running}
             end;
         _ ->
@@ -227,9 +224,9 @@ keep(_) ->
 
 %% ---------------------------------------------------------------------------
 
-submit(Target, EnvId, Timeout, Op0, Caller) ->
+submit(Target, EnvId, Timeout, Op0) ->
     case checked(Op0) of
-        {ok, Op} -> submit_checked(Target, EnvId, Timeout, Op, Caller);
+        {ok, Op} -> submit_checked(Target, EnvId, Timeout, Op);
         {error, _} = Error -> Error
     end.
 
@@ -271,9 +268,9 @@ is_proper_list([]) -> true;
 is_proper_list([_ | T]) -> is_proper_list(T);
 is_proper_list(_) -> false.
 
-submit_checked({Ctx, Port, _} = Target, EnvId, Timeout, Op, Caller) ->
+submit_checked({Ctx, Port, _} = Target, EnvId, Timeout, Op) ->
     Alias = monitor(process, Ctx, [{alias, demonitor}]),
-    case send_request(Target, EnvId, Op, Caller, Alias) of
+    case send_request(Target, EnvId, Op, self(), Alias) of
         {ok, Id} ->
             Result = wait(Ctx, Port, Alias, Alias, Id, deadline(Timeout)),
             %% the handles in Op must outlive the request: were they

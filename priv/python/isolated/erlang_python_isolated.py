@@ -1,48 +1,7 @@
 """erlang_python's isolated worker (spec §11): an isolated context's Python.
 
 It talks to its context process (src/py_isolated.erl) over the port's pipe,
-{packet, 4} frames on the fds it was started with. Frames from the VM are
-<<Kind:8, Id:64, Payload/binary>>:
-
-  1 request   Payload = <<Parent:64, term_to_binary({EnvId, Caller, Op})>>;
-              Parent: the erlang.call whose Erlang function makes this
-              request (0: none)
-  2 cancel    the request Id: dropped if queued, interrupted if running
-  3 drop_env  EnvId = Id: the env's namespace is released
-  4 drop      the handle Id is released
-  5 interrupt whatever runs now (py:interrupt/1), answered by an interrupted
-              frame Id: whether something ran
-  6 reply     to erlang.call Id: Payload = term_to_binary(Result)
-  7 bind      handle Id is the VM's reference Payload = term_to_binary(Ref)
-  8 info      answered with an info frame Id, by the reader thread: a busy
-              main thread does not hold it up
-  9 stream    start stream Id: Payload = <<Parent:64, Window:64,
-              term_to_binary({EnvId, Caller, Op})>>, Op a call; Window 0:
-              none. It starts in its turn, as a request.
- 10 ack       stream Id: Payload = <<N:64>>, N more items may be sent
- 11 close     stream Id: its generator is closed, nothing more is sent
-
-Frames to the VM are <<Kind:8, Id:64, Payload/binary>> too:
-
-  0 hello     Payload = {hello, Info}
-  1 result    Payload = the answer term
-  2 failure   Payload = {{error, {Type, Message}}, Traceback}
-  3 output    Payload = {Stream, Text}, printed while serving request Id
-  4 send      Payload = {Pid, Term}, from erlang.send (Id: its id, answered
-              by a reply frame: whether the process was there)
-  5 call      Payload = {Name, Args, Caller}, from erlang.call (Id: its id)
-  6 log       Payload = {Level, Logger, Message, Path, Line, Function, Caller}
-  7 result    as 1, holding handles: {Marker, HandleId} tuples
-  8 info      Payload = #{envs => N, handles => N, busy => Bool}, for info
-              request Id
-  9 send      as 4, holding handles
- 10 call      as 5, holding handles
- 11 cancel    erlang.call Id: the Python code waiting for it was stopped
- 12 interrupted  Payload = true | false, for interrupt request Id
- 13 item      of stream Id: Payload = the item
- 14 item      as 13, holding handles
- 15 end       of stream Id: Payload = done | {error, Reason}
- 16 failed    stream Id raised: Payload as in 2
+{packet, 4} frames on the fds it was started with (erlang_python_frames.py).
 
 Requests run one at a time on the main thread, as on a context thread, and
 streams are stepped between them (erlang_python_stream.py). A
@@ -56,13 +15,13 @@ an answer. One that comes while the worker's own code runs waits for the
 user code to resume.
 """
 import collections
+import contextlib
 import io
 import itertools
 import logging
 import os
 import queue
 import signal
-import struct
 import sys
 import threading
 import traceback
@@ -70,19 +29,12 @@ import types
 
 import erlang_python_etf as etf
 from erlang_python_etf import Atom, ConversionError, Pid, Ref
-from erlang_python_stream import AsyncSteps, Stream, iterator_of
+from erlang_python_frames import (BIND, CALL, CALL_CANCEL, CALL_WITH_HANDLES, CANCEL, DROP, DROP_ENV, FAILURE, HEADER,
+                                  HELLO, INFO, INFO_REPLY, INTERRUPT, INTERRUPTED, LENGTH, LOG, OUTPUT, PARENT, REPLY,
+                                  REQUEST, RESULT, RESULT_WITH_HANDLES, SEND, SEND_WITH_HANDLES, STREAM_ACK,
+                                  STREAM_CANCEL, STREAM_START, Interrupted)
+from erlang_python_stream import StreamServing
 
-_header = struct.Struct(">BQ")
-_len = struct.Struct(">I")
-_parent = struct.Struct(">Q")
-_stream_start = struct.Struct(">QQ")
-
-REQUEST, CANCEL, DROP_ENV, DROP, INTERRUPT, REPLY, BIND, INFO = 1, 2, 3, 4, 5, 6, 7, 8
-HELLO, RESULT, FAILURE, OUTPUT, SEND, CALL, LOG, RESULT_WITH_HANDLES, INFO_REPLY = 0, 1, 2, 3, 4, 5, 6, 7, 8
-SEND_WITH_HANDLES, CALL_WITH_HANDLES, CALL_CANCEL, INTERRUPTED = 9, 10, 11, 12
-STREAM_START, STREAM_ACK, STREAM_CANCEL = 9, 10, 11
-STREAM_ITEM, STREAM_ITEM_WITH_HANDLES, STREAM_END, STREAM_FAILED = 13, 14, 15, 16
-ITEMS_PER_STEP = 64  # when nothing else waits for the main thread
 # What one request may print, as in-process: each write costs its bytes and
 # a message's worth more; past the bound the rest is dropped, with a note.
 OUTPUT_BOUND = 16 << 20
@@ -95,19 +47,13 @@ MAX_CALL_NESTING = 100  # erlang.call inside erlang.call inside ...
 _GONE = object()
 
 
-class Interrupted(BaseException):
-    """Raised inside Python code whose Erlang caller timed out, or that
-    py:interrupt/1 stopped. A BaseException, so `except Exception` does not
-    swallow it."""
-
-
 class Error(Exception):
     """A registered Erlang function failed. str() is the formatted Erlang
     reason; .kind is 'error', 'exit' or 'throw'; .reason the reason itself
     (None if it has no Python form)."""
 
 
-class Worker:
+class Worker(StreamServing):
     def __init__(self, fd_in, fd_out):
         self.fd_in = fd_in
         self.fd_out = fd_out
@@ -149,8 +95,8 @@ class Worker:
     def write(self, kind, ident, payload):
         if kind != OUTPUT and threading.get_ident() == self.main_ident:
             self.flush_output()  # what was printed comes before what follows it
-        frame = _header.pack(kind, ident) + payload
-        data = _len.pack(len(frame)) + frame
+        frame = HEADER.pack(kind, ident) + payload
+        data = LENGTH.pack(len(frame)) + frame
         # a frame is written whole: an interrupt waits until it is out
         user_code = threading.get_ident() == self.main_ident and self.in_user_code
         self.in_user_code = False if user_code else self.in_user_code
@@ -194,7 +140,7 @@ class Worker:
                     if not chunk:
                         return
                     buf += chunk
-                n = _len.unpack_from(buf)[0]
+                n = LENGTH.unpack_from(buf)[0]
                 while len(buf) < 4 + n:
                     chunk = os.read(self.fd_in, max(65536, 4 + n - len(buf)))
                     if not chunk:
@@ -209,7 +155,7 @@ class Worker:
 
     def take(self, frame):
         """A frame from the VM, on the reader thread."""
-        kind, ident = _header.unpack_from(frame)
+        kind, ident = HEADER.unpack_from(frame)
         if kind == REQUEST or kind == STREAM_START:
             with self.lock:
                 self.queued.add(ident)
@@ -218,7 +164,7 @@ class Worker:
             with self.lock:
                 stream = self.streams.get(ident)
                 if stream is not None:
-                    stream.acked(_parent.unpack_from(frame, _header.size)[0])
+                    stream.acked(PARENT.unpack_from(frame, HEADER.size)[0])
             self.inbox.put((_WAKE, ident, None))
         elif kind == STREAM_CANCEL:
             with self.lock:
@@ -248,7 +194,7 @@ class Worker:
                 if ident in self.abandoned:
                     self.abandoned.discard(ident)
                     return
-                self.replies[ident] = frame[_header.size:]
+                self.replies[ident] = frame[HEADER.size:]
                 self.replied.notify_all()
             self.inbox.put((_WAKE, ident, None))
         elif kind == INFO:
@@ -342,7 +288,7 @@ class Worker:
 
     def serve_one(self, kind, ident, frame):
         if kind == REQUEST or kind == STREAM_START:
-            parent = _parent.unpack_from(frame, _header.size)[0]
+            parent = PARENT.unpack_from(frame, HEADER.size)[0]
             if self.may_run(parent):
                 self.start(kind, ident, frame)
             else:
@@ -365,7 +311,7 @@ class Worker:
         elif kind == BIND:
             obj = self.handles.get(ident, _GONE)
             if obj is not _GONE:
-                ref = frame[_header.size + 1:]
+                ref = frame[HEADER.size + 1:]
                 self.refs[ident] = ref
                 self.bound[ref] = obj
 
@@ -404,7 +350,7 @@ class Worker:
     def outcome(self, ident, frame):
         """The answer to a request: a term, or the exception it raised."""
         try:
-            env_id, caller, op = etf.decode(frame[_header.size + _parent.size:], self.bound, -2)
+            env_id, caller, op = etf.decode(frame[HEADER.size + PARENT.size:], self.bound, -2)
         except ConversionError as e:
             return (Atom("error"), e.reason)
         except BaseException as e:  # noqa: B902 - every exception is an answer
@@ -472,217 +418,37 @@ class Worker:
             made.append(ident)
         return b"h\x02" + self.marker + etf._int(ident)
 
-    # -- streams --------------------------------------------------------------
+    # -- what streams share with requests (erlang_python_stream.py) ---------
 
-    def stream_start(self, ident, frame):
-        """Calls the streamed function and takes an iterator of what it
-        returns; its first step comes in its turn. A failure ends the stream
-        at once."""
+    @contextlib.contextmanager
+    def running(self, ident, caller):
+        """Runs request or stream `ident` for `caller` on the main thread:
+        interrupts and output go to it meanwhile; user code is entered
+        anew inside."""
         with self.lock:
-            self.queued.discard(ident)
-            if ident in self.cancelled:  # cancelled, or its owner gone, while it queued
-                self.cancelled.discard(ident)
-                return
             self.active.append(ident)
+        self.callers.append((ident, caller))
         outer_user_code = self.in_user_code
         self.in_user_code = False
-        stream = None
-        end = None
         try:
-            parent, window = _stream_start.unpack_from(frame, _header.size)
-            try:
-                env_id, caller, op = etf.decode(frame[_header.size + _stream_start.size:], self.bound, -2)
-                self.callers.append((ident, caller))
-            except ConversionError as e:
-                end = (Atom("error"), e.reason)
-            except BaseException as e:  # noqa: B902 - every exception ends the stream
-                end = e
-            else:
-                try:
-                    try:
-                        _, value = self.run(env_id, op)
-                        iterator, is_async = iterator_of(value)  # __iter__ is user code too
-                    finally:
-                        self.in_user_code = False
-                        self.callers.pop()
-                except Interrupted:
-                    end = (Atom("error"), Atom("interrupted"))
-                except ConversionError as e:
-                    end = (Atom("error"), e.reason)
-                except BaseException as e:  # noqa: B902 - every exception ends the stream
-                    end = e
-                else:
-                    stream = Stream(ident, caller, parent, window, env_id, iterator, is_async)
-                    self.env_streams[env_id] = self.env_streams.get(env_id, 0) + 1
+            yield
         finally:
+            self.callers.pop()
             with self.lock:
                 self.active.pop()
                 if self.interrupt_target == ident:
                     self.interrupt_target = None
-                cancelled = ident in self.cancelled
-                self.cancelled.discard(ident)
-                if stream is not None:
-                    stream.cancelled = cancelled
-                    self.streams[ident] = stream
             self.in_user_code = outer_user_code
-        if stream is None:
-            if not cancelled:
-                self.end_stream(ident, end)
-            return
-        self.make_ready(stream)
 
-    def make_ready(self, stream):
-        """Queues a step of `stream` if it may send, or must close."""
-        if stream.ready or stream.iterator is None:
-            return
-        with self.lock:
-            go = stream.cancelled or stream.may_send()
-        if go:
-            stream.ready = True
-            self.ready.append(stream)
-
-    def next_ready(self):
-        """The next stream to step now, or None. While the main thread
-        waits in erlang.call, only streams started by that call's Erlang
-        function are stepped, as requests are."""
-        for _ in range(len(self.ready)):
-            stream = self.ready.popleft()
-            if stream.running or not self.may_run(stream.parent):
-                self.ready.append(stream)
-                continue
-            stream.ready = False
-            return stream
-        return None
-
-    def step(self, stream):
-        """Sends the stream's next items: up to ITEMS_PER_STEP, one if
-        anything else waits, none past its window."""
-        if stream.cancelled:
-            self.close_stream(stream)
-            return
-        stream.running = True
-        with self.lock:
-            self.active.append(stream.ident)
-        self.callers.append((stream.ident, stream.caller))
-        outer_user_code = self.in_user_code
-        self.in_user_code = False
-        ended = False
-        try:
-            for n in range(ITEMS_PER_STEP):
-                with self.lock:
-                    if stream.cancelled or not stream.may_send():
-                        break
-                if n > 0 and (self.deferred or not self.inbox.empty()):
-                    break
-                end = None
-                try:
-                    try:
-                        self.enter_user_code()
-                        if stream.is_async:
-                            if self.async_steps is None:
-                                self.async_steps = AsyncSteps()
-                            item = self.async_steps.next(stream.iterator)
-                        else:
-                            item = next(stream.iterator)
-                    finally:
-                        self.in_user_code = False
-                except (StopIteration, StopAsyncIteration):
-                    end = Atom("done")
-                except Interrupted:
-                    end = (Atom("error"), Atom("interrupted"))
-                except BaseException as e:  # noqa: B902 - every exception ends the stream
-                    end = e
-                if end is None:
-                    end = self.send_item(stream, item)
-                    del item
-                if end is not None:
-                    self.end_stream(stream.ident, end)
-                    ended = True
-                    break
-                with self.lock:
-                    stream.sent()
-        finally:
-            self.callers.pop()
-            with self.lock:
-                self.active.pop()
-                if self.interrupt_target == stream.ident:
-                    self.interrupt_target = None
-            self.in_user_code = outer_user_code
-            stream.running = False
-        if ended or stream.cancelled:
-            self.close_stream(stream)
-        else:
-            self.make_ready(stream)
-
-    def send_item(self, stream, item):
-        """Writes one item; None, or how the stream ends when the item has
-        no Erlang form."""
-        made = []
-        encoder = etf.Encoder(lambda obj: self.handle(obj, made))
-        try:
-            payload = encoder.framed(encoder.encode(item, -1))
-        except BaseException as e:  # noqa: B902 - a __len__ or __hash__ of the item raised
-            for handle_id in made:
-                self.handles.pop(handle_id, None)
-            if isinstance(e, ConversionError):
-                return (Atom("error"), e.reason)
-            if isinstance(e, RecursionError):
-                return (Atom("error"), Atom("nesting_too_deep"))
-            return e
-        self.write(STREAM_ITEM_WITH_HANDLES if encoder.handles_made else STREAM_ITEM, stream.ident, payload)
-        return None
-
-    def end_stream(self, ident, end):
-        """done, (error, Reason), or the exception the stream raised."""
-        if isinstance(end, BaseException):
-            self.fail(ident, end, STREAM_FAILED)
-        else:
-            self.write(STREAM_END, ident, etf.Encoder(None).encode(end))
-
-    def close_stream(self, stream):
-        """Closes the generator here, on the main thread (its finally runs),
-        and lets go of its env."""
-        with self.lock:
-            self.streams.pop(stream.ident, None)
-        iterator, stream.iterator = stream.iterator, None
-        if iterator is None:
-            return
-        with self.lock:
-            self.active.append(stream.ident)
-        self.callers.append((stream.ident, stream.caller))
-        outer_user_code = self.in_user_code
-        self.in_user_code = False
-        try:
-            try:
-                self.enter_user_code()
-                if stream.is_async:
-                    if self.async_steps is None:
-                        self.async_steps = AsyncSteps()
-                    self.async_steps.close(iterator)
-                else:
-                    close = getattr(iterator, "close", None)
-                    if close is not None:
-                        close()
-            finally:
-                self.in_user_code = False
-        except BaseException:  # noqa: B902 - the stream has ended: its clean-up's errors stay here
-            pass
-        finally:
-            self.callers.pop()
-            with self.lock:
-                self.active.pop()
-                if self.interrupt_target == stream.ident:
-                    self.interrupt_target = None
-            self.in_user_code = outer_user_code
-        del iterator
-        self.flush_output()
-        self.output_spent.pop(stream.ident, None)
-        left = self.env_streams.get(stream.env_id, 1) - 1
+    def release_stream_env(self, env_id):
+        """A stream running in env `env_id` has closed: a namespace dropped
+        while it ran is emptied once no stream uses it."""
+        left = self.env_streams.get(env_id, 1) - 1
         if left:
-            self.env_streams[stream.env_id] = left
+            self.env_streams[env_id] = left
         else:
-            self.env_streams.pop(stream.env_id, None)
-            ns = self.dropped_envs.pop(stream.env_id, None)
+            self.env_streams.pop(env_id, None)
+            ns = self.dropped_envs.pop(env_id, None)
             if ns is not None:
                 _empty_namespace(ns)
 
@@ -1022,7 +788,7 @@ def _read_hello(fd):
             data += chunk
         return data
 
-    n = _len.unpack(exactly(4))[0]
+    n = LENGTH.unpack(exactly(4))[0]
     frame = exactly(n)
     node, marker = etf.decode(frame)
     return {"node": node.encode("utf-8") if isinstance(node, str) else node,
